@@ -1,0 +1,112 @@
+"""A torch.autograd.Function for the whole RNN whose backward is BPTT written by hand in torch operations."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .problem import Problem
+
+
+class RNNFunction(torch.autograd.Function):
+    """h = RNN(x, h0; W_ih, W_hh, b_ih, b_hh), all outputs (T, B, H); backward is hand-written BPTT."""
+
+    @staticmethod
+    def forward(ctx, x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity: str = "tanh", truncate: int = 0):
+        T = x.shape[0]
+        a = torch.matmul(x, W_ih.T) + b_ih + b_hh                  # (T, B, H), input part of all steps at once
+        hs = []
+        hprev = h0
+        for t in range(T):
+            at = a[t] + hprev @ W_hh.T                              # (B, H)
+            hprev = torch.tanh(at) if nonlinearity == "tanh" else torch.relu(at)
+            hs.append(hprev)
+        h = torch.stack(hs)                                         # (T, B, H)
+        fprime = 1 - h * h if nonlinearity == "tanh" else (h > 0).to(h.dtype)  # relu: h > 0 ⇔ a > 0
+        ctx.save_for_backward(x, h0, W_ih, W_hh, h, fprime)
+        ctx.truncate = truncate
+        return h
+
+    @staticmethod
+    def backward(ctx, dh_out):
+        x, h0, W_ih, W_hh, h, fprime = ctx.saved_tensors
+        K = ctx.truncate
+        T = x.shape[0]
+        d_pre = torch.empty_like(h)
+        carry = torch.zeros_like(h0)
+        dh0 = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            d_pre[t] = (dh_out[t] + carry) * fprime[t]             # dL/da_t
+            sent = d_pre[t] @ W_hh                                  # to h_{t-1}
+            if t == 0:
+                dh0 = sent
+            carry = torch.zeros_like(sent) if (K > 0 and t % K == 0) else sent
+        hprev = torch.cat([h0[None], h[:-1]])                       # (T, B, H)
+        d_preT = d_pre.transpose(1, 2)                              # (T, H, B)
+        dx = d_pre @ W_ih                                           # (T, B, I)
+        dW_ih = (d_preT @ x).sum(0)                                 # (H, I)
+        dW_hh = (d_preT @ hprev).sum(0)                             # (H, H)
+        db = d_pre.sum((0, 1))                                      # (H,)
+        return dx, dh0, dW_ih, dW_hh, db, db.clone(), None, None
+
+
+def rnn_function(p: Problem, requires_grad: bool = True) -> tuple[torch.Tensor, ...]:
+    """The problem's tensors (x, h0, W_ih, W_hh, b_ih, b_hh) as float64 leaves for RNNFunction."""
+    arrays = (p.x, p.h0, p.W_ih, p.W_hh, p.b_ih, p.b_hh)
+    return tuple(torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad) for a in arrays)
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """The hand-written torch operator's outputs and gradients, as numpy float64."""
+    h: np.ndarray
+    dx: np.ndarray
+    dh0: np.ndarray
+    dW_ih: np.ndarray
+    dW_hh: np.ndarray
+    db_ih: np.ndarray
+    db_hh: np.ndarray
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {"dW_ih": self.dW_ih, "dW_hh": self.dW_hh, "db_ih": self.db_ih, "db_hh": self.db_hh}
+
+
+def run_op(p: Problem) -> OpResult:
+    """Forward and backward through RNNFunction with the problem's upstream gradient."""
+    cfg = p.config
+    leaves = rnn_function(p)
+    h = RNNFunction.apply(*leaves, cfg.nonlinearity, cfg.truncate)
+    h.backward(torch.from_numpy(p.dh_out))
+    n = lambda t: t.detach().numpy().copy()  # noqa: E731
+    x, h0, W_ih, W_hh, b_ih, b_hh = leaves
+    return OpResult(n(h), n(x.grad), n(h0.grad), n(W_ih.grad), n(W_hh.grad), n(b_ih.grad), n(b_hh.grad))
+
+
+# gradcheck perturbs every input entry twice; above this many entries the fast (random-projection) mode is used
+GRADCHECK_FULL_LIMIT = 600
+
+
+@dataclass(frozen=True)
+class GradcheckResult:
+    passed: bool
+    fast_mode: bool
+    n_inputs: int
+    message: str
+
+
+def gradcheck_op(p: Problem) -> GradcheckResult:
+    """torch.autograd.gradcheck of RNNFunction at this problem's point (float64); never raises."""
+    cfg = p.config
+    leaves = rnn_function(p)
+    n_inputs = sum(t.numel() for t in leaves)
+    fast = n_inputs > GRADCHECK_FULL_LIMIT
+    fn = lambda *ts: RNNFunction.apply(*ts, cfg.nonlinearity, cfg.truncate)  # noqa: E731
+    try:
+        ok = torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-6, rtol=1e-5, fast_mode=fast)
+        msg = "gradcheck passed"
+    except Exception as err:  # gradcheck reports a mismatch by raising; we report it as a verdict
+        ok, msg = False, f"gradcheck failed: {str(err).splitlines()[0]}"
+    mode = "fast mode (random projections)" if fast else "full Jacobian"
+    return GradcheckResult(bool(ok), fast, n_inputs, f"{msg} ({mode}, {n_inputs:,} input entries)")

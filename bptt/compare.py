@@ -1,0 +1,98 @@
+"""Comparison of the engine (and the hand-written torch operator) with the autograd references."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .engine import FORWARD_QUANTITIES, STEP_QUANTITIES, Trace
+
+REL_TOL = 1e-10   # pass: max |impl - ref| <= REL_TOL * max |ref|
+COLUMNS = ["quantity", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "passed",
+           "nonfinite"]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How one array agrees with its reference."""
+    max_abs_err: float
+    max_rel_err: float   # max |impl - ref| / max |ref|  (norm-wise, so near-zero entries don't blow it up)
+    passed: bool
+    nonfinite: int       # entries that are inf or nan in either array
+
+
+def agreement(impl: np.ndarray, ref: np.ndarray, tol: float = REL_TOL) -> Agreement:
+    """Compare two arrays; non-finite entries pass only where both hold the same inf or nan."""
+    impl = np.asarray(impl, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    fin = np.isfinite(impl) & np.isfinite(ref)
+    nonfinite = int(fin.size - np.count_nonzero(fin))
+    same_nonfinite = True
+    if nonfinite:
+        i, r = impl[~fin], ref[~fin]
+        same_nonfinite = bool(np.all((i == r) | (np.isnan(i) & np.isnan(r))))
+    diff = np.abs(impl[fin] - ref[fin])
+    max_abs = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(ref[fin]).max()) if diff.size else 0.0
+    if max_abs == 0.0:
+        rel = 0.0
+    elif scale == 0.0 or not np.isfinite(scale):
+        rel = float("inf")
+    else:
+        rel = max_abs / scale
+    return Agreement(max_abs, rel, bool(same_nonfinite and rel <= tol), nonfinite)
+
+
+def _row(quantity: str, t: int | None, impl: str, ref: str, a: Agreement, tol: float) -> dict:
+    return dict(quantity=quantity, t=t, implementation=impl, reference=ref, max_abs_err=a.max_abs_err,
+                max_rel_err=a.max_rel_err, tol=tol, passed=a.passed, nonfinite=a.nonfinite)
+
+
+def per_step_rows(engine: Trace, unrolled: Trace, tol: float = REL_TOL) -> Iterable[dict]:
+    """Forward quantities for t = 0..T-1, then the backward ones in the order BPTT computes them (t = T-1..0)."""
+    T = engine.h.shape[0]
+    for t in range(T):
+        for q in FORWARD_QUANTITIES:
+            yield _row(q, t, "numpy engine", "unrolled autograd",
+                       agreement(getattr(engine, q)[t], getattr(unrolled, q)[t], tol), tol)
+    for t in range(T - 1, -1, -1):
+        for q in STEP_QUANTITIES:
+            yield _row(q, t, "numpy engine", "unrolled autograd",
+                       agreement(getattr(engine, q)[t], getattr(unrolled, q)[t], tol), tol)
+
+
+def whole_rows(impl_name: str, impl, ref_name: str, ref, tol: float = REL_TOL) -> Iterable[dict]:
+    """Outputs and final gradients of one implementation against one reference (t is empty)."""
+    for q in ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"):
+        a = getattr(impl, "gradients", {}).get(q) if q.startswith(("dW", "db")) else getattr(impl, q)
+        b = getattr(ref, "gradients", {}).get(q) if q.startswith(("dW", "db")) else getattr(ref, q)
+        yield _row(q, None, impl_name, ref_name, agreement(a, b, tol), tol)
+
+
+def comparison_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """One row per (quantity, timestep, implementation, reference); t is empty for whole-sequence rows."""
+    df = pd.DataFrame(list(rows), columns=COLUMNS)
+    df["t"] = df["t"].astype("Int64")
+    return df
+
+
+def first_divergence(table: pd.DataFrame) -> dict | None:
+    """The first per-step quantity, in the order BPTT computes them, where the engine disagrees with autograd."""
+    steps = table[table["t"].notna() & (table["implementation"] == "numpy engine")]
+    bad = steps[~steps["passed"]]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    return {"quantity": str(row["quantity"]), "t": int(row["t"])}
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One line per (quantity, implementation, reference): worst errors over all timesteps and whether all pass."""
+    g = table.groupby(["quantity", "implementation", "reference"], sort=False)
+    out = g.agg(max_abs_err=("max_abs_err", "max"), max_rel_err=("max_rel_err", "max"), tol=("tol", "first"),
+                passed=("passed", "all"), nonfinite=("nonfinite", "sum"), rows=("passed", "size"))
+    failed_t = table[~table["passed"]].groupby(["quantity", "implementation", "reference"], sort=False)["t"]
+    out["failing_steps"] = failed_t.apply(lambda s: int(s.notna().sum())).reindex(out.index).fillna(0).astype(int)
+    return out.reset_index()

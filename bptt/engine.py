@@ -1,0 +1,138 @@
+"""The NumPy engine: forward and hand-written BPTT for a vanilla RNN, recording every per-step quantity."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .config import RNNConfig
+from .problem import Problem
+
+# The per-step quantities of the backward pass, in the order one step computes them. Time-major, 0-based t.
+STEP_QUANTITIES = ("dh_next", "dh_total", "d_pre", "dx", "dh_prev",
+                   "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc")
+FORWARD_QUANTITIES = ("a", "h")
+GRADIENTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Every number of one forward and backward pass (engine or unrolled reference share this shape)."""
+    a: np.ndarray          # (T, B, H) pre-activation a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    h: np.ndarray          # (T, B, H) hidden state h_t = f(a_t)
+    dh_next: np.ndarray    # (T, B, H) gradient carried into h_t from step t+1 (0 at t = T-1 and where truncated)
+    dh_total: np.ndarray   # (T, B, H) dL/dh_t = dh_out[t] + dh_next[t]
+    d_pre: np.ndarray      # (T, B, H) dL/da_t = dh_total ⊙ f'(a_t)  ("d_tanh" for tanh, "d_relu" for relu)
+    dx: np.ndarray         # (T, B, I) dL/dx_t = d_pre[t] @ W_ih
+    dh_prev: np.ndarray    # (T, B, H) what step t sends to h_{t-1}: d_pre[t] @ W_hh (before any truncation cut)
+    dh0: np.ndarray        # (B, H) dL/dh0 = dh_prev[0]
+    dW_ih_step: np.ndarray  # (T, H, I) step t's contribution d_pre[t]ᵀ x_t
+    dW_hh_step: np.ndarray  # (T, H, H) step t's contribution d_pre[t]ᵀ h_{t-1}
+    db_ih_step: np.ndarray  # (T, H) step t's contribution: d_pre[t] summed over the batch
+    db_hh_step: np.ndarray  # (T, H) the same as db_ih_step
+    dW_ih_acc: np.ndarray  # (T, H, I) sum of the contributions of steps t..T-1; dW_ih_acc[0] is the full gradient
+    dW_hh_acc: np.ndarray  # (T, H, H)
+    db_ih_acc: np.ndarray  # (T, H)
+    db_hh_acc: np.ndarray  # (T, H)
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The full weight gradients dW_ih, dW_hh, db_ih, db_hh."""
+        return {"dW_ih": self.dW_ih_acc[0], "dW_hh": self.dW_hh_acc[0],
+                "db_ih": self.db_ih_acc[0], "db_hh": self.db_hh_acc[0]}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def carry_cut(t: int, truncate: int) -> bool:
+    """Whether truncated BPTT cuts the carry from step t to step t-1 (h_{t-1} is detached before step t)."""
+    return truncate > 0 and t > 0 and t % truncate == 0
+
+
+def reverse_cumsum(steps: np.ndarray) -> np.ndarray:
+    """acc[t] = steps[t] + steps[t+1] + ... + steps[T-1], along axis 0."""
+    return np.cumsum(steps[::-1], axis=0)[::-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# forward
+
+def forward(p: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """a, h: (T, B, H) each. The input projection of all timesteps is one matrix product before the loop."""
+    T, B, _ = p.x.shape
+    H = p.W_hh.shape[0]
+    a = (p.x.reshape(T * B, -1) @ p.W_ih.T).reshape(T, B, H)   # (T, B, H), the W_ih x_t part
+    a += p.b_ih + p.b_hh
+    h = np.empty_like(a)
+    W_hhT = np.ascontiguousarray(p.W_hh.T)
+    act = np.tanh if p.config.nonlinearity == "tanh" else _relu
+    hprev = p.h0
+    with np.errstate(all="ignore"):
+        for t in range(T):
+            a[t] += hprev @ W_hhT                               # (B, H)
+            act(a[t], out=h[t])
+            hprev = h[t]
+    return a, h
+
+
+def _relu(a: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return np.maximum(a, 0.0, out=out)
+
+
+def activation_derivative(config: RNNConfig, a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """f'(a_t): 1 - h_t² for tanh, [a_t > 0] for relu. (T, B, H)"""
+    if config.nonlinearity == "tanh":
+        return 1.0 - h * h
+    return (a > 0).astype(a.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# backward
+
+def run_engine(p: Problem) -> Trace:
+    """Forward, then BPTT by hand for t = T-1 ... 0; the recurrent loop holds only the H×H products."""
+    cfg = p.config
+    bug = cfg.bug
+    T, B, _ = p.x.shape
+    a, h = forward(p)
+    hprev = np.concatenate([p.h0[None], h[:-1]], axis=0)        # (T, B, H) h_{t-1}
+    with np.errstate(all="ignore"):
+        if bug == "no-activation-derivative":
+            fprime = None
+        elif bug == "derivative-of-pre-activation" and cfg.nonlinearity == "tanh":
+            fprime = 1.0 - a * a                                 # the bug: f' read at a_t, not from h_t
+        else:
+            fprime = activation_derivative(cfg, a, h)
+
+        W_carry = p.W_hh.T if bug == "carry-transposed" else p.W_hh   # the bug: d_pre @ W_hhᵀ
+        dh_next = np.zeros_like(h)
+        dh_total = np.empty_like(h)
+        d_pre = np.empty_like(h)
+        dh_prev = np.empty_like(h)
+        for t in range(T - 1, -1, -1):
+            if bug == "forget-carry":
+                dh_total[t] = p.dh_out[t]                        # the bug: dh_next[t] is dropped
+            else:
+                np.add(p.dh_out[t], dh_next[t], out=dh_total[t])
+            if fprime is None:
+                d_pre[t] = dh_total[t]
+            else:
+                np.multiply(dh_total[t], fprime[t], out=d_pre[t])
+            np.matmul(d_pre[t], W_carry, out=dh_prev[t])         # (B, H)
+            if t > 0 and not carry_cut(t, cfg.truncate):
+                dh_next[t - 1] = dh_prev[t]
+
+        # everything that does not feed the recurrence is one batched product after the loop
+        dx = (d_pre.reshape(T * B, -1) @ p.W_ih).reshape(p.x.shape)  # (T, B, I)
+        d_preT = d_pre.transpose(0, 2, 1)                            # (T, H, B)
+        dW_ih_step = np.matmul(d_preT, p.x)                          # (T, H, I)
+        dW_hh_step = np.matmul(d_preT, h if bug == "dWhh-uses-h_t" else hprev)  # (T, H, H)
+        db_step = d_pre.sum(axis=1)                                  # (T, H)
+        return Trace(
+            a=a, h=h, dh_next=dh_next, dh_total=dh_total, d_pre=d_pre, dx=dx, dh_prev=dh_prev,
+            dh0=dh_prev[0].copy(),
+            dW_ih_step=dW_ih_step, dW_hh_step=dW_hh_step, db_ih_step=db_step, db_hh_step=db_step,
+            dW_ih_acc=reverse_cumsum(dW_ih_step), dW_hh_acc=reverse_cumsum(dW_hh_step),
+            db_ih_acc=(db_acc := reverse_cumsum(db_step)), db_hh_acc=db_acc,
+        )
