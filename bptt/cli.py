@@ -1,0 +1,187 @@
+"""`python -m bptt`: verify the engine against autograd, or export a trace, from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import FIELDS, ConfigError, RNNConfig, parse_value
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump, no traceback
+        raise UsageError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RNNConfig field (--hidden-size, ...), parsed later so errors name the flag and its bounds."""
+    for name, field in FIELDS.items():
+        default = getattr(RNNConfig(), name)
+        metavar = "{" + ",".join(field.choices) + "}" if field.choices else name.upper()
+        parser.add_argument(_flag(name), dest=name, metavar=metavar, default=None,
+                            help=f"{field.help}; {field.allowed()} (default {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> RNNConfig:
+    """The RNNConfig the flags describe; UsageError naming the flag when a value or the combination is refused."""
+    values: dict[str, Any] = {}
+    for name in FIELDS:
+        raw = getattr(args, name)
+        if raw is None:
+            continue
+        try:
+            values[name] = parse_value(name, raw)
+        except ConfigError as err:
+            raise UsageError(f"{_flag(name)}: {err}") from None
+    try:
+        return RNNConfig(**values)
+    except ConfigError as err:
+        raise UsageError(f"{_flag(err.field)}: {err}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# verify
+
+def _fmt(v: float) -> str:
+    return f"{v:.2e}" if math.isfinite(v) else str(v)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .compare import summary
+    cfg = config_from_args(args)
+    an = analyze(cfg)
+    summ = summary(an.table)
+    if args.json:
+        print(json.dumps({
+            "config": cfg.to_dict(),
+            "passed": an.all_passed,
+            "worst_rel_err": an.worst_rel_err if math.isfinite(an.worst_rel_err) else str(an.worst_rel_err),
+            "first_divergence": an.first_divergence,
+            "nonfinite": int(an.table["nonfinite"].sum()),
+            "quantities": [
+                {k: (_json_num(v)) for k, v in row.items()} for row in summ.to_dict(orient="records")
+            ],
+        }, indent=2))
+    else:
+        print(f"BPTT Explorer verify: {_describe(cfg)}")
+        w = max(len(q) for q in summ["quantity"]) + 2
+        print(f"{'quantity':<{w}}{'implementation':<19}{'reference':<19}{'max abs err':>12}{'max rel err':>13}"
+              f"{'steps':>7}  result")
+        for row in summ.itertuples():
+            verdict = "ok" if row.passed else f"FAIL ({row.failing_steps} of {row.rows})"
+            if row.nonfinite:
+                verdict += f", {row.nonfinite} non-finite"
+            print(f"{row.quantity:<{w}}{row.implementation:<19}{row.reference:<19}{_fmt(row.max_abs_err):>12}"
+                  f"{_fmt(row.max_rel_err):>13}{row.rows:>7}  {verdict}")
+        if an.first_divergence:
+            fd = an.first_divergence
+            print(f"first divergence: {fd['quantity']} at t = {fd['t']} (0-based; t = {fd['t'] + 1} counting from 1)")
+        verdict = "everything agrees with PyTorch autograd" if an.all_passed else "MISMATCH against PyTorch autograd"
+        print(f"{verdict}: worst relative error {_fmt(an.worst_rel_err)} (tolerance {an.table['tol'].iloc[0]:g})")
+        if args.values:
+            _print_values(an)
+    return EXIT_OK if an.all_passed else EXIT_MISMATCH
+
+
+def _json_num(v: Any) -> Any:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else str(float(v))
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    return None if v is None or v is pd.NA else v
+
+
+def _describe(cfg: RNNConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
+
+
+def _print_values(an) -> None:
+    """The final values side by side, as the worked example printed them, to 6 decimals."""
+    np.set_printoptions(precision=6, suppress=True, linewidth=120)
+    rows = [("h", an.engine.h, an.torch_rnn.h), ("dx", an.engine.dx, an.torch_rnn.dx),
+            ("dh0", an.engine.dh0, an.torch_rnn.dh0),
+            *((k, v, an.torch_rnn.gradients[k]) for k, v in an.engine.gradients.items())]
+    for name, mine, ref in rows:
+        print(f"\n{name} (numpy engine)\n{mine}\n{name} (torch.nn.RNN)\n{ref}")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# export
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+    from .export import write_export
+    cfg = config_from_args(args)
+    if not args.output.lower().endswith((".npz", ".csv")):
+        raise UsageError(f"--output must end in .npz or .csv, got {args.output!r}")
+    an = analyze(cfg)
+    try:
+        path = write_export(an, args.output)
+    except OSError as err:
+        raise UsageError(f"--output: cannot write {args.output!r}: {err.strerror or err}") from None
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# entry point
+
+def _verify_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--values", action="store_true", help="also print the final values side by side")
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", "-o", required=True, help="where to write: a path ending in .npz or .csv")
+
+
+# name -> (help, add its own flags, run); every command also takes the config flags
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+COMMANDS["verify"] = ("check every per-step quantity against PyTorch autograd (exit 1 on a mismatch)",
+                      _verify_flags, cmd_verify)
+COMMANDS["export"] = ("write the trace to .npz or .csv", _export_flags, cmd_export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m bptt", description="BPTT Explorer: backpropagation through time, checked "
+                                                        "against PyTorch autograd.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_flags, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_config_flags(p)
+        add_flags(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see python -m bptt --help)")
+        return COMMANDS[args.command][2](args)
+    except UsageError as err:
+        print(f"python -m bptt: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
