@@ -1,0 +1,204 @@
+"""The app's one source of state: the canonical config and step in session_state, the URL, the sidebar, the cache."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ..analysis import Analysis, analyze
+from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
+
+CONFIG = "config"          # session_state key: the current RNNConfig
+STEP = "step"              # session_state key: the current step, 1..T
+NOTICES = "url_notices"    # session_state key: warnings from parsing the URL, shown until the config changes
+ERROR = "config_error"     # session_state key: the last refused sidebar change, shown once
+URL_KEYS = (*FIELDS, "step")
+WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical config is never a widget key
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# cached numerical work (keyed on the config's scalars, bounded)
+
+@st.cache_resource(max_entries=4, show_spinner="Running the engine and PyTorch for this configuration…")
+def _analysis(input_size: int, hidden_size: int, seq_len: int, batch_size: int, seed: int, nonlinearity: str,
+              upstream: str, hh_scale: float, truncate: int, bug: str) -> Analysis:
+    return analyze(RNNConfig(input_size, hidden_size, seq_len, batch_size, seed, nonlinearity, upstream, hh_scale,
+                             truncate, bug))
+
+
+def get_analysis(cfg: RNNConfig) -> Analysis:
+    """The (cached, read-only) Analysis of this config."""
+    return _analysis(**cfg.to_dict())
+
+
+@st.cache_resource(max_entries=4, show_spinner="Running torch.autograd.gradcheck…")
+def _gradcheck(input_size: int, hidden_size: int, seq_len: int, batch_size: int, seed: int, nonlinearity: str,
+               upstream: str, hh_scale: float, truncate: int, bug: str):
+    from ..autograd_op import gradcheck_op
+    cfg = RNNConfig(input_size, hidden_size, seq_len, batch_size, seed, nonlinearity, upstream, hh_scale, truncate,
+                    bug)
+    return gradcheck_op(get_analysis(cfg).problem)
+
+
+def get_gradcheck(cfg: RNNConfig):
+    """The (cached) gradcheck verdict of the hand-written torch operator at this config."""
+    return _gradcheck(**cfg.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the URL
+
+def config_from_url(params: Any) -> tuple[RNNConfig, int | None, list[str]]:
+    """Config, step and warnings from query params; a bad value falls back to its default, naming what is allowed."""
+    notes: list[str] = []
+    values: dict[str, Any] = {}
+    step: int | None = None
+    for key in URL_KEYS:
+        raw = params.get_all(key)
+        if not raw:
+            continue
+        if len(raw) > 1:
+            notes.append(f"URL parameter `{key}` was given {len(raw)} times ({', '.join(map(repr, raw))}); "
+                         f"using the default. Give it once.")
+            continue
+        if key == "step":
+            try:
+                step = int(raw[0].strip(), 10)
+                if step < 1:
+                    raise ValueError
+            except ValueError:
+                notes.append(f"URL parameter `step` must be an integer in 1..seq_len, got {raw[0]!r}; "
+                             f"starting at step 1.")
+                step = None
+            continue
+        try:
+            values[key] = parse_value(key, raw[0])
+        except ConfigError as err:
+            notes.append(f"URL parameter `{key}`: {err}. Using the default, {getattr(RNNConfig(), key)!r}.")
+    try:
+        cfg = RNNConfig(**values)
+    except ConfigError as err:
+        notes.append(f"URL parameters refused ({err.field}): {err}. Using the defaults instead.")
+        cfg = RNNConfig()
+    if step is not None and step > cfg.seq_len:
+        notes.append(f"URL parameter `step` must be in 1..{cfg.seq_len} (seq_len), got {step}; using {cfg.seq_len}.")
+        step = cfg.seq_len
+    return cfg, step, notes
+
+
+def url_params(cfg: RNNConfig, step: int) -> dict[str, str]:
+    """The query string of this view: every config field and the step."""
+    out = {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in cfg.to_dict().items()}
+    out["step"] = str(step)
+    return out
+
+
+def sync_url() -> None:
+    """Write the current config and step into the query string (only what changed)."""
+    want = url_params(st.session_state[CONFIG], st.session_state[STEP])
+    have = st.query_params.to_dict()
+    if have != want:
+        st.query_params.from_dict(want)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# canonical state
+
+def init_state() -> None:
+    """On a session's first run, read the config and step from the URL."""
+    if CONFIG in st.session_state:
+        return
+    cfg, step, notes = config_from_url(st.query_params)
+    st.session_state[CONFIG] = cfg
+    st.session_state[STEP] = step or 1
+    st.session_state[NOTICES] = notes
+
+
+def current_config() -> RNNConfig:
+    return st.session_state[CONFIG]
+
+
+def current_step() -> int:
+    """The step, 1..T, clamped into the current config's range."""
+    T = current_config().seq_len
+    k = min(max(int(st.session_state.get(STEP, 1)), 1), T)
+    st.session_state[STEP] = k
+    return k
+
+
+def set_step(k: int) -> None:
+    st.session_state[STEP] = min(max(int(k), 1), current_config().seq_len)
+
+
+def set_config(cfg: RNNConfig) -> None:
+    """Make cfg current; the step is kept in range and URL warnings are cleared."""
+    st.session_state[CONFIG] = cfg
+    st.session_state[NOTICES] = []
+    set_step(st.session_state.get(STEP, 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the sidebar (generated from FIELDS)
+
+GROUPS = {
+    "Sizes": ("input_size", "hidden_size", "seq_len", "batch_size"),
+    "Problem": ("seed", "nonlinearity", "upstream", "hh_scale"),
+    "Experiments": ("truncate", "bug"),
+}
+LABELS = {
+    "input_size": "input_size (I)", "hidden_size": "hidden_size (H)", "seq_len": "seq_len (T)",
+    "batch_size": "batch_size (B)", "hh_scale": "hh_scale (W_hh ×)", "truncate": "truncate (K)",
+}
+
+
+def _on_field_change(name: str) -> None:
+    value = st.session_state[WIDGET + name]
+    try:
+        cfg = current_config().replace(**{name: value})
+    except ConfigError as err:
+        st.session_state[ERROR] = (err.field, str(err))
+        return
+    set_config(cfg)
+
+
+def _on_preset(name: str | None) -> None:
+    set_config(preset(name) if name else RNNConfig())
+
+
+def preset_key(name: str) -> str:
+    """The widget key of a preset button, e.g. preset_vanishing_gradients."""
+    return "preset_" + name.lower().replace(" ", "_")
+
+
+def sidebar() -> None:
+    """The config controls; every widget copies into the canonical config in its on_change callback."""
+    cfg = current_config()
+    sb = st.sidebar
+    sb.markdown("### Configuration")
+    err = st.session_state.pop(ERROR, None)
+    if err:
+        sb.error(f"Not applied — **{err[0]}**: {err[1]}")
+    with sb.expander("Presets", expanded=False):
+        for name in PRESETS:
+            st.button(name, key=preset_key(name), on_click=_on_preset, args=(name,), help=PRESET_NOTES.get(name),
+                      width="stretch")
+        st.button("Reset to defaults", key="preset_reset", on_click=_on_preset, args=(None,), width="stretch")
+    for group, names in GROUPS.items():
+        sb.caption(group)
+        for name in names:
+            f = FIELDS[name]
+            key = WIDGET + name
+            st.session_state[key] = getattr(cfg, name)      # the canonical config drives the widget
+            label = LABELS.get(name, name)
+            common = dict(key=key, help=f"{f.help}. Allowed: {f.allowed()}.", on_change=_on_field_change,
+                          args=(name,))
+            if f.kind is str and len(f.choices) <= 2:
+                sb.radio(label, f.choices, horizontal=True, **common)
+            elif f.kind is str:
+                sb.selectbox(label, f.choices, **common)
+            elif f.kind is int:
+                sb.number_input(label, min_value=int(f.lo), max_value=int(f.hi), step=1, **common)
+            else:
+                sb.number_input(label, min_value=float(f.lo), max_value=float(f.hi), step=0.05, format="%.3g",
+                                **common)
+    sb.caption("The link in the address bar reproduces this view: share it.")

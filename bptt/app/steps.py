@@ -1,0 +1,83 @@
+"""Step controls (first / prev / next / last, slider, play / pause) and the fragment that holds a step's content."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import streamlit as st
+
+from .state import STEP, current_config, current_step, set_step, sync_url
+
+PLAYING = "step_playing"     # session_state: whether play is on
+LAST_TICK = "step_last_tick"  # session_state: when play last advanced (monotonic seconds)
+SPEEDS = {"slow (2 s)": 2.0, "normal (1 s)": 1.0, "fast (0.5 s)": 0.5}
+
+
+def _move(delta: int | None = None, to: int | None = None) -> None:
+    set_step(to if to is not None else current_step() + (delta or 0))
+
+
+def _on_slider() -> None:
+    set_step(st.session_state["step_slider"])
+
+
+def _controls(describe: Callable[[int, int], str]) -> int:
+    """Draw the step controls; return the current step (1..T)."""
+    T = current_config().seq_len
+    k = current_step()
+    playing = bool(st.session_state.get(PLAYING, False))
+    c = st.columns([1, 1, 1, 1, 1.3, 1.6, 5], vertical_alignment="bottom")
+    c[0].button("⏮ first", key="step_first", on_click=_move, kwargs=dict(to=1), disabled=k == 1, width="stretch")
+    c[1].button("◀ prev", key="step_prev", on_click=_move, kwargs=dict(delta=-1), disabled=k == 1, width="stretch")
+    c[2].button("next ▶", key="step_next", on_click=_move, kwargs=dict(delta=1), disabled=k == T, width="stretch")
+    c[3].button("last ⏭", key="step_last", on_click=_move, kwargs=dict(to=T), disabled=k == T, width="stretch")
+    if c[4].button("⏸ pause" if playing else "▶ play", key="step_play", width="stretch", disabled=T == 1,
+                   type="primary" if playing else "secondary"):
+        st.session_state[PLAYING] = not playing
+        if not playing and k == T:
+            set_step(1)                                   # play from the start when at the end
+        st.session_state[LAST_TICK] = time.monotonic()
+        st.rerun(scope="app")                             # re-create the fragment with (or without) its timer
+    c[5].selectbox("speed", list(SPEEDS), index=1, key="step_speed", label_visibility="collapsed")
+    if T > 1:
+        st.session_state["step_slider"] = k
+        c[6].slider("step", 1, T, key="step_slider", on_change=_on_slider, label_visibility="collapsed")
+    st.caption(describe(k, T))
+    return k
+
+
+def _tick() -> None:
+    """While playing, advance one step per timer run; at the end stop and rerun the app to clear the timer."""
+    if not st.session_state.get(PLAYING):
+        return
+    interval = SPEEDS[st.session_state.get("step_speed", "normal (1 s)")]
+    now = time.monotonic()
+    if now - st.session_state.get(LAST_TICK, 0.0) < 0.8 * interval:   # a click, not the timer
+        return
+    st.session_state[LAST_TICK] = now
+    T = current_config().seq_len
+    k = current_step()
+    if k >= T:
+        st.session_state[PLAYING] = False
+        st.rerun(scope="app")
+    set_step(k + 1)
+    if k + 1 >= T:                                        # the last step: stop; the app rerun draws it untimed
+        st.session_state[PLAYING] = False
+        st.rerun(scope="app")
+
+
+def _body(describe: Callable[[int, int], str], render: Callable[[int], None]) -> None:
+    _tick()
+    k = _controls(describe)
+    sync_url()
+    render(k)
+
+
+def stepper(describe: Callable[[int, int], str], render: Callable[[int], None]) -> None:
+    """The step controls and render(step) in one fragment: a click reruns only this; play adds a timer."""
+    playing = bool(st.session_state.get(PLAYING, False))
+    interval = SPEEDS[st.session_state.get("step_speed", "normal (1 s)")] if playing else None
+    st.fragment(_body, run_every=interval)(describe, render)
+
+
+__all__ = ["stepper", "STEP"]

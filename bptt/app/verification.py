@@ -1,0 +1,65 @@
+"""The Verification page's pieces: the comparison table, the final gradients side by side, gradcheck."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ..analysis import Analysis
+from ..compare import summary
+from .panels import comparison_frame, fmt_err
+from .state import get_gradcheck
+
+
+def summary_table(analysis: Analysis) -> None:
+    """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
+    s = summary(analysis.table)
+    s.insert(0, "verdict", np.where(s["passed"], "✅ pass", "❌ fail"))
+    st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True,
+                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
+                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
+                                "tol": st.column_config.NumberColumn(format="%.0e")})
+
+
+def full_table(analysis: Analysis) -> None:
+    """Every comparison row (per quantity and timestep), filterable."""
+    tab = comparison_frame(analysis)
+    only_fail = st.toggle("Show only failing rows", key="ver_only_fail")
+    if only_fail:
+        tab = tab[~tab["passed"]]
+    st.dataframe(tab, width="stretch", hide_index=True, height=360,
+                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
+                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
+                                "tol": st.column_config.NumberColumn(format="%.0e")})
+
+
+def _printed(a: np.ndarray, limit: int = 12) -> str:
+    """An array as the exercise printed it: 6 decimals; big arrays cut to their top-left corner."""
+    a = np.asarray(a)
+    cut = a[tuple(slice(0, limit) for _ in a.shape)]
+    note = "" if cut.shape == a.shape else f"\n… showing {cut.shape} of {a.shape}"
+    return np.array2string(cut, precision=6, floatmode="fixed", suppress_small=False, max_line_width=200,
+                           threshold=10**6) + note
+
+
+def side_by_side(analysis: Analysis) -> None:
+    """The final results of the NumPy engine, the hand-written torch operator and torch.nn.RNN, to 6 decimals."""
+    sources = {"NumPy engine": (analysis.engine.h, analysis.engine.dx, analysis.engine.gradients),
+               "torch operator (hand-written backward)": (analysis.op.h, analysis.op.dx, analysis.op.gradients),
+               "torch.nn.RNN (autograd)": (analysis.torch_rnn.h, analysis.torch_rnn.dx, analysis.torch_rnn.gradients)}
+    name = st.segmented_control("quantity", ["h", "dx", "dW_ih", "dW_hh", "db_ih", "db_hh"], default="dW_hh",
+                                key="ver_quantity") or "dW_hh"
+    c = st.columns(3)
+    for col, (src, (h, dx, g)) in zip(c, sources.items()):
+        arr = {"h": h, "dx": dx}.get(name, g.get(name))
+        col.markdown(f"**{src}**")
+        col.code(f"{name} =\n{_printed(arr)}", language=None)
+
+
+def gradcheck(analysis: Analysis) -> None:
+    """torch.autograd.gradcheck of the hand-written operator, run on request at large sizes."""
+    cfg = analysis.config
+    small = cfg.seq_len * cfg.batch_size * (cfg.input_size + cfg.hidden_size) <= 2000
+    if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key="ver_gradcheck"):
+        res = get_gradcheck(cfg)
+        (st.success if res.passed else st.error)(res.message)

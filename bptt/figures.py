@@ -1,0 +1,231 @@
+"""Plotly figure builders for the app: heatmaps, difference maps, the unrolled-network strip, the animation. No streamlit."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# ----------------------------------------------------------------------------------------------------------------------
+# conventions
+
+DIVERGING = "RdBu_r"          # red positive, blue negative, white at zero
+SEQUENTIAL = "Viridis"        # for log10 |diff|
+DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
+TEXT_CELLS = 400              # print values in the cells only up to this many cells
+FONT = dict(size=12)
+
+# axis titles by the kind of matrix: rows, columns
+AXES = {
+    "BH": ("batch b", "hidden unit j"),
+    "BI": ("batch b", "input i"),
+    "HI": ("hidden unit j", "input i"),
+    "HH": ("hidden unit j", "hidden unit k"),
+    "1H": ("", "hidden unit j"),
+}
+
+
+def as_matrix(a: np.ndarray) -> np.ndarray:
+    """A 1-D bias vector as a 1 × H row, anything 2-D unchanged."""
+    a = np.asarray(a)
+    return a[None, :] if a.ndim == 1 else a
+
+
+def colour_range(*arrays: np.ndarray) -> float:
+    """The largest finite |value| over all arrays (all timesteps), for one fixed symmetric colour range; 1 if none."""
+    m = 0.0
+    for a in arrays:
+        a = np.asarray(a)
+        fin = a[np.isfinite(a)]
+        if fin.size:
+            m = max(m, float(np.abs(fin).max()))
+    return m if m > 0 else 1.0
+
+
+def _height(rows: int, cols: int, min_h: int = 150, max_h: int = 420) -> int:
+    """A figure height that keeps cells roughly square in a third of a wide page."""
+    per_row = max(4.0, min(36.0, 340.0 / max(cols, 1)))
+    return int(min(max_h, max(min_h, 70 + rows * per_row)))
+
+
+def _layout(fig: go.Figure, title: str, rows: int, cols: int, axes: str) -> go.Figure:
+    ylab, xlab = AXES.get(axes, ("", ""))
+    fig.update_layout(
+        title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"),
+        height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT,
+        plot_bgcolor="#f3f3f3",
+    )
+    fig.update_xaxes(title_text=xlab, title_standoff=2, side="bottom", showgrid=False, zeroline=False,
+                     dtick=1 if cols <= 20 else None, title_font=dict(size=11))
+    fig.update_yaxes(title_text=ylab, title_standoff=2, autorange="reversed", showgrid=False, zeroline=False,
+                     dtick=1 if rows <= 20 else None, title_font=dict(size=11), showticklabels=rows > 1)
+    return fig
+
+
+def _nonfinite_markers(z: np.ndarray) -> go.Scatter | None:
+    """Crosses on the cells that are inf or nan (at most 2000 of them)."""
+    bad = np.argwhere(~np.isfinite(z))
+    if bad.size == 0:
+        return None
+    bad = bad[:2000]
+    return go.Scatter(x=bad[:, 1], y=bad[:, 0], mode="markers", hoverinfo="skip", showlegend=False,
+                      marker=dict(symbol="x-thin", size=8, line=dict(width=2, color="black")))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# heatmaps
+
+def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
+    """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
+    z = as_matrix(values).astype(np.float64, copy=False)
+    rows, cols = z.shape
+    zf = np.where(np.isfinite(z), z, np.nan)
+    ylab, xlab = AXES.get(axes, ("row", "column"))
+    yname = ylab.split()[-1] if ylab else "row"
+    xname = xlab.split()[-1]
+    trace = go.Heatmap(
+        z=zf, zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
+        colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
+        hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
+        xgap=1 if cols <= 60 else 0, ygap=1 if rows <= 60 else 0,
+    )
+    if z.size <= TEXT_CELLS:
+        trace.update(text=np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(z), texttemplate="%{text}",
+                     textfont=dict(size=9 if cols > 8 else 10))
+    fig = go.Figure(trace)
+    marks = _nonfinite_markers(z)
+    if marks is not None:
+        fig.add_trace(marks)
+    return _layout(fig, title or name, rows, cols, axes)
+
+
+def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
+                 title: str | None = None) -> go.Figure:
+    """log10 |impl − ref| (floored at 1e-18) on a sequential scale, as float32 to keep the payload small."""
+    a, b = as_matrix(impl).astype(np.float64), as_matrix(ref).astype(np.float64)
+    with np.errstate(all="ignore"):
+        d = np.abs(a - b)
+        same_nonfinite = (a == b) | (np.isnan(a) & np.isnan(b))
+        d = np.where(np.isfinite(d), d, np.where(same_nonfinite, 0.0, np.nan))
+        z = np.log10(np.maximum(d, DIFF_FLOOR)).astype(np.float32)    # nan stays nan: a real mismatch of inf/nan
+    rows, cols = z.shape
+    ylab, xlab = AXES.get(axes, ("row", "column"))
+    yname = ylab.split()[-1] if ylab else "row"
+    xname = xlab.split()[-1]
+    trace = go.Heatmap(
+        z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
+        colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
+                      tickfont=dict(size=10)),
+        hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
+        xgap=1 if cols <= 60 else 0, ygap=1 if rows <= 60 else 0,
+    )
+    fig = go.Figure(trace)
+    marks = _nonfinite_markers(np.where(np.isnan(z), np.inf, 0.0))
+    if marks is not None:
+        fig.add_trace(marks)
+    return _layout(fig, title or "|NumPy − PyTorch|", rows, cols, axes)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the unrolled network
+
+def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[float] | None = None,
+                   cuts: Sequence[int] = (), height: int = 210, show_x: bool = True) -> go.Figure:
+    """x_t and h_t nodes for t = 1..T (and h_0); grey forward arrows, red gradient arrows (width ∝ norm).
+
+    current: 0-based t to highlight; grad_norms[t]: the norm of what step t sends back to h_{t-1} (0-based);
+    cuts: 0-based t where truncated BPTT cuts the carry from step t to t-1.
+    """
+    labels = T <= 24
+    fig = go.Figure()
+    xs = np.arange(T + 1)                       # h_0 .. h_T at x = 0 .. T
+    y_h, y_x = 0.0, 1.0
+    hl = current + 1 if current is not None else None
+    h_col = ["#d62728" if (hl is not None and i == hl) else "#4c78a8" for i in xs]
+    fig.add_trace(go.Scatter(
+        x=xs, y=[y_h] * (T + 1), mode="markers+text" if labels else "markers",
+        marker=dict(size=26 if labels else 10, color=h_col, line=dict(width=0)),
+        text=[f"h{i}" for i in xs], textfont=dict(color="white", size=10),
+        hovertext=[f"h_{i}" for i in xs], hoverinfo="text", showlegend=False))
+    if show_x:
+        x_col = ["#d62728" if (hl is not None and i == hl) else "#9ecae9" for i in xs[1:]]
+        fig.add_trace(go.Scatter(
+            x=xs[1:], y=[y_x] * T, mode="markers+text" if labels else "markers",
+            marker=dict(size=22 if labels else 8, color=x_col, symbol="square"),
+            text=[f"x{i}" for i in xs[1:]], textfont=dict(size=10),
+            hovertext=[f"x_{i}" for i in xs[1:]], hoverinfo="text", showlegend=False))
+    ann = []
+    gap = 0.22 if labels else 0.12
+    for i in range(1, T + 1):
+        ann.append(dict(x=i - gap, y=y_h + 0.08, ax=i - 1 + gap, ay=y_h + 0.08, xref="x", yref="y", axref="x",
+                        ayref="y", showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=1.5, arrowcolor="#999"))
+        if show_x:
+            ann.append(dict(x=i, y=y_h + 0.18, ax=i, ay=y_x - 0.15, xref="x", yref="y", axref="x", ayref="y",
+                            showarrow=True, arrowhead=2, arrowwidth=1.2, arrowcolor="#bbb"))
+    if grad_norms is not None:
+        g = np.asarray(grad_norms, dtype=np.float64)
+        fin = g[np.isfinite(g)]
+        gmax = float(fin.max()) if fin.size and fin.max() > 0 else 1.0
+        for t in range(T):                      # step t (0-based) sends to h_t (node index t), from node t+1
+            if t in set(cuts):
+                continue
+            v = g[t]
+            w = 6.0 if not np.isfinite(v) else 0.6 + 5.4 * float(v) / gmax
+            ann.append(dict(x=t + gap, y=y_h - 0.1, ax=t + 1 - gap, ay=y_h - 0.1, xref="x", yref="y", axref="x",
+                            ayref="y", showarrow=True, arrowhead=2, arrowsize=0.8, arrowwidth=w,
+                            arrowcolor="#d62728" if current is None or t == current else "rgba(214,39,40,0.45)",
+                            hovertext=f"gradient sent from h_{t + 1} to h_{t}: norm {v:.3g}"))
+    for t in cuts:                              # a cut between h_{t} and h_{t+1} (1-based nodes t, t+1)
+        ann.append(dict(x=t + 0.5, y=y_h - 0.35, text="✂", showarrow=False, font=dict(size=14, color="#555"),
+                        hovertext=f"truncated: no gradient from step {t + 1} to h_{t}"))
+    fig.update_layout(annotations=ann, height=height, margin=dict(l=10, r=10, t=10, b=10),
+                      plot_bgcolor="white", showlegend=False)
+    fig.update_xaxes(visible=False, range=[-0.6, T + 0.6])
+    fig.update_yaxes(visible=False, range=[-0.55, 1.35 if show_x else 0.4])
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the client-side animation
+
+def backward_animation(series: dict[str, np.ndarray], axes: str = "BH", frame_ms: int = 600) -> go.Figure:
+    """Heatmaps of each (T, rows, cols) series side by side, animated in the browser over t = T..1 (backward order)."""
+    names = list(series)
+    first = next(iter(series.values()))
+    T = first.shape[0]
+    zmax = {n: colour_range(a) for n, a in series.items()}
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
+    order = list(range(T - 1, -1, -1))
+
+    def traces(t: int) -> list[go.Heatmap]:
+        out = []
+        for k, n in enumerate(names):
+            z = np.asarray(series[n][t], dtype=np.float32)
+            out.append(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax[n], zmax=zmax[n], zmid=0.0,
+                                  colorscale=DIVERGING, showscale=False,
+                                  hovertemplate=f"{n}[b=%{{y}}, j=%{{x}}] = %{{z:.6g}}<extra></extra>"))
+        return out
+
+    for k, tr in enumerate(traces(order[0])):
+        fig.add_trace(tr, row=1, col=k + 1)
+    fig.frames = [go.Frame(data=traces(t), name=str(t + 1), traces=list(range(len(names)))) for t in order]
+    ylab, xlab = AXES.get(axes, ("", ""))
+    fig.update_yaxes(autorange="reversed", title_text=ylab)
+    fig.update_xaxes(title_text=xlab)
+    rows, cols = first.shape[1], first.shape[2]
+    fig.update_layout(
+        height=_height(rows, cols * len(names), min_h=260, max_h=520) + 80, margin=dict(l=10, r=10, t=40, b=10),
+        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.08, xanchor="left", yanchor="top",
+                          buttons=[dict(label="▶ play", method="animate",
+                                        args=[None, dict(frame=dict(duration=frame_ms, redraw=True),
+                                                         transition=dict(duration=0), fromcurrent=True)]),
+                                   dict(label="⏸ pause", method="animate",
+                                        args=[[None], dict(frame=dict(duration=0, redraw=False),
+                                                           mode="immediate")])])],
+        sliders=[dict(active=0, x=0.18, y=-0.08, len=0.8, yanchor="top", currentvalue=dict(prefix="t = "),
+                      steps=[dict(label=str(t + 1), method="animate",
+                                  args=[[str(t + 1)], dict(frame=dict(duration=0, redraw=True), mode="immediate")])
+                             for t in order])],
+    )
+    return fig

@@ -1,0 +1,21 @@
+"""Backward pass: BPTT one step at a time, t = T..1, every quantity beside PyTorch autograd."""
+import streamlit as st
+
+from bptt.app import backward, page_setup
+from bptt.app.panels import downloads
+from bptt.app.steps import stepper
+
+
+def step(k: int) -> None:
+    backward.header(analysis, k)
+    backward.strip(analysis, k)
+    backward.equations(analysis, k)
+    backward.gradient_rows(analysis, k)
+    backward.weight_gradients(analysis, k)
+
+
+cfg, analysis = page_setup("Backward pass", "⬅️")
+stepper(backward.describe, step)
+st.divider()
+backward.animation(analysis)
+downloads(cfg, "bw_dl")

@@ -1,0 +1,22 @@
+"""Verification: every comparison, the final gradients of three implementations, and gradcheck."""
+import streamlit as st
+
+from bptt.app import page_setup, verification
+from bptt.app.panels import downloads, verdict
+
+cfg, analysis = page_setup("Verification", "✅")
+st.title("Verification")
+st.markdown(verdict(analysis))
+st.markdown("Pass means max |implementation − reference| ≤ tol · max |reference| (norm-wise relative error).")
+st.subheader("Per quantity")
+verification.summary_table(analysis)
+st.subheader("Every comparison, per timestep")
+st.caption("Forward quantities for t = 1..T, then the backward ones in the order BPTT computes them (t = T..1). "
+           "Rows without t compare whole sequences and final gradients.")
+verification.full_table(analysis)
+st.subheader("Final results, as the exercise printed them (6 decimals)")
+verification.side_by_side(analysis)
+st.subheader("gradcheck of the hand-written torch operator")
+verification.gradcheck(analysis)
+st.divider()
+downloads(cfg, "ver_dl")

@@ -1,0 +1,25 @@
+"""BPTT Explorer, home page: what BPTT is, the unrolled network, the verdict against PyTorch, where to go next."""
+import streamlit as st
+
+from bptt.app import page_setup
+from bptt.app.home import network, next_steps
+from bptt.app.panels import downloads, verdict
+
+cfg, analysis = page_setup("Home", "🔁")
+st.title("BPTT Explorer")
+st.markdown(
+    "A recurrent network reads a sequence one step at a time: "
+    "**h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)**, exactly `torch.nn.RNN`. "
+    "To train it we need the gradient of the loss with respect to the weights. "
+    "**Backpropagation through time (BPTT)** unrolls the network over the T steps and runs ordinary "
+    "backpropagation on the unrolled graph: from t = T back to t = 1, each step adds its share to the weight "
+    "gradients and passes a gradient on to the step before it."
+)
+st.markdown("This app does that by hand in NumPy, and checks every intermediate number against PyTorch autograd. "
+            "Change the network in the sidebar; time is shown 1-based (t = 1..T) everywhere on screen.")
+network(analysis)
+st.markdown("### The check against PyTorch")
+st.markdown(verdict(analysis))
+next_steps()
+st.divider()
+downloads(cfg, "home_dl")
