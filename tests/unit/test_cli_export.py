@@ -1,0 +1,175 @@
+"""The command line (exit codes, one-line errors) and the exports (NPZ keys and shapes, tidy CSV, repro script)."""
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bptt.analysis import analyze
+from bptt.cli import main
+from bptt.config import RNNConfig
+from bptt.export import CSV_COLUMNS, csv_bytes, npz_bytes, repro_script, trace_arrays
+
+SMALL = RNNConfig(input_size=3, hidden_size=4, seq_len=4, batch_size=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return analyze(SMALL)
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# verify
+
+def test_verify_passes_and_reports_every_quantity(capsys):
+    code, out, err = run_cli(capsys, "verify", "--seq-len", "4", "--hidden-size", "3")
+    assert code == 0 and err == ""
+    for q in ("dh_total", "d_pre", "dW_hh_acc", "dW_ih", "dh0"):
+        assert q in out
+    assert "everything agrees" in out
+
+
+def test_verify_json_matches_the_analysis(capsys):
+    code, out, _ = run_cli(capsys, "verify", "--json", "--seed", "7", "--input-size", "3", "--hidden-size", "4",
+                           "--seq-len", "4", "--batch-size", "2")
+    data = json.loads(out)
+    an = analyze(SMALL)
+    assert code == 0 and data["passed"] is True and data["first_divergence"] is None
+    assert data["config"] == SMALL.to_dict()
+    assert data["worst_rel_err"] == pytest.approx(an.worst_rel_err, rel=1e-12)
+    assert {q["quantity"] for q in data["quantities"]} >= {"dh_total", "d_pre", "dW_ih", "dh0"}
+
+
+@pytest.mark.parametrize("bug", ["forget-carry", "carry-transposed"])
+def test_verify_with_a_bug_exits_1_and_names_the_first_divergence(capsys, bug):
+    code, out, _ = run_cli(capsys, "verify", "--json", "--bug", bug, "--seq-len", "5")
+    data = json.loads(out)
+    assert code == 1 and data["passed"] is False
+    assert data["first_divergence"] == analyze(RNNConfig(bug=bug, seq_len=5)).first_divergence
+    assert data["first_divergence"] is not None
+
+
+def test_verify_values_prints_both_sides_to_6_decimals(capsys):
+    code, out, _ = run_cli(capsys, "verify", "--values")
+    an = analyze(RNNConfig())
+    assert code == 0
+    first = f"{an.torch_rnn.dW_ih[0, 0]:.6f}"
+    assert out.count(first) >= 2     # printed once for the engine and once for torch.nn.RNN
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["verify", "--hidden-size", "0"], "--hidden-size"),
+    (["verify", "--hidden-size", "1e9"], "--hidden-size"),
+    (["verify", "--seq-len", "abc"], "--seq-len"),
+    (["verify", "--hh-scale", "nan"], "--hh-scale"),
+    (["verify", "--hh-scale", "11"], "--hh-scale"),
+    (["verify", "--nonlinearity", "sigmoid"], "--nonlinearity"),
+    (["verify", "--upstream", "first"], "--upstream"),
+    (["verify", "--bug", "typo"], "--bug"),
+    (["verify", "--truncate", "-1"], "--truncate"),
+    (["verify", "--seed", "4294967296"], "--seed"),
+    (["verify", "--seq-len", "200", "--hidden-size", "256", "--input-size", "256"], "--seq-len"),
+    (["export", "--output", "trace.txt"], "--output"),
+    (["export", "--output", "/nonexistent-dir/trace.npz"], "--output"),
+    (["export"], "--output"),
+    (["verify", "--frobnicate"], "--frobnicate"),
+])
+def test_bad_input_exits_2_with_one_line_naming_the_flag(capsys, argv, flag):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err
+
+
+def test_bad_input_from_a_real_process_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "bptt", "verify", "--batch-size", "65"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "--batch-size" in proc.stderr and "1..64" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# export
+
+def test_export_writes_npz_and_csv(capsys, tmp_path, small):
+    for name in ("t.npz", "t.csv"):
+        code, out, _ = run_cli(capsys, "export", "--seed", "7", "--input-size", "3", "--hidden-size", "4",
+                               "--seq-len", "4", "--batch-size", "2", "--output", str(tmp_path / name))
+        assert code == 0 and (tmp_path / name).stat().st_size > 0
+    z = np.load(tmp_path / "t.npz", allow_pickle=False)
+    np.testing.assert_array_equal(z["dW_hh_acc"], small.engine.dW_hh_acc)
+
+
+def test_npz_has_every_documented_key_with_its_shape(small):
+    T, B, I, H = 4, 2, 3, 4
+    z = np.load(io.BytesIO(npz_bytes(small)), allow_pickle=False)
+    shapes = {
+        "x": (T, B, I), "h0": (B, H), "dh_out": (T, B, H), "W_ih": (H, I), "W_hh": (H, H), "b_ih": (H,),
+        "b_hh": (H,), "h": (T, B, H), "dh_next": (T, B, H), "dh_total": (T, B, H), "d_pre": (T, B, H),
+        "dx": (T, B, I), "dh0": (B, H), "dW_ih_acc": (T, H, I), "dW_hh_acc": (T, H, H), "db_ih_acc": (T, H),
+        "db_hh_acc": (T, H), "dW_ih": (H, I), "dW_hh": (H, H), "db_ih": (H,), "db_hh": (H,),
+        "torch_h": (T, B, H), "torch_dx": (T, B, I), "torch_dh0": (B, H), "torch_dW_ih": (H, I),
+        "torch_dW_hh": (H, H), "torch_db_ih": (H,), "torch_db_hh": (H,),
+        "ref_dh_total": (T, B, H), "ref_d_pre": (T, B, H), "ref_dW_ih_acc": (T, H, I), "ref_dW_hh_acc": (T, H, H),
+        "ref_db_ih_acc": (T, H), "ref_db_hh_acc": (T, H), "ref_dh_next": (T, B, H), "ref_dx": (T, B, I),
+    }
+    for key, shape in shapes.items():
+        assert z[key].shape == shape, key
+        assert z[key].dtype == np.float64, key
+    assert RNNConfig.from_dict(json.loads(str(z["config_json"]))) == SMALL
+    np.testing.assert_array_equal(z["dW_ih"], z["dW_ih_acc"][0])
+    # X_acc[t] is the sum of the contributions of steps t..T-1
+    np.testing.assert_allclose(z["dW_hh_acc"][1], small.engine.dW_hh_step[1:].sum(0), rtol=1e-12)
+    np.testing.assert_allclose(z["ref_dW_hh_acc"], z["dW_hh_acc"], rtol=1e-10, atol=1e-12)
+
+
+def test_csv_is_tidy_and_matches_the_npz(small):
+    df = pd.read_csv(io.BytesIO(csv_bytes(small)))
+    assert list(df.columns) == CSV_COLUMNS
+    arrays = trace_arrays(small)
+    rows = df[(df["quantity"] == "dW_hh_acc")]
+    assert len(rows) == arrays["dW_hh_acc"].size
+    got = np.zeros_like(arrays["dW_hh_acc"])
+    got[rows["t"].astype(int), rows["j"].astype(int), rows["k"].astype(int)] = rows["numpy"]
+    np.testing.assert_array_equal(got, arrays["dW_hh_acc"])      # %.17g round-trips float64 exactly
+    dx = df[df["quantity"] == "dx"]
+    assert dx["b"].notna().all() and dx["i"].notna().all() and dx["j"].isna().all()
+    np.testing.assert_allclose(dx["numpy"], dx["torch"], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("cfg", [
+    SMALL,
+    RNNConfig(nonlinearity="relu", upstream="last", truncate=2, seq_len=5, hh_scale=1.5),
+])
+def test_repro_script_reproduces_the_engine(tmp_path, cfg):
+    path = tmp_path / "repro.py"
+    path.write_text(repro_script(cfg))
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    errs = [float(line.rsplit(" ", 1)[1]) for line in proc.stdout.splitlines() if "max relative error" in line]
+    assert len(errs) == 7 and max(errs) < 1e-10
+    if cfg.hidden_size * cfg.input_size <= 60:
+        an = analyze(cfg)
+        assert f"{an.engine.gradients['dW_ih'][0, 0]:.6f}" in proc.stdout
+
+
+def test_repro_script_with_a_bug_marks_it_and_disagrees(tmp_path):
+    cfg = RNNConfig(bug="forget-carry")
+    text = repro_script(cfg)
+    assert "BUG (on purpose)" in text
+    path = tmp_path / "repro.py"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
+    errs = {line.split(":")[0]: float(line.rsplit(" ", 1)[1]) for line in proc.stdout.splitlines()
+            if "max relative error" in line}
+    assert errs["h"] < 1e-10 and errs["dW_hh"] > 1e-3
