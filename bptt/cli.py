@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import flow as _flow
 from .config import FIELDS, ConfigError, RNNConfig, parse_value
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
@@ -158,6 +159,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 COMMANDS["verify"] = ("check every per-step quantity against PyTorch autograd (exit 1 on a mismatch)",
                       _verify_flags, cmd_verify)
 COMMANDS["export"] = ("write the trace to .npz or .csv", _export_flags, cmd_export)
+COMMANDS["flow"] = ("gradient flow: ‖dL/dh_t‖ per t, Jacobian norms, W_hh's spectrum, the truncation gap",
+                    _flow.cli_flags, _flow.cmd_flow)
 
 
 def build_parser() -> argparse.ArgumentParser:
