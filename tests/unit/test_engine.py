@@ -1,0 +1,295 @@
+"""The NumPy engine against both autograd references: every quantity, every timestep; bugs, truncation, non-finite."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from bptt import analysis
+from bptt.analysis import analyze
+from bptt.compare import REL_TOL, agreement
+from bptt.config import BUGS, NONLINEARITIES, PRESETS, UPSTREAMS, RNNConfig, preset
+from bptt.engine import FORWARD_QUANTITIES, STEP_QUANTITIES, carry_cut, run_engine
+from bptt.problem import draw_problem
+from bptt.reference import torch_rnn_reference, unrolled_reference
+
+PER_STEP = (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dW_ih_step", "dW_hh_step", "db_ih_step", "db_hh_step")
+WHOLE = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# random configs (small, so the suite stays fast)
+
+@st.composite
+def configs(draw: st.DrawFn) -> RNNConfig:
+    """A bug-free RNNConfig with small sizes, either nonlinearity and upstream, truncate in {0, 1, 2, 3, T, T+1}."""
+    T = draw(st.integers(1, 6))
+    return RNNConfig(
+        input_size=draw(st.integers(1, 4)),
+        hidden_size=draw(st.integers(1, 5)),
+        seq_len=T,
+        batch_size=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**32 - 1)),
+        nonlinearity=draw(st.sampled_from(NONLINEARITIES)),
+        upstream=draw(st.sampled_from(UPSTREAMS)),
+        hh_scale=draw(st.one_of(st.sampled_from([0.05, 10.0]), st.floats(0.05, 10.0))),
+        truncate=draw(st.sampled_from([0, 1, 2, 3, T, T + 1])),
+    )
+
+
+def whole(trace) -> dict[str, np.ndarray]:
+    """A Trace's whole-sequence results, keyed like TorchRNNResult."""
+    return {"h": trace.h, "dx": trace.dx, "dh0": trace.dh0, **trace.gradients}
+
+
+def value(result, q: str) -> np.ndarray:
+    return result.gradients[q] if q.startswith(("dW", "db")) else getattr(result, q)
+
+
+def min_tanh_slope(h: np.ndarray) -> float:
+    """The smallest, over timesteps, of the largest f' = 1 - h_t² at that step: how saturated the worst step is."""
+    return float((1.0 - h * h).reshape(h.shape[0], -1).max(axis=1).min())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 1. engine == torch.nn.RNN == unrolled autograd
+
+EDGES = [
+    RNNConfig(seq_len=1), RNNConfig(batch_size=1), RNNConfig(hidden_size=1), RNNConfig(input_size=1),
+    RNNConfig(input_size=1, hidden_size=1, seq_len=1, batch_size=1),
+    RNNConfig(hh_scale=0.05, nonlinearity="relu", upstream="last"), RNNConfig(hh_scale=10.0, seq_len=5),
+    RNNConfig(hh_scale=10.0, nonlinearity="relu", seq_len=6, truncate=4),
+]
+
+
+@PROPERTY
+@given(cfg=configs())
+@example(cfg=EDGES[0]).via("T = 1")
+@example(cfg=EDGES[4]).via("every size 1")
+@example(cfg=EDGES[6]).via("saturated tanh")
+@example(cfg=EDGES[7]).via("exploding relu, truncated")
+def test_engine_equals_both_references(cfg: RNNConfig, close, floors, floor_of) -> None:
+    p = draw_problem(cfg)
+    eng = run_engine(p)
+    ref = unrolled_reference(p)
+    rnn = torch_rnn_reference(p)
+    fl = floors(p, ref.h)  # zero for relu; see conftest: the ulp-level tanh difference amplified by saturation
+
+    for q in PER_STEP:
+        assert getattr(eng, q).shape == getattr(ref, q).shape, q
+        for t in range(cfg.seq_len):
+            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[t={t}] engine vs unrolled",
+                  floor=float(fl[q][t]) if q in fl else 0.0)
+    close(eng.dh0, ref.dh0, "dh0 engine vs unrolled", floor=floor_of(fl, "dh0"))
+
+    for q in WHOLE:
+        f = 0.0 if q == "h" else floor_of(fl, q)
+        close(whole(eng)[q], value(rnn, q), f"{q} engine vs torch.nn.RNN", floor=f)
+        close(whole(ref)[q], value(rnn, q), f"{q} unrolled totals vs torch.nn.RNN", floor=f)
+
+
+@pytest.mark.parametrize("cfg", EDGES, ids=lambda c: str(c.differs_from_default()))
+def test_edge_configs_pass_every_row(cfg: RNNConfig) -> None:
+    a = analyze(cfg)
+    if cfg.nonlinearity == "tanh" and min_tanh_slope(a.unrolled.h) < 1e-4:
+        pytest.skip("saturated tanh: see test_saturated_tanh_all_passed")
+    assert a.all_passed, a.table[~a.table["passed"]].to_string()
+    assert a.first_divergence is None
+    assert not a.any_nonfinite
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs())
+def test_analyze_all_passed_without_bug(cfg: RNNConfig) -> None:
+    a = analyze(cfg)
+    if cfg.nonlinearity == "tanh":
+        # the project's per-step check is rel 1e-10 of each step's max; a step where every unit is saturated
+        # (max f' < 1e-4) can't meet it through no fault of either side: see test_saturated_tanh_all_passed
+        assume(min_tanh_slope(a.unrolled.h) >= 1e-4)
+    assert a.all_passed, a.table[~a.table["passed"]].to_string()
+    assert a.worst_rel_err <= REL_TOL
+    assert a.first_divergence is None
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_pass_every_row(name: str) -> None:
+    a = analyze(preset(name))
+    assert a.all_passed, a.table[~a.table["passed"]].to_string()
+    assert not a.any_nonfinite
+
+
+# A config inside the bounds where analyze() reports FAIL although engine and references are both right to rounding:
+# H = 2, B = 1, hh_scale = 10 drives |a_t| past 10 at t = 1, so f' = 1 - h² ~ 1e-8 for every unit of that step, and
+# the ulp by which numpy's and torch's tanh differ becomes a relative error ~1e-7 in d_pre, dx, dh_prev.
+SATURATED = RNNConfig(input_size=1, hidden_size=2, seq_len=2, batch_size=1, seed=4, hh_scale=10.0)
+
+
+@pytest.mark.xfail(strict=True, reason="per-step tolerance is relative to each step's own max; at saturated tanh "
+                                       "steps the ulp-level tanh difference exceeds it (reported to the lead)")
+def test_saturated_tanh_all_passed() -> None:
+    assert analyze(SATURATED).all_passed
+
+
+def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close, floors, floor_of) -> None:
+    p = draw_problem(SATURATED)
+    eng, ref = run_engine(p), unrolled_reference(p)
+    assert min_tanh_slope(ref.h) < 1e-6                       # the premise: one step is fully saturated
+    assert np.max(np.abs(eng.h - ref.h)) <= 4 * np.finfo(float).eps
+    fl = floors(p, ref.h)
+    for q in ("d_pre", "dx", "dh_prev"):
+        for t in range(SATURATED.seq_len):
+            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[{t}]", floor=float(fl[q][t]))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5a. each deliberate bug is caught first where its definition says
+
+def _expected_divergence(bug: str, T: int) -> dict:
+    """Where the first wrong number appears, in the comparison's order (forward, then t = T-1..0, STEP_QUANTITIES)."""
+    if bug == "forget-carry":
+        # at t = T-1 the carry is zero anyway, so dropping it changes nothing; at T-2 dh_total lacks dh_next
+        return {"quantity": "dh_total", "t": T - 2}
+    if bug in ("no-activation-derivative", "derivative-of-pre-activation"):
+        # dh_next and dh_total of the last step are right; the wrong f' first shows in d_pre
+        return {"quantity": "d_pre", "t": T - 1}
+    if bug == "dWhh-uses-h_t":
+        # only the W_hh contribution is wrong, and it is already wrong at the first backward step
+        return {"quantity": "dW_hh_acc", "t": T - 1}
+    if bug == "carry-transposed":
+        # d_pre and dx of the last step are right; what it sends back is d_pre @ W_hhᵀ instead of d_pre @ W_hh
+        return {"quantity": "dh_prev", "t": T - 1}
+    raise AssertionError(bug)
+
+
+def _bug_value(bug: str, p, eng, t: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """The engine's value of the first wrong quantity, and that quantity as the bug's definition computes it."""
+    if bug == "forget-carry":
+        return "dh_total", eng.dh_total[t], p.dh_out[t]
+    if bug == "no-activation-derivative":
+        return "d_pre", eng.d_pre[t], eng.dh_total[t]
+    if bug == "derivative-of-pre-activation":
+        return "d_pre", eng.d_pre[t], eng.dh_total[t] * (1.0 - eng.a[t] ** 2)
+    if bug == "dWhh-uses-h_t":
+        return "dW_hh_step", eng.dW_hh_step[t], eng.d_pre[t].T @ eng.h[t]
+    if bug == "carry-transposed":
+        return "dh_prev", eng.dh_prev[t], eng.d_pre[t] @ p.W_hh.T
+    raise AssertionError(bug)
+
+
+REAL_BUGS = [b for b in BUGS if b != "none"]
+
+
+@pytest.mark.parametrize("bug", REAL_BUGS)
+@pytest.mark.parametrize("T,H,B,I,upstream", [(2, 2, 1, 1, "all"), (3, 5, 3, 4, "all"), (6, 3, 2, 2, "last")])
+def test_bug_first_divergence(bug: str, T: int, H: int, B: int, I: int, upstream: str, close) -> None:
+    cfg = RNNConfig(input_size=I, hidden_size=H, seq_len=T, batch_size=B, upstream=upstream, bug=bug, seed=T + H)
+    a = analyze(cfg)
+    expected = _expected_divergence(bug, T)
+    assert a.first_divergence == expected
+    # the engine's wrong value is exactly the bug's definition, and it differs from autograd's
+    name, got, defined = _bug_value(bug, a.problem, a.engine, expected["t"])
+    close(got, defined, f"{bug}: engine {name}", tol=1e-14)
+    assert not agreement(got, getattr(a.unrolled, name)[expected["t"]]).passed
+    # the torch operator and the unrolled reference are untouched by the engine's bug
+    ok = a.table[a.table["implementation"] != "numpy engine"]
+    assert ok["passed"].all()
+
+
+@pytest.mark.parametrize("bug,cfg", [
+    ("forget-carry", RNNConfig(seq_len=1)),                                       # no carry exists to forget
+    ("carry-transposed", RNNConfig(hidden_size=1)),                               # a 1x1 W_hh is its own transpose
+    ("derivative-of-pre-activation", RNNConfig(nonlinearity="relu", seq_len=4)),  # relu' read at a_t is right
+])
+def test_bug_with_nothing_to_break(bug: str, cfg: RNNConfig) -> None:
+    a = analyze(cfg.replace(bug=bug))
+    assert a.first_divergence is None
+    assert a.all_passed
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 5b. truncated BPTT
+
+@pytest.mark.parametrize("nonlinearity", NONLINEARITIES)
+@pytest.mark.parametrize("K", ["1", "2", "3", "T", "T+1"])
+def test_truncation(K: str, nonlinearity: str, close) -> None:
+    T = 7
+    k = {"T": T, "T+1": T + 1}.get(K) or int(K)
+    cfg = RNNConfig(seq_len=T, hidden_size=4, input_size=3, batch_size=2, truncate=k, nonlinearity=nonlinearity)
+    p = draw_problem(cfg)
+    eng, ref, rnn = run_engine(p), unrolled_reference(p), torch_rnn_reference(p)
+    for q in (*STEP_QUANTITIES, "h", "a"):
+        close(getattr(eng, q), getattr(ref, q), f"{q} engine vs unrolled (K={k})")
+    for q in WHOLE:
+        close(whole(eng)[q], value(rnn, q), f"{q} engine vs torch.nn.RNN (K={k})")
+
+    cut_rows = [j * k - 1 for j in range(1, T) if j * k - 1 <= T - 2]
+    assert all(carry_cut(r + 1, k) for r in cut_rows)
+    for r in cut_rows:
+        assert np.all(eng.dh_next[r] == 0.0), f"dh_next[{r}] must be exactly 0 with K={k}"
+        assert np.all(eng.dh_total[r] == p.dh_out[r])
+    assert np.all(eng.dh_next[T - 1] == 0.0)
+    # everywhere else the carry flows: dh_next[t] = dh_prev[t+1], and dh_prev is recorded even where it is cut
+    for t in range(T - 1):
+        if t not in cut_rows:
+            np.testing.assert_array_equal(eng.dh_next[t], eng.dh_prev[t + 1])
+    if nonlinearity == "tanh":                                # tanh' > 0, so what a cut step sends is nonzero
+        assert all(np.any(eng.dh_prev[r + 1] != 0.0) for r in cut_rows)
+
+
+def test_truncation_changes_the_gradient() -> None:
+    full = run_engine(draw_problem(RNNConfig(seq_len=6)))
+    cut = run_engine(draw_problem(RNNConfig(seq_len=6, truncate=2)))
+    np.testing.assert_array_equal(full.h, cut.h)              # the forward pass is the same
+    assert not agreement(cut.dW_hh_acc[0], full.dW_hh_acc[0]).passed
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 6. non-finite numbers are reported, never a crash
+#
+# No config within the bounds overflows float64: a relu RNN with hh_scale = 10 grows by ~4-6x per step (the spectral
+# radius of W_hh is ~5.8 at any H), so even T = 200 stays below ~1e150 (hidden_size=256, input_size=4, seq_len=120,
+# batch_size=8 and seeds 0..4 peak at 1e73..1e79). So the overflow is made by hand: the same pipeline on a problem
+# whose W_hh is scaled far outside the bounds, and compare.agreement on inf/nan arrays directly.
+
+def _overflowing_problem():
+    p = draw_problem(RNNConfig(nonlinearity="relu", seq_len=6, upstream="all"))
+    return dataclasses.replace(p, W_hh=np.abs(p.W_hh) * 1e120)
+
+
+def test_overflow_is_reported_as_nonfinite(monkeypatch) -> None:
+    p = _overflowing_problem()
+    monkeypatch.setattr(analysis, "draw_problem", lambda cfg: p)
+    with np.errstate(all="ignore"):
+        a = analyze(p.config)
+    assert not np.all(np.isfinite(a.engine.h))                # the premise: it did overflow
+    assert int(a.table["nonfinite"].sum()) > 0
+    assert a.any_nonfinite
+    assert set(a.table["passed"].unique()) <= {True, False}
+
+
+@pytest.mark.parametrize("impl,ref,passed,nonfinite", [
+    ([1.0, np.inf], [1.0, np.inf], True, 1),
+    ([1.0, -np.inf], [1.0, np.inf], False, 1),
+    ([np.nan, 2.0], [np.nan, 2.0], True, 1),
+    ([np.nan, 2.0], [np.inf, 2.0], False, 1),
+    ([3.0, 2.0], [np.nan, 2.0], False, 1),
+    ([np.inf, np.nan], [np.inf, np.nan], True, 2),
+    ([np.inf, 1.0], [np.inf, 1.0 + 1e-3], False, 1),
+])
+def test_agreement_with_nonfinite(impl, ref, passed, nonfinite) -> None:
+    a = agreement(np.array(impl), np.array(ref))
+    assert a.passed is passed
+    assert a.nonfinite == nonfinite
+    assert np.isfinite(a.max_abs_err)
+
+
+def test_agreement_relative_to_max_abs() -> None:
+    ref = np.array([1e6, 1.0])
+    assert agreement(ref + np.array([0.0, 1e-5]), ref).passed        # 1e-5 / 1e6 = 1e-11
+    assert not agreement(ref + np.array([0.0, 1e-3]), ref).passed    # 1e-9
+    assert agreement(np.zeros(3), np.zeros(3)).passed
+    assert not agreement(np.array([0.0, 1e-300]), np.zeros(2)).passed
