@@ -43,7 +43,7 @@ def colour_range(*arrays: np.ndarray) -> float:
     return m if m > 0 else 1.0
 
 
-def _height(rows: int, cols: int, min_h: int = 150, max_h: int = 420) -> int:
+def _height(rows: int, cols: int, min_h: int = 180, max_h: int = 420) -> int:
     """A figure height that keeps cells roughly square in a third of a wide page."""
     per_row = max(4.0, min(36.0, 340.0 / max(cols, 1)))
     return int(min(max_h, max(min_h, 70 + rows * per_row)))
@@ -57,9 +57,9 @@ def _layout(fig: go.Figure, title: str, rows: int, cols: int, axes: str) -> go.F
         plot_bgcolor="#f3f3f3",
     )
     fig.update_xaxes(title_text=xlab, title_standoff=2, side="bottom", showgrid=False, zeroline=False,
-                     dtick=1 if cols <= 20 else None, title_font=dict(size=11))
+                     dtick=1 if cols <= 16 else None, title_font=dict(size=11))
     fig.update_yaxes(title_text=ylab, title_standoff=2, autorange="reversed", showgrid=False, zeroline=False,
-                     dtick=1 if rows <= 20 else None, title_font=dict(size=11), showticklabels=rows > 1)
+                     dtick=1 if rows <= 10 else None, title_font=dict(size=11), showticklabels=rows > 1)
     return fig
 
 
@@ -88,7 +88,7 @@ def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title:
         z=zf, zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
         colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
-        xgap=1 if cols <= 60 else 0, ygap=1 if rows <= 60 else 0,
+        xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
     )
     if z.size <= TEXT_CELLS:
         trace.update(text=np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(z), texttemplate="%{text}",
@@ -118,7 +118,7 @@ def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
         colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
                       tickfont=dict(size=10)),
         hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
-        xgap=1 if cols <= 60 else 0, ygap=1 if rows <= 60 else 0,
+        xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
     )
     fig = go.Figure(trace)
     marks = _nonfinite_markers(np.where(np.isnan(z), np.inf, 0.0))
@@ -171,9 +171,10 @@ def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[floa
             if t in set(cuts):
                 continue
             v = g[t]
-            w = 6.0 if not np.isfinite(v) else 0.6 + 5.4 * float(v) / gmax
+            wmax = 5.4 * min(1.0, 24.0 / T)
+            w = 0.6 + wmax if not np.isfinite(v) else 0.6 + wmax * float(v) / gmax
             ann.append(dict(x=t + gap, y=y_h - 0.1, ax=t + 1 - gap, ay=y_h - 0.1, xref="x", yref="y", axref="x",
-                            ayref="y", showarrow=True, arrowhead=2, arrowsize=0.8, arrowwidth=w,
+                            ayref="y", showarrow=True, arrowhead=2, arrowsize=0.8 if labels else 0.5, arrowwidth=w,
                             arrowcolor="#d62728" if current is None or t == current else "rgba(214,39,40,0.45)",
                             hovertext=f"gradient sent from h_{t + 1} to h_{t}: norm {v:.3g}"))
     for t in cuts:                              # a cut between h_{t} and h_{t+1} (1-based nodes t, t+1)

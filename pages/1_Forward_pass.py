@@ -6,4 +6,4 @@ from bptt.app import forward
 from bptt.app.steps import stepper
 
 cfg, analysis = page_setup("Forward pass", "➡️")
-stepper(forward.describe, partial(forward.render_step, analysis))
+stepper(forward.describe, partial(forward.render_step, analysis), head=partial(forward.header, analysis))

@@ -7,7 +7,6 @@ from bptt.app.steps import stepper
 
 
 def step(k: int) -> None:
-    backward.header(analysis, k)
     backward.strip(analysis, k)
     backward.equations(analysis, k)
     backward.gradient_rows(analysis, k)
@@ -15,7 +14,7 @@ def step(k: int) -> None:
 
 
 cfg, analysis = page_setup("Backward pass", "⬅️")
-stepper(backward.describe, step)
+stepper(backward.describe, step, head=lambda k: backward.header(analysis, k))
 st.divider()
 backward.animation(analysis)
 downloads(cfg, "bw_dl")

@@ -39,8 +39,8 @@ def header(analysis: Analysis, k: int) -> None:
     bad = [q for q, (ok, _) in checks.items() if not ok and q not in ("a", "h")]
     worst = max((r for q, (_, r) in checks.items()), default=0.0)
     n = sum(1 for q in checks if q not in ("a", "h"))
-    verdict = (f"✅ all {n} quantities of this step match PyTorch (max rel. err {fmt_err(worst)})" if not bad else
-               f"❌ {len(bad)} of {n} quantities differ from PyTorch: {', '.join(bad)}")
+    verdict = (f":green[:material/check_circle:] all {n} quantities of this step match PyTorch (max rel. err {fmt_err(worst)})" if not bad else
+               f":red[:material/cancel:] {len(bad)} of {n} quantities differ from PyTorch: {', '.join(bad)}")
     st.subheader(f"Backward pass · step {k} of {T} (t = {t + 1}, going backwards)")
     st.markdown(verdict)
 

@@ -21,16 +21,22 @@ def equation(analysis: Analysis, t: int) -> None:
              rf"h_{{{s}}} = {f}(a_{{{s}}})")
 
 
+def header(analysis: Analysis, k: int) -> None:
+    """Title with t and the verdict of this step."""
+    checks = step_badges(analysis, k - 1)
+    ok = all(checks.get(q, (True, 0))[0] for q in ("a", "h"))
+    st.subheader(f"Forward pass · step {k} of {analysis.config.seq_len} (t = {k})")
+    mark = (":green[:material/check_circle:] a_t and h_t match PyTorch" if ok else
+            ":red[:material/cancel:] this step differs from PyTorch")
+    st.markdown(mark + f" · h_t rel err {fmt_err(checks.get('h', (True, 0.0))[1])}")
+
+
 def render_step(analysis: Analysis, k: int) -> None:
     """Everything of forward step k (t = k, 1-based)."""
     t = k - 1
     eng, p = analysis.engine, analysis.problem
     hprev = p.h0 if t == 0 else eng.h[t - 1]
     checks = step_badges(analysis, t)
-    ok = all(checks.get(q, (True, 0))[0] for q in ("a", "h"))
-    st.subheader(f"Forward pass · step {k} of {analysis.config.seq_len} (t = {k})")
-    st.markdown(("✅ a_t and h_t match PyTorch" if ok else "❌ this step differs from PyTorch") +
-                f" · h_t rel err {fmt_err(checks.get('h', (True, 0.0))[1])}")
     equation(analysis, t)
     st.markdown("**The inputs of this step and what it computes** (NumPy engine). Each colour range is fixed over "
                 "all timesteps: red positive, blue negative.")

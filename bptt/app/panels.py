@@ -34,7 +34,7 @@ def page_setup(title: str, icon: str = "🔁") -> tuple[RNNConfig, Analysis]:
     sidebar()
     cfg = current_config()
     for note in st.session_state.get(NOTICES, []):
-        st.warning(note, icon="⚠️")
+        st.warning(note, icon=":material/warning:")
     analysis = get_analysis(cfg)
     sync_url()
     bug_banner(analysis)
@@ -50,7 +50,7 @@ def bug_banner(analysis: Analysis) -> None:
     fd = analysis.first_divergence
     where = (f"It first diverges from autograd in **{fd['quantity']}** at **t = {fd['t'] + 1}**."
              if fd else "In this configuration it happens not to change any number.")
-    st.error(f"**Bug on purpose: `{bug}`** — {BUG_NOTES.get(bug, '')} {where}", icon="🐞")
+    st.error(f"**Bug on purpose: `{bug}`** — {BUG_NOTES.get(bug, '')} {where}", icon=":material/bug_report:")
 
 
 def nonfinite_banner(analysis: Analysis) -> None:
@@ -59,7 +59,7 @@ def nonfinite_banner(analysis: Analysis) -> None:
         n = int(analysis.table["nonfinite"].sum())
         st.warning(f"Some values overflowed to inf or nan ({n:,} entries over all comparisons): the gradients exploded "
                    "beyond float64. They are crossed out (×) in the heatmaps; compare only where both sides are "
-                   "finite. Lower hh_scale or seq_len to see finite numbers.", icon="💥")
+                   "finite. Lower hh_scale or seq_len to see finite numbers.", icon=":material/local_fire_department:")
 
 
 def fmt_err(x: float) -> str:
@@ -71,10 +71,10 @@ def verdict(analysis: Analysis) -> str:
     tab = analysis.table
     n = tab["quantity"].nunique()
     if analysis.all_passed:
-        return (f"✅ **Every number matches PyTorch**: {n} quantities, {len(tab):,} comparisons, "
+        return (f":green[:material/check_circle:] **Every number matches PyTorch**: {n} quantities, {len(tab):,} comparisons, "
                 f"largest relative error {fmt_err(analysis.worst_rel_err)} (tolerance {tab['tol'].iloc[0]:g}).")
     bad = tab[~tab["passed"]]
-    return (f"❌ **{len(bad):,} of {len(tab):,} comparisons fail** ({', '.join(sorted(bad['quantity'].unique()))}); "
+    return (f":red[:material/cancel:] **{len(bad):,} of {len(tab):,} comparisons fail** ({', '.join(sorted(bad['quantity'].unique()))}); "
             f"largest relative error {fmt_err(analysis.worst_rel_err)}.")
 
 

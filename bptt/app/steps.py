@@ -10,7 +10,7 @@ from .state import STEP, current_config, current_step, set_step, sync_url
 
 PLAYING = "step_playing"     # session_state: whether play is on
 LAST_TICK = "step_last_tick"  # session_state: when play last advanced (monotonic seconds)
-SPEEDS = {"slow (2 s)": 2.0, "normal (1 s)": 1.0, "fast (0.5 s)": 0.5}
+SPEEDS = {"2 s / step": 2.0, "1 s / step": 1.0, "½ s / step": 0.5}
 
 
 def _move(delta: int | None = None, to: int | None = None) -> None:
@@ -26,12 +26,17 @@ def _controls(describe: Callable[[int, int], str]) -> int:
     T = current_config().seq_len
     k = current_step()
     playing = bool(st.session_state.get(PLAYING, False))
-    c = st.columns([1, 1, 1, 1, 1.3, 1.6, 5], vertical_alignment="bottom")
-    c[0].button("⏮ first", key="step_first", on_click=_move, kwargs=dict(to=1), disabled=k == 1, width="stretch")
-    c[1].button("◀ prev", key="step_prev", on_click=_move, kwargs=dict(delta=-1), disabled=k == 1, width="stretch")
-    c[2].button("next ▶", key="step_next", on_click=_move, kwargs=dict(delta=1), disabled=k == T, width="stretch")
-    c[3].button("last ⏭", key="step_last", on_click=_move, kwargs=dict(to=T), disabled=k == T, width="stretch")
-    if c[4].button("⏸ pause" if playing else "▶ play", key="step_play", width="stretch", disabled=T == 1,
+    c = st.columns([1.15, 1.15, 1.15, 1.15, 1.2, 1.4, 3.2], vertical_alignment="bottom")
+    c[0].button("first", key="step_first", icon=":material/first_page:", on_click=_move, kwargs=dict(to=1),
+                disabled=k == 1, width="stretch")
+    c[1].button("prev", key="step_prev", icon=":material/chevron_left:", on_click=_move, kwargs=dict(delta=-1),
+                disabled=k == 1, width="stretch")
+    c[2].button("next", key="step_next", icon=":material/chevron_right:", on_click=_move, kwargs=dict(delta=1),
+                disabled=k == T, width="stretch")
+    c[3].button("last", key="step_last", icon=":material/last_page:", on_click=_move, kwargs=dict(to=T),
+                disabled=k == T, width="stretch")
+    if c[4].button("pause" if playing else "play", key="step_play", width="stretch", disabled=T == 1,
+                   icon=":material/pause:" if playing else ":material/play_arrow:",
                    type="primary" if playing else "secondary"):
         st.session_state[PLAYING] = not playing
         if not playing and k == T:
@@ -50,7 +55,7 @@ def _tick() -> None:
     """While playing, advance one step per timer run; at the end stop and rerun the app to clear the timer."""
     if not st.session_state.get(PLAYING):
         return
-    interval = SPEEDS[st.session_state.get("step_speed", "normal (1 s)")]
+    interval = SPEEDS[st.session_state.get("step_speed", "1 s / step")]
     now = time.monotonic()
     if now - st.session_state.get(LAST_TICK, 0.0) < 0.8 * interval:   # a click, not the timer
         return
@@ -66,18 +71,22 @@ def _tick() -> None:
         st.rerun(scope="app")
 
 
-def _body(describe: Callable[[int, int], str], render: Callable[[int], None]) -> None:
+def _body(describe: Callable[[int, int], str], render: Callable[[int], None],
+          head: Callable[[int], None] | None) -> None:
     _tick()
+    if head is not None:
+        head(current_step())
     k = _controls(describe)
     sync_url()
     render(k)
 
 
-def stepper(describe: Callable[[int, int], str], render: Callable[[int], None]) -> None:
-    """The step controls and render(step) in one fragment: a click reruns only this; play adds a timer."""
+def stepper(describe: Callable[[int, int], str], render: Callable[[int], None],
+            head: Callable[[int], None] | None = None) -> None:
+    """head(step), the step controls and render(step) in one fragment: a click reruns only this; play adds a timer."""
     playing = bool(st.session_state.get(PLAYING, False))
-    interval = SPEEDS[st.session_state.get("step_speed", "normal (1 s)")] if playing else None
-    st.fragment(_body, run_every=interval)(describe, render)
+    interval = SPEEDS[st.session_state.get("step_speed", "1 s / step")] if playing else None
+    st.fragment(_body, run_every=interval)(describe, render, head)
 
 
 __all__ = ["stepper", "STEP"]

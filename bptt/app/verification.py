@@ -14,7 +14,7 @@ from .state import get_gradcheck
 def summary_table(analysis: Analysis) -> None:
     """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
     s = summary(analysis.table)
-    s.insert(0, "verdict", np.where(s["passed"], "✅ pass", "❌ fail"))
+    s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
     st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True,
                  column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
                                 "max_rel_err": st.column_config.NumberColumn(format="%.2e"),

@@ -1,0 +1,263 @@
+"""The gradient-flow lab in the app: the Gradient flow page's sections, the truncation gap, the finite-difference check."""
+from __future__ import annotations
+
+import streamlit as st
+
+from .. import figures
+from ..analysis import Analysis
+from ..config import PRESET_NOTES, PRESETS, RNNConfig, preset
+from ..engine import carry_cut
+from ..fd import FD_EPS, FDCheck, fd_check
+from ..flow import FlowReport, flow_report
+from .panels import chart, fmt_err
+from .state import get_analysis
+
+FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
+FLOW_PAGE = "pages/3_Gradient_flow.py"
+LANDING = "flow_landing"          # session_state: a preset button asked to go to the Gradient flow page
+FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w_np"   # FD index inputs; the key of the selectable engine heatmap
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# cached numbers (keyed on the config's scalars and the batch element, bounded)
+
+@st.cache_resource(max_entries=4, show_spinner="Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)…")
+def _flow(config_json: str, b: int) -> FlowReport:
+    cfg = RNNConfig.from_dict(__import__("json").loads(config_json))
+    an = get_analysis(cfg)
+    return flow_report(an.problem, an.engine, b)
+
+
+def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
+    """The (cached, read-only) gradient-flow report of this config for batch element b."""
+    return _flow(cfg.to_json(), b)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
+    cfg = RNNConfig.from_dict(__import__("json").loads(config_json))
+    an = get_analysis(cfg)
+    return fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# presets that land on the Gradient flow page
+
+def matching_preset(cfg: RNNConfig) -> str | None:
+    """The name of the preset this config is exactly (so a shared link explains itself too), else None."""
+    return next((name for name in PRESETS if name != "Worked example" and preset(name) == cfg), None)
+
+
+def request_landing(name: str | None) -> None:
+    """Called from the sidebar's preset callback: the flow presets go to the Gradient flow page."""
+    if name in FLOW_PRESETS:
+        st.session_state[LANDING] = True
+
+
+def land_if_requested() -> None:
+    """Switch to the Gradient flow page once, after a flow preset was chosen on another page."""
+    if st.session_state.pop(LANDING, False):
+        try:
+            st.switch_page(FLOW_PAGE)
+        except st.errors.StreamlitAPIException:     # the page is not registered (e.g. a page run alone in a test)
+            pass
+
+
+def preset_note(cfg: RNNConfig) -> None:
+    """When the config is the vanishing or exploding preset, say what to look for."""
+    name = matching_preset(cfg)
+    if name not in FLOW_PRESETS:
+        return
+    look = ("The red curve falls by orders of magnitude from t = T back to t = 1, the Jacobian norms fall "
+            "geometrically with the distance, and every singular value of W_hh is below 1."
+            if name == "Vanishing gradients" else
+            "The red curve rises by orders of magnitude from t = T back to t = 1 and the Jacobian norms grow "
+            "geometrically: the singular values of W_hh reach above 1 and relu's f′ = 1 on active units lets it "
+            "through undamped.")
+    st.info(f"**Preset: {name}.** {PRESET_NOTES[name]} {look}", icon=":material/lightbulb:")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Gradient flow page's sections
+
+def _cuts(cfg: RNNConfig) -> list[int]:
+    return [t for t in range(cfg.seq_len) if carry_cut(t, cfg.truncate)]
+
+
+def grad_norms_section(cfg: RNNConfig, report: FlowReport) -> None:
+    """‖dL/dh_t‖ over t, on a log scale."""
+    st.subheader("How much gradient reaches each h_t")
+    c = st.columns([3, 1.3])
+    with c[0]:
+        g = report.grad_norms
+        chart(figures.grad_norm_figure(g.per_t, g.per_batch, _cuts(cfg)), "flow_norms")
+    with c[1]:
+        st.markdown("‖∂L/∂h_t‖ is the norm of `dh_total`, everything that reaches h_t from its own output and from "
+                    "the future. On a log scale, vanishing gradients are a line falling towards t = 1 and exploding "
+                    "ones a line rising towards it.")
+        ratio = g.per_t[0] / g.per_t[-1] if g.per_t[-1] > 0 else float("nan")
+        st.metric("‖∂L/∂h_1‖ / ‖∂L/∂h_T‖", f"{ratio:.2e}")
+        notes = []
+        if cfg.truncate:
+            notes.append(f"truncate = {cfg.truncate}: the carry is cut at the dashed lines, so each window starts "
+                         "afresh")
+        if cfg.bug != "none":
+            notes.append(f"bug = `{cfg.bug}`: these are the buggy engine's numbers")
+        if notes:
+            st.caption("; ".join(notes) + ".")
+
+
+def jacobian_section(cfg: RNNConfig) -> FlowReport:
+    """The Jacobian products ∂h_T/∂h_s against the distance, for a chosen batch element; returns the report used."""
+    st.subheader("Why: the Jacobian product back through time")
+    b = 0
+    if cfg.batch_size > 1:
+        b = int(st.number_input("batch element b", 0, cfg.batch_size - 1, 0, key="flow_b",
+                                help="whose activations f′(a_k) enter the product"))
+    report = get_flow(cfg, b)
+    c = st.columns([3, 1.3])
+    with c[0]:
+        jac = report.jacobian
+        chart(figures.jacobian_norm_figure(jac.distance, jac.norms, cfg.seq_len, b), "flow_jacobian")
+    with c[1]:
+        st.latex(r"\frac{\partial h_T}{\partial h_s} = \prod_{k=s+1}^{T} \operatorname{diag}(f'(a_k))\, W_{hh}")
+        st.markdown("A gradient sent from h_T back to h_s is multiplied by this product of T − s factors. Each "
+                    "factor stretches by at most ‖W_hh‖₂ · max f′, so the norm shrinks or grows roughly "
+                    "geometrically with the distance.")
+    return report
+
+
+def spectrum_section(report: FlowReport) -> None:
+    """The singular values of W_hh, its spectral radius and the line at 1."""
+    st.subheader("The recurrent weights W_hh")
+    c = st.columns([3, 1.3])
+    sp = report.spectrum
+    with c[0]:
+        chart(figures.spectrum_figure(sp.singular_values, sp.spectral_radius), "flow_spectrum")
+    with c[1]:
+        st.markdown("If every singular value is below 1 (and f′ ≤ 1, as for tanh and relu), the Jacobian product "
+                    "must shrink: gradients vanish. A spectral radius above 1 lets it grow over long distances: "
+                    "gradients can explode, unless saturation (f′ ≈ 0) damps them.")
+        a, b = st.columns(2)
+        a.metric("spectral radius ρ", f"{sp.spectral_radius:.3g}")
+        b.metric("largest σ = ‖W_hh‖₂", f"{sp.spectral_norm:.3g}")
+
+
+def saturation_section(cfg: RNNConfig, report: FlowReport) -> None:
+    """The saturation map f′(a_t) over time."""
+    st.subheader("Saturation: where f′(a_t) blocks the gradient")
+    c = st.columns([3, 1.3])
+    sat = report.saturation
+    with c[0]:
+        chart(figures.saturation_figure(sat.fprime_mean, sat.fraction, cfg.nonlinearity), "flow_saturation")
+    with c[1]:
+        what = ("A tanh unit with |a_t| large has h_t ≈ ±1 and f′ = 1 − h_t² ≈ 0" if cfg.nonlinearity == "tanh" else
+                "A relu unit with a_t ≤ 0 has f′ = 0")
+        st.markdown(f"{what}: no gradient passes through it at that step. Dark cells are units that block the "
+                    f"gradient; the top panel counts the saturated fraction ({sat.rule}) over batch and units.")
+
+
+def sweep_section(cfg: RNNConfig, report: FlowReport) -> None:
+    """The hh_scale sweep, overlaid."""
+    st.subheader("From vanishing to exploding: a sweep over hh_scale")
+    sw = report.sweep
+    c = st.columns([3, 1.3])
+    with c[0]:
+        chart(figures.sweep_figure(sw.scales, sw.norms, cfg.hh_scale), "flow_sweep")
+    with c[1]:
+        st.markdown("The same problem with W_hh multiplied by each scale (the current one is thick). Small scales "
+                    "make the curves fall towards t = 1, large ones make them rise, unless tanh saturates. The sweep "
+                    "always shows full BPTT without a bug, i.e. the true gradient.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Backward page: the truncation gap
+
+def truncation_gap(analysis: Analysis) -> None:
+    """What truncated BPTT costs: per-weight relative error against full BPTT and a heatmap of the difference."""
+    cfg = analysis.config
+    if cfg.truncate == 0:
+        return
+    gap = get_flow(cfg).gap
+    cuts = _cuts(cfg)
+    st.subheader(f"Truncated BPTT (K = {cfg.truncate}): what it costs")
+    where = ", ".join(f"{t} → {t + 1}" for t in cuts[:12]) + (" …" if len(cuts) > 12 else "")
+    st.markdown(f"The hidden state is detached every {cfg.truncate} steps, like `h = h.detach()` in a training loop: "
+                f"windows start at t = 1, {cfg.truncate + 1}, {2 * cfg.truncate + 1}, … and no gradient flows from a "
+                f"window into the one before it. The carry is cut between t = {where or '— (K ≥ T: nothing is cut)'} "
+                "(marked ✂ in the strip). PyTorch, detaching the same way, agrees with the engine; "
+                "the gap below is against full BPTT.")
+    c = st.columns([1.2, 2])
+    with c[0]:
+        chart(figures.gap_figure(gap.rel_err, cfg.truncate), "bw_gap_bars")
+    with c[1]:
+        w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key="bw_gap_weight",
+                                 label_visibility="collapsed") or "dW_hh"
+        axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
+        d = gap.diff[w]
+        chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
+                              title=f"{w}: truncated − full BPTT (colour range of the full gradient)"), "bw_gap_heat")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Backward page: the finite-difference spot check
+
+def on_cell_select() -> None:
+    """Copy a clicked cell of the engine's weight-gradient heatmap into the index inputs (runs before the script)."""
+    event = st.session_state.get(FD_SEL)
+    points = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
+    if points:
+        p = points[0]
+        x, y = p.get("x"), p.get("y")
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
+            st.session_state[FD_J], st.session_state[FD_I] = int(y), int(x)
+
+
+def _clamp(key: str, hi: int) -> int:
+    v = min(max(int(st.session_state.get(key, 0)), 0), hi)
+    st.session_state[key] = v
+    return v
+
+
+def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
+    """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
+    cfg = analysis.config
+    weight = choice[1:]                                            # "dW_hh" -> "W_hh"
+    shape = analysis.problem.weights[weight].shape
+    st.markdown("**Finite-difference spot check** — click a cell of the NumPy heatmap above, or choose its indices:")
+    cols = st.columns([1, 1, 4])
+    j_hi = shape[0] - 1
+    _clamp(FD_J, j_hi)
+    j = int(cols[0].number_input("row j (hidden unit)", 0, j_hi, key=FD_J))
+    if len(shape) == 2:
+        i_hi = shape[1] - 1
+        _clamp(FD_I, i_hi)
+        i_label = "column i (input)" if weight == "W_ih" else "column k (of h_{t−1})"
+        i = int(cols[1].number_input(i_label, 0, i_hi, key=FD_I))
+        index: tuple[int, ...] = (j, i)
+    else:
+        if cfg.hidden_size > 1 or FD_I in st.session_state:
+            _clamp(FD_I, 0)
+        index = (j,)
+    r = _fd(cfg.to_json(), weight, index)
+    name = f"{choice}[{', '.join(map(str, index))}]"
+    m = st.columns(3)
+    m[0].metric(f"central difference, ε = {FD_EPS:g}", f"{r.estimate:.10g}",
+                help="(L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true gradient")
+    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", f"rel. diff {fmt_err(r.rel_err(r.engine))}",
+                delta_color="off")
+    m[2].metric("torch.nn.RNN", f"{r.torch_rnn:.10g}", f"rel. diff {fmt_err(r.rel_err(r.torch_rnn))}",
+                delta_color="off")
+    notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
+    if t != 0:
+        notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "
+                     "need not match.")
+    if cfg.truncate:
+        notes.append(f"With truncate = {cfg.truncate} the engine and torch.nn.RNN compute the truncated gradient; "
+                     f"the finite difference estimates the true one, which torch.nn.RNN without detaching gives as "
+                     f"{r.torch_full:.10g} (rel. diff {fmt_err(r.rel_err(r.torch_full))}).")
+    if cfg.bug != "none":
+        notes.append(f"The engine makes the bug `{cfg.bug}` on purpose, so its value is expected to differ.")
+    if r.exact:
+        notes.append("All three agree up to the finite difference's own error (about 1e-9 relative).")
+    st.caption(" ".join(notes))

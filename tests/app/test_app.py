@@ -1,0 +1,277 @@
+"""AppTest checks of the Streamlit app: every page runs, steps move, the URL is honoured, presets and downloads work."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = str(ROOT / "streamlit_app.py")
+PAGES = ["pages/1_Forward_pass.py", "pages/2_Backward_pass.py", "pages/4_Verification.py", "pages/5_Derivation.py"]
+BACKWARD = "pages/2_Backward_pass.py"
+FORWARD = "pages/1_Forward_pass.py"
+LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
+TIMEOUT = 90
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+
+def app(page: str | None = None, **params: str | list[str]) -> AppTest:
+    """An AppTest of the app with these query params, run once (on `page` if given)."""
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def decode(z) -> np.ndarray:
+    """A Plotly array from the figure JSON: a typed array {dtype, bdata, shape} or a nested list."""
+    if isinstance(z, dict) and "bdata" in z:
+        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
+        shape = [int(s) for s in str(z.get("shape", arr.size)).split(",")]
+        return arr.reshape(shape)
+    return np.asarray(z, dtype=np.float64)
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Every plotly chart's figure JSON, by the chart's user key."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        key = el.proto.id.rsplit("-", 1)[-1]
+        out[key] = json.loads(el.proto.spec)
+    return out
+
+
+def z_of(at: AppTest, key: str) -> np.ndarray:
+    return decode(figures(at)[key]["data"][0]["z"])
+
+
+def warnings_text(at: AppTest) -> str:
+    return "\n".join(str(w.value) for w in at.warning)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every page runs
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_page_runs_at_defaults(page):
+    at = app(page)
+    no_exception(at)
+    assert not at.warning
+
+
+def test_all_pages_run_at_a_large_config():
+    at = app(None, **LARGE)
+    no_exception(at)
+    assert not at.warning
+    for page in PAGES:
+        at.switch_page(page)
+        at.run()
+        no_exception(at)
+    at.switch_page(BACKWARD)
+    at.run()
+    assert z_of(at, "bw_dh_total_np").shape == (16, 128)
+    assert z_of(at, "bw_dx_np").shape == (16, 64)
+    assert z_of(at, "bw_w_np").shape == (128, 128)          # dW_hh, the default choice
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# steps
+
+def test_step_buttons_move_the_step_and_change_the_heatmaps():
+    at = app(BACKWARD, seq_len="5", hidden_size="6", batch_size="2")
+    assert at.session_state["step"] == 1
+    seen = [z_of(at, "bw_dh_total_np")]
+
+    at.button(key="step_next").click().run()
+    no_exception(at)
+    assert at.session_state["step"] == 2
+    seen.append(z_of(at, "bw_dh_total_np"))
+    assert not np.allclose(seen[0], seen[1])
+    assert at.query_params["step"] == "2"
+
+    at.button(key="step_last").click().run()
+    assert at.session_state["step"] == 5
+    seen.append(z_of(at, "bw_dh_total_np"))
+    assert not np.allclose(seen[1], seen[2])
+
+    at.button(key="step_prev").click().run()
+    assert at.session_state["step"] == 4
+
+    at.button(key="step_first").click().run()
+    assert at.session_state["step"] == 1
+    np.testing.assert_allclose(z_of(at, "bw_dh_total_np"), seen[0], rtol=0, atol=0)
+    no_exception(at)
+
+
+def test_backward_step_k_shows_t_equal_T_minus_k_plus_1():
+    at = app(BACKWARD, seq_len="4", step="2")
+    from bptt.analysis import analyze
+    from bptt.config import RNNConfig
+    an = analyze(RNNConfig(seq_len=4))
+    np.testing.assert_allclose(z_of(at, "bw_dh_total_np"), an.engine.dh_total[4 - 2], rtol=0, atol=0)
+    assert any("t = 3, going backwards" in str(h.value) for h in at.subheader)
+
+
+def test_forward_step_shows_t_equal_k():
+    at = app(FORWARD, seq_len="4", step="3")
+    from bptt.analysis import analyze
+    from bptt.config import RNNConfig
+    an = analyze(RNNConfig(seq_len=4))
+    np.testing.assert_allclose(z_of(at, "fw_h"), an.engine.h[2], rtol=0, atol=0)
+    np.testing.assert_allclose(z_of(at, "fw_h_cmp_ref"), an.torch_rnn.h[2], rtol=0, atol=0)
+
+
+def test_play_toggles_and_pause_stops():
+    at = app(BACKWARD, seq_len="4")
+    at.button(key="step_play").click().run()
+    no_exception(at)
+    assert at.session_state["step_playing"] is True
+    at.button(key="step_play").click().run()
+    assert at.session_state["step_playing"] is False
+    no_exception(at)
+
+
+def test_changing_the_config_clamps_the_step():
+    at = app(BACKWARD, seq_len="6", step="6")
+    assert at.session_state["step"] == 6
+    at.number_input(key="w_seq_len").set_value(3).run()
+    no_exception(at)
+    assert at.session_state["step"] == 3
+    assert at.query_params["seq_len"] == "3" and at.query_params["step"] == "3"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the URL
+
+def test_query_string_sizes_appear_in_the_figures():
+    at = app(BACKWARD, hidden_size="7", batch_size="2", input_size="3")
+    no_exception(at)
+    assert not at.warning
+    assert z_of(at, "bw_dh_total_np").shape == (2, 7)
+    assert z_of(at, "bw_dx_np").shape == (2, 3)
+    assert z_of(at, "bw_dx_diff").shape == (2, 3)
+
+
+@pytest.mark.parametrize("params, name", [
+    (dict(hidden_size="1e9"), "hidden_size"),
+    (dict(seq_len="abc"), "seq_len"),
+    (dict(step="-4"), "step"),
+    (dict(nonlinearity="sigmoid"), "nonlinearity"),
+    (dict(hh_scale="nan"), "hh_scale"),
+    (dict(seq_len=["3", "4"]), "seq_len"),
+    (dict(hidden_size="256", input_size="256", seq_len="200"), "seq_len"),   # over the engine's history budget
+])
+def test_bad_url_values_warn_and_fall_back(params, name):
+    at = app(BACKWARD, **params)
+    no_exception(at)
+    text = warnings_text(at)
+    assert name in text, text
+    cfg = at.session_state["config"]
+    from bptt.config import RNNConfig
+    if name != "step":
+        assert getattr(cfg, name) == getattr(RNNConfig(), name)
+    assert 1 <= at.session_state["step"] <= cfg.seq_len
+    assert at.get("plotly_chart")
+
+
+def test_good_url_values_are_kept_and_written_back():
+    at = app(None, seed="7", nonlinearity="relu", upstream="last", hh_scale="0.5", truncate="2", seq_len="5",
+             step="4")
+    no_exception(at)
+    cfg = at.session_state["config"]
+    assert (cfg.seed, cfg.nonlinearity, cfg.upstream, cfg.hh_scale, cfg.truncate) == (7, "relu", "last", 0.5, 2)
+    assert at.session_state["step"] == 4
+    assert at.query_params["hh_scale"] == "0.5" and at.query_params["step"] == "4"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# sidebar and presets
+
+def test_sidebar_change_survives_a_page_switch():
+    at = app(None)
+    at.number_input(key="w_hidden_size").set_value(6).run()
+    at.switch_page(BACKWARD)
+    at.run()
+    no_exception(at)
+    assert at.session_state["config"].hidden_size == 6
+    assert at.number_input(key="w_hidden_size").value == 6
+    assert z_of(at, "bw_dh_total_np").shape == (3, 6)
+
+
+def test_a_refused_sidebar_change_shows_an_error_and_keeps_the_config():
+    at = app(None, hidden_size="256", input_size="256", seq_len="60")
+    before = at.session_state["config"]
+    at.number_input(key="w_seq_len").set_value(200).run()
+    no_exception(at)
+    assert at.session_state["config"] == before
+    assert any("seq_len" in str(e.value) for e in at.error)
+
+
+@pytest.mark.parametrize("name", ["Vanishing gradients", "Exploding gradients"])
+def test_presets_apply(name):
+    from bptt.config import preset
+    from bptt.app.state import preset_key
+    at = app(BACKWARD, hidden_size="9")
+    at.button(key=preset_key(name)).click().run()
+    no_exception(at)
+    assert at.session_state["config"] == preset(name)
+    want = preset(name)
+    assert z_of(at, "bw_dh_total_np").shape == (want.batch_size, want.hidden_size)
+    at.button(key="preset_reset").click().run()
+    from bptt.config import RNNConfig
+    assert at.session_state["config"] == RNNConfig()
+
+
+def test_bug_banner_names_the_first_divergence():
+    at = app(BACKWARD, bug="forget-carry", seq_len="4")
+    no_exception(at)
+    text = "\n".join(str(e.value) for e in at.error)
+    assert "forget-carry" in text and "dh_total" in text and "t = 3" in text   # 0-based t = 2, shown 1-based
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# downloads
+
+def _check_files(files: dict[str, bytes | str]) -> None:
+    npz = np.load(io.BytesIO(files["npz"]), allow_pickle=False)
+    assert len(npz.files) > 0
+    df = pd.read_csv(io.BytesIO(files["csv"]))
+    assert len(df) > 0
+    compile(files["py"], "repro.py", "exec")
+
+
+def test_download_buttons_produce_loadable_files():
+    from bptt.app.panels import download_data
+    at = app(BACKWARD, seq_len="4", hidden_size="3")
+    buttons = at.get("download_button")
+    assert len(buttons) == 3
+    assert all(b.proto.deferred_file_id for b in buttons)      # made on click, not on every rerun
+    cfg = at.session_state["config"]
+    files = {fname.rsplit(".", 1)[-1]: make() for fname, _, make in download_data(cfg).values()}
+    _check_files(files)
+    npz = np.load(io.BytesIO(files["npz"]), allow_pickle=False)
+    shapes = [npz[k].shape for k in npz.files]
+    assert any(s[:1] == (4,) and s[-1] == 3 for s in shapes)     # (T, B, H) arrays of this config
+
+
+def test_download_data_at_a_nondefault_config():
+    from bptt.app.panels import download_data
+    from bptt.config import RNNConfig
+    made = {fname.rsplit(".", 1)[-1]: make() for fname, _, make in download_data(RNNConfig(seq_len=2, seed=5)).values()}
+    _check_files(made)
