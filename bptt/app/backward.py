@@ -119,8 +119,12 @@ def weight_gradients(analysis: Analysis, k: int) -> None:
     q, axes = WEIGHTS[choice]
     checks = step_badges(analysis, t)
     full = " — this is the full gradient" if t == 0 else ""
-    triplet(f"{choice} after step t = {s}{full}", choice, getattr(analysis.engine, q)[t],
-            getattr(analysis.unrolled, q)[t], zmax(analysis, q), axes, "bw_w", checks.get(q),
+    local = st.toggle("Colour range of this step only", key="bw_w_local",
+                      help="Off: one range over all steps, so you see the sum grow as steps are added. "
+                           "On: the range of this step's partial sum, to see its pattern.")
+    eng, ref = getattr(analysis.engine, q)[t], getattr(analysis.unrolled, q)[t]
+    zm = figures.colour_range(eng, ref) if local else zmax(analysis, q)
+    triplet(f"{choice} after step t = {s}{full}", choice, eng, ref, zm, axes, "bw_w", checks.get(q),
             "rows: hidden unit j; columns: input i" if axes == "HI" else
             "rows: hidden unit j; columns: hidden unit k (of h_{t−1})" if axes == "HH" else "one entry per hidden unit j")
 

@@ -167,7 +167,7 @@ def downloads(cfg: RNNConfig, key: str) -> None:
                 "self-contained script that recomputes these numbers with NumPy and PyTorch.")
     c = st.columns(3)
     for col, (label, (fname, mime, make)) in zip(c, download_data(cfg).items()):
-        col.download_button(f"⬇ {label}", data=make, file_name=fname, mime=mime, key=f"{key}_{fname.rsplit('.')[-1]}",
+        col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime, key=f"{key}_{fname.rsplit('.')[-1]}",
                             width="stretch", on_click="ignore")
 
 

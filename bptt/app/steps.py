@@ -26,7 +26,7 @@ def _controls(describe: Callable[[int, int], str]) -> int:
     T = current_config().seq_len
     k = current_step()
     playing = bool(st.session_state.get(PLAYING, False))
-    c = st.columns([1.15, 1.15, 1.15, 1.15, 1.2, 1.4, 3.2], vertical_alignment="bottom")
+    c = st.columns([1, 1, 1, 1, 1, 1.2, 2.8], vertical_alignment="bottom")
     c[0].button("first", key="step_first", icon=":material/first_page:", on_click=_move, kwargs=dict(to=1),
                 disabled=k == 1, width="stretch")
     c[1].button("prev", key="step_prev", icon=":material/chevron_left:", on_click=_move, kwargs=dict(delta=-1),
@@ -44,10 +44,10 @@ def _controls(describe: Callable[[int, int], str]) -> int:
         st.session_state[LAST_TICK] = time.monotonic()
         st.rerun(scope="app")                             # re-create the fragment with (or without) its timer
     c[5].selectbox("speed", list(SPEEDS), index=1, key="step_speed", label_visibility="collapsed")
+    c[6].caption(describe(k, T))
     if T > 1:
         st.session_state["step_slider"] = k
-        c[6].slider("step", 1, T, key="step_slider", on_change=_on_slider, label_visibility="collapsed")
-    st.caption(describe(k, T))
+        st.slider("step", 1, T, key="step_slider", on_change=_on_slider, label_visibility="collapsed")
     return k
 
 

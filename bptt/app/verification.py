@@ -15,7 +15,7 @@ def summary_table(analysis: Analysis) -> None:
     """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
     s = summary(analysis.table)
     s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
-    st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True,
+    st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True, height=38 + 35 * len(s),
                  column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
                                 "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
                                 "tol": st.column_config.NumberColumn(format="%.0e")})
@@ -49,11 +49,10 @@ def side_by_side(analysis: Analysis) -> None:
                "torch.nn.RNN (autograd)": (analysis.torch_rnn.h, analysis.torch_rnn.dx, analysis.torch_rnn.gradients)}
     name = st.segmented_control("quantity", ["h", "dx", "dW_ih", "dW_hh", "db_ih", "db_hh"], default="dW_hh",
                                 key="ver_quantity") or "dW_hh"
-    c = st.columns(3)
-    for col, (src, (h, dx, g)) in zip(c, sources.items()):
+    for src, (h, dx, g) in sources.items():
         arr = {"h": h, "dx": dx}.get(name, g.get(name))
-        col.markdown(f"**{src}**")
-        col.code(f"{name} =\n{_printed(arr)}", language=None)
+        st.markdown(f"**{src}**")
+        st.code(f"{name} =\n{_printed(arr)}", language=None)
 
 
 def gradcheck(analysis: Analysis) -> None:
