@@ -1,0 +1,128 @@
+"""Benchmark: the NumPy engine's forward+backward against torch.nn.RNN (float64, CPU), measured in the same run.
+
+Run: python benchmarks/bench_engine.py [--repeats N]
+
+For each config it prints
+  - ratio: engine time (run_engine on a pre-drawn Problem, the full per-step record) / torch.nn.RNN forward+backward
+    time on the same data and the same loss L = sum(dh_out * h); target <= 1.0 at the large config;
+  - GFLOP/s: 6*T*B*H*(H+I) flops / engine time, and that as a fraction of this machine's float64 matmul rate
+    (a square numpy matmul, measured in the same run).
+Engine, torch and matmul are timed in interleaved rounds (medians reported), so that load from other processes
+slows all three alike. Nothing is asserted: these are ratios, not verdicts.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from bptt.config import RNNConfig  # noqa: E402
+from bptt.engine import run_engine  # noqa: E402
+from bptt.problem import Problem, draw_problem, make_torch_rnn  # noqa: E402
+
+CONFIGS = {
+    "default (I=4, H=5, T=3, B=3)": RNNConfig(),
+    "large (I=64, H=128, T=100, B=32)": RNNConfig(input_size=64, hidden_size=128, seq_len=100, batch_size=32),
+}
+MATMUL_N = 512   # the square float64 matmul that stands for this machine's BLAS rate
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# timing
+
+def per_call(fn: Callable[[], object], min_time: float = 0.02) -> Callable[[], float]:
+    """A sampler: each call times enough back-to-back calls of fn to last >= min_time and returns seconds per call."""
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    fn()
+    loops = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+
+    def sample() -> float:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        return (time.perf_counter() - t0) / loops
+    return sample
+
+
+def torch_step(p: Problem) -> Callable[[], None]:
+    """torch.nn.RNN forward + backward of L = sum(dh_out * h) on the problem's data, with dx and dh0 as in the engine."""
+    rnn = make_torch_rnn(p.config)
+    with torch.no_grad():
+        for name, w in (("weight_ih_l0", p.W_ih), ("weight_hh_l0", p.W_hh), ("bias_ih_l0", p.b_ih),
+                        ("bias_hh_l0", p.b_hh)):
+            getattr(rnn, name).copy_(torch.from_numpy(w))
+    x = torch.tensor(p.x, requires_grad=True)          # (T, B, I)
+    h0 = torch.tensor(p.h0[None], requires_grad=True)  # (1, B, H)
+    dh_out = torch.from_numpy(p.dh_out)                # (T, B, H)
+    params = list(rnn.parameters())
+
+    def step() -> None:
+        for t in (x, h0, *params):
+            t.grad = None
+        out, _ = rnn(x, h0)
+        (out * dh_out).sum().backward()
+    return step
+
+
+def matmul_step() -> Callable[[], None]:
+    """One square float64 numpy matmul of MATMUL_N: this machine's BLAS rate, 2 * MATMUL_N**3 flops."""
+    rng = np.random.default_rng(0)
+    A, B = rng.random((MATMUL_N, MATMUL_N)), rng.random((MATMUL_N, MATMUL_N))
+    out = np.empty_like(A)
+    return lambda: np.matmul(A, B, out=out)
+
+
+def measure(cfg: RNNConfig, repeats: int) -> dict[str, float]:
+    """Engine, torch.nn.RNN and matmul timed in interleaved rounds, so that a busy machine slows all three alike;
+    medians over rounds of the times and of the per-round ratios."""
+    p = draw_problem(cfg)
+    engine, ref, mm = per_call(lambda: run_engine(p)), per_call(torch_step(p)), per_call(matmul_step())
+    T, B, I, H = cfg.seq_len, cfg.batch_size, cfg.input_size, cfg.hidden_size
+    flops = 6 * T * B * H * (H + I)
+    rows = []
+    for _ in range(repeats):
+        te, tt, tm = engine(), ref(), mm()
+        rate, peak = flops / te / 1e9, 2 * MATMUL_N**3 / tm / 1e9
+        rows.append((te, tt, te / tt, rate, peak, rate / peak))
+    med = [statistics.median(col) for col in zip(*rows)]
+    return dict(zip(("engine_s", "torch_s", "ratio", "gflops", "peak_gflops", "of_peak"), med))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# main
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per config (medians are reported)")
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be an integer >= 1")
+
+    print(f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"float64 throughout; medians of {args.repeats} interleaved rounds")
+    head = (f"{'config':<34} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
+            f"{'matmul GFLOP/s':>15} {'of matmul':>10}")
+    print(head)
+    print("-" * len(head))
+    for name, cfg in CONFIGS.items():
+        m = measure(cfg, args.repeats)
+        print(f"{name:<34} {m['engine_s'] * 1e3:>10.3f} {m['torch_s'] * 1e3:>9.3f} {m['ratio']:>6.2f} "
+              f"{m['gflops']:>8.2f} {m['peak_gflops']:>15.2f} {m['of_peak']:>10.1%}")
+    print()
+    print("ratio: engine (run_engine, full per-step record) / torch.nn.RNN forward+backward, same data, same loss;")
+    print(f"  target <= 1.0 at the large config. GFLOP/s: 6*T*B*H*(H+I) / engine time; matmul: a {MATMUL_N}x{MATMUL_N}")
+    print("  numpy float64 matmul timed in the same rounds.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
