@@ -52,7 +52,7 @@ def _perturbed_h(problem: Problem, weight: str, idx: tuple[int, ...], delta: flo
 
 
 def fd_estimate(problem: Problem, weight: str, index: tuple[int, ...] | int, eps: float = FD_EPS) -> float:
-    """Central difference of L = sum(dh_out ⊙ h) in float64; the h difference is taken before the sum (less round-off)."""
+    """Central difference of L = sum(dh_out ⊙ h), float64; h is differenced before the sum (less round-off)."""
     idx = check_index(problem, weight, index)
     with np.errstate(all="ignore"):
         dh = _perturbed_h(problem, weight, idx, eps) - _perturbed_h(problem, weight, idx, -eps)
