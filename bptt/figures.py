@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -241,4 +242,159 @@ def backward_animation(series: dict[str, np.ndarray], axes: str = "BH", frame_ms
                                   args=[[str(t + 1)], dict(frame=dict(duration=0, redraw=True), mode="immediate")])
                              for t in order])],
     )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# gradient flow (the Gradient flow page and the truncation gap)
+
+FLOW_BLUE, FLOW_RED, FLOW_GREY = "#4c78a8", "#d62728", "#888"
+
+
+def _log_values(v: np.ndarray) -> list[float | None]:
+    """Values for a log axis: zeros, negatives and non-finite entries become gaps (None)."""
+    v = np.asarray(v, dtype=np.float64)
+    return [float(x) if np.isfinite(x) and x > 0 else None for x in v]
+
+
+def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bool = True,
+                 height: int = 320) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"), height=height,
+                      margin=dict(l=10, r=10, t=40, b=10), font=FONT, plot_bgcolor="white",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=10)))
+    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False,
+                     type="log" if log_y else "linear", exponentformat="power")
+    return fig
+
+
+def grad_norm_figure(per_t: np.ndarray, per_batch: np.ndarray | None = None, cuts: Sequence[int] = (),
+                     title: str = "‖∂L/∂h_t‖ over time") -> go.Figure:
+    """‖dL/dh_t‖ for t = 1..T on a log axis (0-based inputs); faint lines per batch element; truncation cuts dashed."""
+    T = len(per_t)
+    ts = np.arange(1, T + 1)
+    fig = go.Figure()
+    if per_batch is not None and per_batch.shape[1] > 1:
+        for b in range(per_batch.shape[1]):
+            fig.add_trace(go.Scatter(x=ts, y=_log_values(per_batch[:, b]), mode="lines", name=f"b = {b}",
+                                     line=dict(width=1, color="rgba(76,120,168,0.35)"), legendgroup="batch",
+                                     showlegend=b == 0,
+                                     hovertemplate=f"b = {b}, t = %{{x}}: %{{y:.3e}}<extra></extra>"))
+        fig.data[0].name = "each batch element"
+    fig.add_trace(go.Scatter(x=ts, y=_log_values(per_t), mode="lines+markers", name="whole batch",
+                             line=dict(width=2.5, color=FLOW_RED), marker=dict(size=5 if T <= 60 else 3),
+                             hovertemplate="t = %{x}: ‖∂L/∂h_t‖ = %{y:.4e}<extra></extra>"))
+    for t in cuts:                       # 0-based t: the carry from step t to t-1 is cut, between t and t+1 (1-based)
+        fig.add_vline(x=t + 0.5, line=dict(color=FLOW_GREY, width=1, dash="dash"))
+    return _flow_layout(fig, title, "t (1-based)", "‖∂L/∂h_t‖  (log scale)")
+
+
+def jacobian_norm_figure(distance: np.ndarray, norms: np.ndarray, T: int, b: int = 0) -> go.Figure:
+    """‖∂h_T/∂h_s‖₂ against the distance T − s, log scale, with the line at 1."""
+    fig = go.Figure(go.Scatter(x=np.asarray(distance), y=_log_values(norms), mode="lines+markers",
+                               line=dict(width=2.5, color=FLOW_BLUE), marker=dict(size=5 if T <= 60 else 3),
+                               name="‖∂h_T/∂h_s‖₂",
+                               hovertemplate="T − s = %{x}: ‖∂h_T/∂h_s‖₂ = %{y:.4e}<extra></extra>"))
+    fig.add_hline(y=1.0, line=dict(color=FLOW_GREY, width=1, dash="dot"))
+    return _flow_layout(fig, f"‖∂h_{T}/∂h_s‖₂ against the distance {T} − s (batch element b = {b})",
+                        "distance T − s (steps back in time)", "spectral norm  (log scale)")
+
+
+def spectrum_figure(singular_values: np.ndarray, spectral_radius: float) -> go.Figure:
+    """The singular values of W_hh as bars, with the spectral radius and the line at 1."""
+    sv = np.asarray(singular_values, dtype=np.float64)
+    idx = np.arange(1, len(sv) + 1)
+    colours = [FLOW_RED if v > 1 else FLOW_BLUE for v in sv]
+    fig = go.Figure(go.Bar(x=idx, y=sv, marker_color=colours, name="singular values σ_i",
+                           hovertemplate="σ_%{x} = %{y:.6g}<extra></extra>"))
+    fig.add_hline(y=1.0, line=dict(color="black", width=1.5), annotation_text="1", annotation_position="right")
+    fig.add_hline(y=spectral_radius, line=dict(color="#ff7f0e", width=2, dash="dash"),
+                  annotation_text=f"spectral radius ρ = {spectral_radius:.3g}", annotation_position="top right",
+                  annotation_font=dict(color="#ff7f0e", size=11))
+    fig = _flow_layout(fig, "Singular values of W_hh (red: above 1)", "i (largest first)", "σ_i", log_y=False)
+    fig.update_layout(showlegend=False, bargap=0.15)
+    return fig
+
+
+def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearity: str) -> go.Figure:
+    """The saturation map f'(a_t) (mean over the batch; t on x, unit j on y) under the fraction of saturated units."""
+    z = np.asarray(fprime_mean, dtype=np.float64).T                            # (H, T)
+    H, T = z.shape
+    ts = np.arange(1, T + 1)
+    name = "1 − h_t²" if nonlinearity == "tanh" else "𝟙[a_t > 0]"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.25, 0.75], vertical_spacing=0.06)
+    fig.add_trace(go.Scatter(x=ts, y=np.asarray(fraction) * 100, mode="lines+markers", line=dict(color=FLOW_RED),
+                             marker=dict(size=4), showlegend=False,
+                             hovertemplate="t = %{x}: %{y:.0f}% of units saturated<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), x=ts, y=np.arange(H), zmin=0.0, zmax=1.0,
+                             colorscale="Magma", colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10,
+                                                                len=0.7, y=0.37),
+                             hovertemplate=f"f′(a_t) = {name}, unit j = %{{y}}, t = %{{x}}: %{{z:.4f}}<extra></extra>",
+                             xgap=1 if T <= 60 else 0, ygap=1 if H <= 60 else 0), row=2, col=1)
+    fig.update_layout(title=dict(text=f"Saturation: f′(a_t) = {name}, mean over the batch (dark = the gradient is "
+                                      "blocked)", font=dict(size=13), x=0.0, xanchor="left"),
+                      height=int(min(620, max(340, 160 + 12 * H))), margin=dict(l=10, r=10, t=40, b=10), font=FONT,
+                      plot_bgcolor="white")
+    fig.update_yaxes(title_text="% saturated", range=[0, 100], row=1, col=1)
+    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", row=2, col=1)
+    fig.update_xaxes(title_text="t (1-based)", row=2, col=1)
+    return fig
+
+
+def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> go.Figure:
+    """‖dL/dh_t‖ over t for several hh_scale values, overlaid on a log axis; the current scale drawn thick."""
+    norms = np.asarray(norms, dtype=np.float64)
+    T = norms.shape[1]
+    ts = np.arange(1, T + 1)
+    fig = go.Figure()
+    lo, hi = np.log(min(scales)), np.log(max(scales))
+    for s, row in zip(scales, norms):
+        this = bool(np.isclose(s, current))
+        frac = 0.5 if hi == lo else float((np.log(s) - lo) / (hi - lo))          # blue (small) → red (large)
+        colour = "black" if this else sample_colorscale("RdYlBu_r", [0.05 + 0.9 * frac])[0]
+        fig.add_trace(go.Scatter(x=ts, y=_log_values(row), mode="lines",
+                                 name=f"hh_scale {s:g}" + (" (current)" if this else ""),
+                                 line=dict(width=3 if this else 2, color=colour, dash="solid"),
+                                 hovertemplate=f"hh_scale {s:g}, t = %{{x}}: %{{y:.3e}}<extra></extra>"))
+    fig = _flow_layout(fig, "‖∂L/∂h_t‖ for several hh_scale values (full BPTT, no bug)", "t (1-based)",
+                       "‖∂L/∂h_t‖  (log scale)", height=360)
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.02))
+    return fig
+
+
+def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
+    """The relative error ‖g_truncated − g_full‖ / ‖g_full‖ of each weight gradient, as bars."""
+    names = list(rel_err)
+    vals = [float(rel_err[k]) for k in names]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color="#ff7f0e", text=[f"{v:.2%}" if np.isfinite(v) else str(v)
+                                                                         for v in vals],
+                           textposition="outside", hovertemplate="%{x}: %{y:.4e}<extra></extra>"))
+    fig = _flow_layout(fig, f"Truncation gap (K = {truncate}): ‖g_truncated − g_full‖ / ‖g_full‖", "weight gradient",
+                       "relative error", log_y=False, height=280)
+    finite = [v for v in vals if np.isfinite(v)]
+    fig.update_yaxes(range=[0, max(finite + [1e-12]) * 1.25], tickformat=".0%")
+    return fig
+
+
+PICKER_MAX_CELLS = 20_000    # above this a heatmap gets no click targets (use the index inputs)
+
+
+def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
+    """Invisible click targets on every cell of a heatmap: Plotly heatmaps cannot be selected, scatter points can.
+
+    Clicking a cell then selects its point (x = column, y = row), which st.plotly_chart(on_select=...) reports.
+    """
+    z = as_matrix(values).astype(np.float64, copy=False)
+    rows, cols = z.shape
+    if z.size > PICKER_MAX_CELLS:
+        return fig
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    ylab, xlab = AXES.get(axes, ("row", "column"))
+    yname, xname = (ylab.split()[-1] if ylab else "row"), xlab.split()[-1]
+    fig.add_trace(go.Scatter(
+        x=xx.ravel(), y=yy.ravel(), mode="markers", customdata=z.ravel(), showlegend=False, name="pick",
+        marker=dict(symbol="square", size=max(6, min(30, 300 // max(rows, cols))), color="rgba(0,0,0,0)"),
+        selected=dict(marker=dict(color="rgba(0,0,0,0.25)")), unselected=dict(marker=dict(opacity=1)),
+        hovertemplate=(f"{name}[{yname}=%{{y}}, {xname}=%{{x}}]" if rows > 1 else f"{name}[{xname}=%{{x}}]")
+        + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>"))
     return fig

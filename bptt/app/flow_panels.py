@@ -1,5 +1,7 @@
-"""The gradient-flow lab in the app: the Gradient flow page's sections, the truncation gap, the finite-difference check."""
+"""The gradient-flow lab in the app: the Gradient flow page, the truncation gap, the finite-difference check."""
 from __future__ import annotations
+
+import json
 
 import streamlit as st
 
@@ -23,7 +25,7 @@ FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w_np"   # FD index inputs; the key of t
 
 @st.cache_resource(max_entries=4, show_spinner="Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)…")
 def _flow(config_json: str, b: int) -> FlowReport:
-    cfg = RNNConfig.from_dict(__import__("json").loads(config_json))
+    cfg = RNNConfig.from_dict(json.loads(config_json))
     an = get_analysis(cfg)
     return flow_report(an.problem, an.engine, b)
 
@@ -35,7 +37,7 @@ def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
-    cfg = RNNConfig.from_dict(__import__("json").loads(config_json))
+    cfg = RNNConfig.from_dict(json.loads(config_json))
     an = get_analysis(cfg)
     return fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)
 
@@ -181,10 +183,10 @@ def truncation_gap(analysis: Analysis) -> None:
     gap = get_flow(cfg).gap
     cuts = _cuts(cfg)
     st.subheader(f"Truncated BPTT (K = {cfg.truncate}): what it costs")
-    where = ", ".join(f"{t} → {t + 1}" for t in cuts[:12]) + (" …" if len(cuts) > 12 else "")
+    where = ", ".join(f"h_{t} and h_{t + 1}" for t in cuts[:12]) + (" …" if len(cuts) > 12 else "")
     st.markdown(f"The hidden state is detached every {cfg.truncate} steps, like `h = h.detach()` in a training loop: "
                 f"windows start at t = 1, {cfg.truncate + 1}, {2 * cfg.truncate + 1}, … and no gradient flows from a "
-                f"window into the one before it. The carry is cut between t = {where or '— (K ≥ T: nothing is cut)'} "
+                f"window into the one before it. The carry is cut between {where or 'nothing (K ≥ T)'} "
                 "(marked ✂ in the strip). PyTorch, detaching the same way, agrees with the engine; "
                 "the gap below is against full BPTT.")
     c = st.columns([1.2, 2])
@@ -210,7 +212,10 @@ def on_cell_select() -> None:
         p = points[0]
         x, y = p.get("x"), p.get("y")
         if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-            st.session_state[FD_J], st.session_state[FD_I] = int(y), int(x)
+            if str(st.session_state.get("bw_weight", "")).startswith("db"):   # a bias is drawn as one row
+                st.session_state[FD_J] = int(x)
+            else:
+                st.session_state[FD_J], st.session_state[FD_I] = int(y), int(x)
 
 
 def _clamp(key: str, hi: int) -> int:
@@ -232,7 +237,7 @@ def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
     if len(shape) == 2:
         i_hi = shape[1] - 1
         _clamp(FD_I, i_hi)
-        i_label = "column i (input)" if weight == "W_ih" else "column k (of h_{t−1})"
+        i_label = "column i (input)" if weight == "W_ih" else "column k (unit of h_t−1)"
         i = int(cols[1].number_input(i_label, 0, i_hi, key=FD_I))
         index: tuple[int, ...] = (j, i)
     else:
@@ -241,23 +246,53 @@ def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
         index = (j,)
     r = _fd(cfg.to_json(), weight, index)
     name = f"{choice}[{', '.join(map(str, index))}]"
-    m = st.columns(3)
+    diff = lambda v: f"rel. diff {fmt_err(r.rel_err(v))}"  # noqa: E731
+    m = st.columns(4 if cfg.truncate else 3)
     m[0].metric(f"central difference, ε = {FD_EPS:g}", f"{r.estimate:.10g}",
                 help="(L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true gradient")
-    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", f"rel. diff {fmt_err(r.rel_err(r.engine))}",
-                delta_color="off")
-    m[2].metric("torch.nn.RNN", f"{r.torch_rnn:.10g}", f"rel. diff {fmt_err(r.rel_err(r.torch_rnn))}",
-                delta_color="off")
+    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", diff(r.engine), delta_color="off",
+                delta_arrow="off")
+    m[2].metric("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), f"{r.torch_rnn:.10g}",
+                diff(r.torch_rnn), delta_color="off", delta_arrow="off")
+    if cfg.truncate:
+        m[3].metric("torch.nn.RNN, full BPTT", f"{r.torch_full:.10g}", diff(r.torch_full), delta_color="off",
+                    delta_arrow="off")
     notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
     if t != 0:
         notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "
                      "need not match.")
     if cfg.truncate:
         notes.append(f"With truncate = {cfg.truncate} the engine and torch.nn.RNN compute the truncated gradient; "
-                     f"the finite difference estimates the true one, which torch.nn.RNN without detaching gives as "
-                     f"{r.torch_full:.10g} (rel. diff {fmt_err(r.rel_err(r.torch_full))}).")
+                     "the finite difference estimates the true one, which torch.nn.RNN gives without detaching.")
     if cfg.bug != "none":
         notes.append(f"The engine makes the bug `{cfg.bug}` on purpose, so its value is expected to differ.")
     if r.exact:
         notes.append("All three agree up to the finite difference's own error (about 1e-9 relative).")
     st.caption(" ".join(notes))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Backward page: the bug zoo beside the equations
+
+BUG_EQUATIONS = {
+    "forget-carry": r"dh\_total_t = dh\_out_t \quad (\text{the carry } dh\_next_t \text{ is dropped})",
+    "no-activation-derivative": r"d\_pre_t = dh\_total_t \quad (\text{no } \odot f'(a_t))",
+    "derivative-of-pre-activation": r"d\_tanh_t = dh\_total_t \odot (1 - a_t^{2}) "
+                                    r"\quad (\text{instead of } 1 - h_t^{2})",
+    "dWhh-uses-h_t": r"dW_{hh} \mathrel{+}= d\_pre_t^{\top} h_t \quad (\text{instead of } h_{t-1})",
+    "carry-transposed": r"dh\_prev_t = d\_pre_t\, W_{hh}^{\top} \quad (\text{instead of } W_{hh})",
+}
+
+
+def bug_equation_note(analysis: Analysis) -> None:
+    """Under the (correct) equations: what the buggy engine computes instead, and where it first diverges."""
+    cfg = analysis.config
+    if cfg.bug == "none":
+        return
+    fd = analysis.first_divergence
+    where = (f"first divergence: **{fd['quantity']}** at **t = {fd['t'] + 1}** (t = {fd['t']} in "
+             "`python -m bptt verify --json`, which counts from 0)" if fd else
+             "no number changes in this configuration")
+    st.markdown(f":red[The equations above are the correct ones; the engine (bug `{cfg.bug}`) computes instead:]")
+    st.latex(r"\color{#c62828}" + BUG_EQUATIONS[cfg.bug])
+    st.caption(where[0].upper() + where[1:] + ".")
