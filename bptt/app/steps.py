@@ -57,7 +57,7 @@ def _tick() -> None:
         return
     interval = SPEEDS[st.session_state.get("step_speed", "1 s / step")]
     now = time.monotonic()
-    if now - st.session_state.get(LAST_TICK, 0.0) < 0.8 * interval:   # a click, not the timer
+    if now - st.session_state.get(LAST_TICK, 0.0) < 0.5 * interval:   # a click, not the timer
         return
     st.session_state[LAST_TICK] = now
     T = current_config().seq_len
