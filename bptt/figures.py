@@ -15,6 +15,7 @@ DIVERGING = "RdBu_r"          # red positive, blue negative, white at zero
 SEQUENTIAL = "Viridis"        # for log10 |diff|
 DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
+TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page
 FONT = dict(size=12)
 
 # axis titles by the kind of matrix: rows, columns
@@ -68,6 +69,13 @@ def _figure(traces: list, title: str, rows: int, cols: int, axes: str) -> go.Fig
     return go.Figure(dict(data=[t for t in traces if t is not None], layout=_layout(title, rows, cols, axes)))
 
 
+def _cell(v: float) -> str:
+    """A value as printed inside a heatmap cell."""
+    if not np.isfinite(v):
+        return ""
+    return f"{v:.2f}" if abs(v) < 100 else f"{v:.0e}"
+
+
 def _nonfinite_markers(z: np.ndarray) -> dict | None:
     """Crosses on the cells that are inf or nan (at most 2000 of them)."""
     bad = np.argwhere(~np.isfinite(z))
@@ -95,8 +103,8 @@ def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title:
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
     )
-    if z.size <= TEXT_CELLS:
-        trace.update(text=[[f"{v:.2f}" if np.isfinite(v) else "" for v in row] for row in z],
+    if z.size <= TEXT_CELLS and cols <= TEXT_COLS:
+        trace.update(text=[[_cell(v) for v in row] for row in z],
                      texttemplate="%{text}", textfont=dict(size=9 if cols > 8 else 10))
     return _figure([trace, _nonfinite_markers(z)], title or name, rows, cols, axes)
 
