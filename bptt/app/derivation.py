@@ -28,20 +28,20 @@ def render(cfg: RNNConfig) -> None:
                 "Time runs t = 1..T (the downloads use 0-based t).")
     st.markdown("#### The model and the loss")
     st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), \qquad t = 1,\dots,T")
-    st.markdown("Any loss that depends on the outputs h_1 … h_T only through its gradient dh_out_t = ∂L/∂h_t can be "
+    st.markdown("Any loss that depends on the outputs $h_1 \\dots h_T$ only through its gradient $dh\\_out_t = \\partial L/\\partial h_t$ can be "
                 "written, for the purpose of backpropagation, as")
     st.latex(r"L = \sum_{t=1}^{T} \langle dh\_out_t,\, h_t \rangle")
     st.markdown("which is what PyTorch computes when you call `output.backward(dh_out)`.")
     st.markdown("#### Two paths into h_t")
-    st.markdown("h_t influences L directly (its own output) and through h_{t+1}. The chain rule adds both:")
+    st.markdown("$h_t$ influences $L$ directly (its own output) and through $h_{t+1}$. The chain rule adds both:")
     st.latex(r"dh\_total_t = \frac{\partial L}{\partial h_t} = dh\_out_t + \underbrace{\Big(\frac{\partial a_{t+1}}"
              r"{\partial h_t}\Big)^{\!\top} \delta_{t+1}}_{dh\_next_t} = dh\_out_t + W_{hh}^{\top}\,\delta_{t+1}, "
              r"\qquad dh\_next_T = 0")
     st.markdown("#### Through the nonlinearity")
     st.latex(rf"\delta_t = \frac{{\partial L}}{{\partial a_t}} = dh\_total_t \odot f'(a_t), \qquad f'(a_t) = {fp}")
     if tanh:
-        st.markdown("For tanh the derivative is read from the output: tanh′(a) = 1 − tanh(a)² = 1 − h_t².")
-    st.markdown(f"The heatmaps call δ_t **d_{cfg.nonlinearity}** (d_pre in the code and the downloads).")
+        st.markdown("For tanh the derivative is read from the output: $\\tanh'(a_t) = 1 - \\tanh^2(a_t) = 1 - h_t^2$.")
+    st.markdown(f"The heatmaps call $\\delta_t$ **d_{cfg.nonlinearity}** (d_pre in the code and the downloads).")
     st.markdown("#### What step t sends on")
     st.latex(r"dx_t = W_{ih}^{\top} \delta_t, \qquad dh\_prev_t = W_{hh}^{\top} \delta_t "
              r"\ \ (= dh\_next_{t-1}), \qquad \frac{\partial L}{\partial h_0} = dh\_prev_1")

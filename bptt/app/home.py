@@ -1,6 +1,8 @@
 """The Home page's pieces: the unrolled-network drawing and where to go next."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
@@ -20,15 +22,24 @@ def network(analysis: Analysis) -> None:
                "back to h_{t−1} in the backward pass; their width is proportional to its norm. Hover for numbers.")
 
 
+PAGES = [  # (script, label, icon, what it shows)
+    ("pages/1_Forward_pass.py", "Forward pass", ":material/arrow_forward:",
+     "Step t = 1..T: each h_t beside torch.nn.RNN's."),
+    ("pages/2_Backward_pass.py", "Backward pass", ":material/arrow_back:",
+     "The core: BPTT step by step, every gradient beside autograd."),
+    ("pages/3_Gradient_flow.py", "Gradient flow", ":material/show_chart:",
+     "Vanishing and exploding gradients, truncation, the bug zoo."),
+    ("pages/4_Verification.py", "Verification", ":material/fact_check:",
+     "Every comparison, the final gradients, gradcheck."),
+    ("pages/5_Derivation.py", "Derivation", ":material/functions:", "The maths, from the loss to each weight gradient."),
+]
+
+
 def next_steps() -> None:
-    """Links to the other pages."""
+    """Links to the other pages (those that exist)."""
+    root = Path(__file__).resolve().parents[2]
+    pages = [p for p in PAGES if (root / p[0]).exists()]
     st.markdown("### Where to go next")
-    c = st.columns(4)
-    c[0].page_link("pages/1_Forward_pass.py", label="Forward pass", icon=":material/arrow_forward:")
-    c[0].caption("Step t = 1..T: each h_t beside torch.nn.RNN's.")
-    c[1].page_link("pages/2_Backward_pass.py", label="Backward pass", icon=":material/arrow_back:")
-    c[1].caption("The core: BPTT step by step, every gradient beside autograd.")
-    c[2].page_link("pages/4_Verification.py", label="Verification", icon=":material/fact_check:")
-    c[2].caption("Every comparison, the final gradients, gradcheck.")
-    c[3].page_link("pages/5_Derivation.py", label="Derivation", icon=":material/functions:")
-    c[3].caption("The maths, from the loss to each weight gradient.")
+    for col, (script, label, icon, what) in zip(st.columns(len(pages)), pages):
+        col.page_link(script, label=label, icon=icon)
+        col.caption(what)
