@@ -9,7 +9,7 @@ cfg, analysis = page_setup("Home", "🔁")
 st.title("BPTT Explorer")
 st.markdown(
     "A recurrent network reads a sequence one step at a time: "
-    "**h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)**, exactly `torch.nn.RNN`. "
+    r"$h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})$, exactly `torch.nn.RNN`. "
     "To train it we need the gradient of the loss with respect to the weights. "
     "**Backpropagation through time (BPTT)** unrolls the network over the T steps and runs ordinary "
     "backpropagation on the unrolled graph: from t = T back to t = 1, each step adds its share to the weight "

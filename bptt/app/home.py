@@ -18,8 +18,9 @@ def network(analysis: Analysis) -> None:
     norms = np.linalg.norm(analysis.engine.dh_prev.reshape(T, -1), axis=1)
     st.markdown(f"### The network unrolled over T = {T} steps")
     chart(figures.unrolled_strip(T, grad_norms=norms, cuts=cuts(analysis), height=240), "home_strip")
-    st.caption("Grey arrows: the forward pass (x_t and h_{t−1} make h_t). Red arrows: the gradient each step sends "
-               "back to h_{t−1} in the backward pass; their width is proportional to its norm. Hover for numbers.")
+    st.caption("Grey arrows: the forward pass ($x_t$ and $h_{t-1}$ make $h_t$). Red arrows: the gradient each step "
+               "sends back to $h_{t-1}$ in the backward pass; their width is proportional to its norm. "
+               "Hover for numbers.")
 
 
 PAGES = [  # (script, label, icon, what it shows)
