@@ -33,13 +33,14 @@ def full_table(analysis: Analysis) -> None:
                                 "tol": st.column_config.NumberColumn(format="%.0e")})
 
 
-def _printed(a: np.ndarray, limit: int = 12) -> str:
+def _printed(a: np.ndarray, rows: int = 12, cols: int = 8) -> str:
     """An array as the exercise printed it: 6 decimals; big arrays cut to their top-left corner."""
     a = np.asarray(a)
-    cut = a[tuple(slice(0, limit) for _ in a.shape)]
-    note = "" if cut.shape == a.shape else f"\n… showing {cut.shape} of {a.shape}"
-    return np.array2string(cut, precision=6, floatmode="fixed", suppress_small=False, max_line_width=200,
-                           threshold=10**6) + note
+    cut = a[tuple(slice(0, cols if i == a.ndim - 1 else rows) for i in range(a.ndim))]
+    note = "" if cut.shape == a.shape else f"\n… showing the first {cut.shape} of {a.shape}"
+    w = max((len(f"{v:.6f}") for v in cut.flat), default=1)
+    return np.array2string(cut, max_line_width=240, threshold=10**6,
+                           formatter={"float_kind": lambda v: f"{v:>{w}.6f}"}) + note
 
 
 def side_by_side(analysis: Analysis) -> None:
