@@ -119,19 +119,13 @@ def browser_launch_kwargs() -> dict[str, Any] | None:
 RUN_COUNTER_JS = """
 (() => {
   window.__runs = 0;
-  window.__lastState = null;
   const watch = () => {
     const app = document.querySelector('[data-testid="stApp"]');
     if (!app) { setTimeout(watch, 20); return; }
-    const note = () => {
-      const s = app.getAttribute('data-test-script-state');
-      if (s !== window.__lastState) {
-        if (s === 'notRunning' && window.__lastState !== null) window.__runs += 1;
-        window.__lastState = s;
-      }
-    };
-    note();
-    new MutationObserver(note).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    // every mutation record, so that running -> notRunning within one batch is still counted
+    new MutationObserver((records) => {
+      for (const r of records) if (r.oldValue === 'running') window.__runs += 1;
+    }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
   };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', watch); else watch();
 })();
@@ -190,9 +184,15 @@ def wait_for_app(page, expect: str | None = None, timeout: float = 60.0, settle:
 
 
 def wait_for_run_after(page, before: int, timeout: float = 30.0) -> None:
-    """Wait until at least one script run finished after the `before` count and the app is idle again."""
-    wait_until(lambda: runs(page) > before and is_idle(page), timeout, interval=0.01,
-               what="the script run caused by the action to finish")
+    """After an action: wait for a run to be seen finishing (or 1 s), then for the app to be idle and stay idle.
+
+    React may batch running -> notRunning into one render, so a fast run can leave no trace in the attribute; callers
+    then also wait for the content they expect.
+    """
+    t0 = time.monotonic()
+    wait_until(lambda: runs(page) > before or time.monotonic() - t0 > 1.0, timeout, interval=0.01,
+               what="the script run caused by the action")
+    wait_for_app(page, timeout=timeout)
 
 
 def button(page, key: str):
