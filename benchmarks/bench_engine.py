@@ -1,6 +1,6 @@
 """Benchmark: the NumPy engine's forward+backward against torch.nn.RNN (float64, CPU), measured in the same run.
 
-Run: python benchmarks/bench_engine.py [--repeats N]
+Run: python benchmarks/bench_engine.py [--repeats N] [--threads N]
 
 For each config it prints
   - ratio: engine time (run_engine on a pre-drawn Problem, the full per-step record) / torch.nn.RNN forward+backward
@@ -9,24 +9,50 @@ For each config it prints
     (a square numpy matmul, measured in the same run).
 Engine, torch and matmul are timed in interleaved rounds (medians reported), so that load from other processes
 slows all three alike. Nothing is asserted: these are ratios, not verdicts.
+
+--threads N pins NumPy's BLAS and torch to N threads (both default to one per core). On a machine shared with
+other jobs, --threads 1 gives the steadiest numbers: multi-threaded BLAS on small matrices spin-waits for cores
+that other processes hold, which can slow either side by 10x or more.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per config (medians are reported)")
+    ap.add_argument("--threads", type=int, default=0, help="BLAS and torch threads (0: the libraries' default)")
+    args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be an integer >= 1")
+    if args.threads < 0:
+        ap.error("--threads must be an integer >= 0 (0: the libraries' default)")
+    return args
+
+
+ARGS = parse_args() if __name__ == "__main__" else parse_args([])
+if ARGS.threads:  # must be set before numpy and torch load their thread pools
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from bptt.config import RNNConfig  # noqa: E402
 from bptt.engine import run_engine  # noqa: E402
 from bptt.problem import Problem, draw_problem, make_torch_rnn  # noqa: E402
+
+if ARGS.threads:
+    torch.set_num_threads(ARGS.threads)
 
 CONFIGS = {
     "default (I=4, H=5, T=3, B=3)": RNNConfig(),
@@ -100,15 +126,10 @@ def measure(cfg: RNNConfig, repeats: int) -> dict[str, float]:
 # ----------------------------------------------------------------------------------------------------------------------
 # main
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per config (medians are reported)")
-    args = ap.parse_args(argv)
-    if args.repeats < 1:
-        ap.error("--repeats must be an integer >= 1")
-
-    print(f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"float64 throughout; medians of {args.repeats} interleaved rounds")
+def main(args: argparse.Namespace = ARGS) -> int:
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    print(f"numpy {np.__version__} (BLAS threads: {blas}), torch {torch.__version__} ({torch.get_num_threads()} "
+          f"threads), float64 throughout; medians of {args.repeats} interleaved rounds")
     head = (f"{'config':<34} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'GFLOP/s':>8} "
             f"{'matmul GFLOP/s':>15} {'of matmul':>10}")
     print(head)
