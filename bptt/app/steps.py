@@ -10,6 +10,7 @@ from .state import STEP, current_config, current_step, set_step, sync_url
 
 PLAYING = "step_playing"     # session_state: whether play is on
 LAST_TICK = "step_last_tick"  # session_state: when play last advanced (monotonic seconds)
+TIMER = "step_timer"         # session_state: the run_every the fragment was created with
 SPEEDS = {"2 s / step": 2.0, "1 s / step": 1.0, "½ s / step": 0.5}
 
 
@@ -17,8 +18,8 @@ def _move(delta: int | None = None, to: int | None = None) -> None:
     set_step(to if to is not None else current_step() + (delta or 0))
 
 
-def _on_slider() -> None:
-    set_step(st.session_state["step_slider"])
+def _on_slider(key: str) -> None:
+    set_step(st.session_state[key])
 
 
 def _controls(describe: Callable[[int, int], str]) -> int:
@@ -43,11 +44,15 @@ def _controls(describe: Callable[[int, int], str]) -> int:
             set_step(1)                                   # play from the start when at the end
         st.session_state[LAST_TICK] = time.monotonic()
         st.rerun(scope="app")                             # re-create the fragment with (or without) its timer
-    c[5].selectbox("speed", list(SPEEDS), index=1, key="step_speed", label_visibility="collapsed")
+    speed = c[5].selectbox("speed", list(SPEEDS), index=1, key="step_speed", label_visibility="collapsed")
+    if playing and SPEEDS[speed] != st.session_state.get(TIMER):
+        st.rerun(scope="app")                             # a new speed: re-create the fragment's timer
     c[6].caption(describe(k, T))
     if T > 1:
-        st.session_state["step_slider"] = k
-        st.slider("step", 1, T, key="step_slider", on_change=_on_slider, label_visibility="collapsed")
+        # keyed by the step: a stale value the browser reports for a step already left (e.g. a timer tick racing
+        # the last step of play) belongs to a widget that no longer exists and cannot move the step back
+        key = f"step_slider_{k}"
+        st.slider("step", 1, T, value=k, key=key, on_change=_on_slider, args=(key,), label_visibility="collapsed")
     return k
 
 
@@ -86,6 +91,7 @@ def stepper(describe: Callable[[int, int], str], render: Callable[[int], None],
     """head(step), the step controls and render(step) in one fragment: a click reruns only this; play adds a timer."""
     playing = bool(st.session_state.get(PLAYING, False))
     interval = SPEEDS[st.session_state.get("step_speed", "1 s / step")] if playing else None
+    st.session_state[TIMER] = interval
     st.fragment(_body, run_every=interval)(describe, render, head)
 
 

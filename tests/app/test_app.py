@@ -147,6 +147,16 @@ def test_play_toggles_and_pause_stops():
     no_exception(at)
 
 
+def test_the_client_side_animation_is_built_on_request_with_one_frame_per_step():
+    at = app(BACKWARD, seq_len="4", hidden_size="3")
+    assert "bw_animation" not in figures(at)
+    at.toggle(key="bw_anim").set_value(True).run()
+    no_exception(at)
+    fig = figures(at)["bw_animation"]
+    assert [f["name"] for f in fig["frames"]] == ["4", "3", "2", "1"]
+    assert decode(fig["frames"][0]["data"][0]["z"]).shape == (3, 3)
+
+
 def test_changing_the_config_clamps_the_step():
     at = app(BACKWARD, seq_len="6", step="6")
     assert at.session_state["step"] == 6
@@ -275,3 +285,13 @@ def test_download_data_at_a_nondefault_config():
     from bptt.config import RNNConfig
     made = {fname.rsplit(".", 1)[-1]: make() for fname, _, make in download_data(RNNConfig(seq_len=2, seed=5)).values()}
     _check_files(made)
+
+
+def test_the_step_slider_moves_the_step():
+    at = app(BACKWARD, seq_len="6")
+    at.slider[0].set_value(4).run()
+    no_exception(at)
+    assert at.session_state["step"] == 4
+    assert at.slider[0].value == 4
+    at.button(key="step_prev").click().run()
+    assert at.session_state["step"] == 3 and at.slider[0].value == 3
