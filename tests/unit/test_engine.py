@@ -145,6 +145,19 @@ def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close, floors,
             close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[{t}]", floor=float(fl[q][t]))
 
 
+@pytest.mark.parametrize("cfg", [RNNConfig(), RNNConfig(input_size=1, hidden_size=3, seq_len=5, batch_size=1)])
+def test_trace_arrays_are_separate(cfg: RNNConfig) -> None:
+    # the engine cuts its record from one allocation: no two quantities may overlap (db_ih and db_hh are one
+    # array on purpose: the two bias gradients are equal by definition)
+    shared = {frozenset({"db_ih_step", "db_hh_step"}), frozenset({"db_ih_acc", "db_hh_acc"})}
+    arrays = run_engine(draw_problem(cfg)).arrays()
+    names = list(arrays)
+    for i, n1 in enumerate(names):
+        for n2 in names[i + 1:]:
+            assert np.shares_memory(arrays[n1], arrays[n2]) == (frozenset({n1, n2}) in shared), (n1, n2)
+    assert all(v.dtype == np.float64 and v.flags.c_contiguous for v in arrays.values())
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # 5a. each deliberate bug is caught first where its definition says
 
