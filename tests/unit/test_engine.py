@@ -70,7 +70,7 @@ EDGES = [
 @given(cfg=configs())
 @example(cfg=EDGES[0]).via("T = 1")
 @example(cfg=EDGES[4]).via("every size 1")
-@example(cfg=EDGES[6]).via("saturated tanh")
+@example(cfg=EDGES[6]).via("tanh, hh_scale = 10")
 @example(cfg=EDGES[7]).via("exploding relu, truncated")
 def test_engine_equals_both_references(cfg: RNNConfig, close, floors, floor_of) -> None:
     p = draw_problem(cfg)
