@@ -206,12 +206,92 @@ def profile(query: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# diagnosis: what a click costs as a function of the number of Plotly charts it redraws
+
+DIAG_PAGE = """import sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import streamlit as st
+from plotly.subplots import make_subplots
+from bptt import figures
+
+N, TEXT, PER_FIG, SHAPE = {n}, {text}, {per_fig}, {shape}
+st.set_page_config(layout="wide")
+if "count" not in st.session_state:
+    st.session_state.count = 1
+
+
+def _bump():
+    st.session_state.count += 1
+
+
+st.button("next", key="step_next", on_click=_bump)
+st.markdown(f"Step {{st.session_state.count}} of ∞")
+rng = np.random.default_rng(st.session_state.count)
+cols = st.columns(3)
+for i in range(N):
+    zs = [rng.standard_normal(SHAPE) for _ in range(PER_FIG)]
+    if PER_FIG == 1:
+        fig = figures.heatmap(zs[0], "q", 3.0, "BH")
+    else:
+        fig = make_subplots(rows=1, cols=PER_FIG)
+        for k, z in enumerate(zs):
+            fig.add_trace(figures.heatmap(z, "q", 3.0, "BH").data[0], row=1, col=k + 1)
+        fig.update_layout(height=figures.heatmap(zs[0], "q", 3.0, "BH").layout.height)
+    if not TEXT:
+        fig.update_traces(text=None, texttemplate=None)
+    with cols[i % 3] if PER_FIG == 1 else st.container():
+        st.plotly_chart(fig, width="stretch", key=f"c{{i}}", config={{"displayModeBar": False}})
+"""
+
+DIAG_VARIANTS = {              # name -> (charts, text in cells, heatmaps per chart, shape)
+    "1 chart (3x5, values in cells)": (1, True, 1, (3, 5)),
+    "7 charts": (7, True, 1, (3, 5)),
+    "20 charts (like the Backward page)": (20, True, 1, (3, 5)),
+    "20 charts, no values in cells": (20, False, 1, (3, 5)),
+    "7 charts of 3 subplots (same 21 heatmaps)": (7, True, 3, (3, 5)),
+    "20 charts of 16x128": (20, False, 1, (16, 128)),
+}
+
+
+def diagnose(browser, bare: "Tab", clicks: int) -> None:
+    """Click latency of generated pages that redraw N heatmaps per click, as ratios to the bare page."""
+    import tempfile
+    print("\ndiagnosis: p50 / p95 of a click on a page that redraws N Plotly heatmaps (ratio to bare, same run)")
+    for name, (n, text, per_fig, shape) in DIAG_VARIANTS.items():
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False, dir=ROOT / "benchmarks",
+                                         prefix="_diag_") as f:
+            f.write(DIAG_PAGE.format(root=str(ROOT), n=n, text=text, per_fig=per_fig, shape=shape))
+        srv = StreamlitServer(script=str(Path(f.name).relative_to(ROOT))).start()
+        try:
+            t = Tab(browser, srv.url)
+            t.load(".st-key-step_next", min_charts=n)
+            t.click_ms(), bare.click_ms()
+            a_ms, b_ms, nb = [], [], []
+            for _ in range(clicks):
+                ms, size = t.click_ms()
+                a_ms.append(ms)
+                nb.append(size)
+                b_ms.append(bare.click_ms()[0])
+            print(f"  {name:45s} p50 {pct(a_ms, 50):7.1f} ms  p95 {pct(a_ms, 95):7.1f} ms   ratio p50 "
+                  f"{pct(a_ms, 50) / pct(b_ms, 50):5.2f}  p95 {pct(a_ms, 95) / pct(b_ms, 95):5.2f}   "
+                  f"{statistics.median(nb) / 1024:7.1f} KiB/click")
+            t.ctx.close()
+        finally:
+            srv.stop()
+            Path(f.name).unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # main
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clicks", type=int, default=20, help="measured clicks per size (default 20)")
     ap.add_argument("--no-profile", action="store_true", help="skip the Python-side profile")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="also time generated pages that redraw 1, 7, 20 heatmaps per click (the cause of the cost)")
+    ap.add_argument("--only-diagnose", action="store_true", help="only the diagnosis")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -228,7 +308,9 @@ def main() -> None:
             b_cold = b.load(".st-key-step_next")
             b_warm = Tab(browser, bare.url).load(".st-key-step_next")
             print(f"bare page start-up: cold {b_cold:.2f} s, warm {b_warm:.2f} s")
-            for size, query in SIZES.items():
+            if args.diagnose or args.only_diagnose:
+                diagnose(browser, b, max(5, args.clicks // 2))
+            for size, query in ({} if args.only_diagnose else SIZES).items():
                 url = f"{app.url}/Backward_pass" + (f"?{query}" if query else "")
                 a = Tab(browser, url)
                 cold = a.load(".st-key-step_next", min_charts=10)
@@ -260,7 +342,7 @@ def main() -> None:
     finally:
         app.stop()
         bare.stop()
-    if not args.no_profile:
+    if not (args.no_profile or args.only_diagnose):
         print("\nprofile (Python side of one Backward step, outside the server)")
         for size, query in SIZES.items():
             print(f" {size}")
