@@ -1,7 +1,7 @@
 """Backward pass: BPTT one step at a time, t = T..1, every quantity beside PyTorch autograd."""
 import streamlit as st
 
-from bptt.app import backward, page_setup
+from bptt.app import backward, flow_panels, page_setup
 from bptt.app.panels import downloads
 from bptt.app.steps import stepper
 
@@ -9,6 +9,7 @@ from bptt.app.steps import stepper
 def step(k: int) -> None:
     backward.strip(analysis, k)
     backward.equations(analysis, k)
+    flow_panels.bug_equation_note(analysis)
     backward.gradient_rows(analysis, k)
     backward.weight_gradients(analysis, k)
 
@@ -16,5 +17,6 @@ def step(k: int) -> None:
 cfg, analysis = page_setup("Backward pass", "⬅️")
 stepper(backward.describe, step, head=lambda k: backward.header(analysis, k))
 st.divider()
+flow_panels.truncation_gap(analysis)
 backward.animation(analysis)
 downloads(cfg, "bw_dl")

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from .. import figures
+from . import flow_panels
 from ..analysis import Analysis
 from ..engine import carry_cut
 from .panels import chart, d_pre_label, fmt_err, step_badges, triplet, zmax
@@ -126,7 +127,9 @@ def weight_gradients(analysis: Analysis, k: int) -> None:
     zm = figures.colour_range(eng, ref) if local else zmax(analysis, q)
     triplet(f"{choice} after step t = {s}{full}", choice, eng, ref, zm, axes, "bw_w", checks.get(q),
             "rows: hidden unit j; columns: input i" if axes == "HI" else
-            "rows: hidden unit j; columns: hidden unit k (of h_{t−1})" if axes == "HH" else "one entry per hidden unit j")
+            "rows: hidden unit j; columns: hidden unit k (of h_{t−1})" if axes == "HH" else "one entry per hidden unit j",
+            on_select=flow_panels.on_cell_select)
+    flow_panels.fd_spot_check(analysis, choice, t)
 
 
 def animation(analysis: Analysis) -> None:

@@ -32,6 +32,8 @@ def page_setup(title: str, icon: str = "🔁") -> tuple[RNNConfig, Analysis]:
     st.set_page_config(page_title=f"{title} · BPTT Explorer", page_icon=icon, layout="wide")
     init_state()
     sidebar()
+    from .flow_panels import land_if_requested
+    land_if_requested()
     cfg = current_config()
     for note in st.session_state.get(NOTICES, []):
         st.warning(note, icon=":material/warning:")
@@ -94,19 +96,25 @@ def step_badges(analysis: Analysis, t: int) -> dict[str, tuple[bool, float]]:
 # ----------------------------------------------------------------------------------------------------------------------
 # heatmap triplets
 
-def chart(fig, key: str) -> None:
-    st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
+def chart(fig, key: str, on_select=None):
+    """A Plotly chart; with on_select (a callback), clicking a point reruns with the selection in session_state[key]."""
+    if on_select is None:
+        return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
+    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False}, on_select=on_select,
+                           selection_mode="points")
 
 
 def triplet(label: str, name: str, impl: np.ndarray, ref: np.ndarray, zmax: float, axes: str, key: str,
-            check: tuple[bool, float] | None, explain: str = "", ref_name: str = "PyTorch (unrolled autograd)") -> None:
+            check: tuple[bool, float] | None, explain: str = "", ref_name: str = "PyTorch (unrolled autograd)",
+            on_select=None) -> None:
     """One quantity: a heading with its error badge, then NumPy | PyTorch | log10 |difference|."""
     head = f"**{label}**" + (f" &nbsp; {badge(*check)}" if check else "")
     st.markdown(head + (f"  \n<span style='color:#666'>{explain}</span>" if explain else ""),
                 unsafe_allow_html=True)
     c = st.columns(3)
     with c[0]:
-        chart(figures.heatmap(impl, name, zmax, axes, title=f"NumPy engine · {name}"), key + "_np")
+        fig = figures.heatmap(impl, name, zmax, axes, title=f"NumPy engine · {name}")
+        chart(fig if on_select is None else figures.add_cell_picker(fig, impl, name, axes), key + "_np", on_select)
     with c[1]:
         chart(figures.heatmap(ref, name, zmax, axes, title=f"{ref_name} · {name}"), key + "_ref")
     with c[2]:

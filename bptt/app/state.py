@@ -163,6 +163,8 @@ def _on_field_change(name: str) -> None:
 
 def _on_preset(name: str | None) -> None:
     set_config(preset(name) if name else RNNConfig())
+    from .flow_panels import request_landing
+    request_landing(name)                              # "Vanishing/Exploding gradients" go to the Gradient flow page
 
 
 def preset_key(name: str) -> str:

@@ -242,6 +242,8 @@ def test_presets_apply(name):
     no_exception(at)
     assert at.session_state["config"] == preset(name)
     want = preset(name)
+    at.switch_page(BACKWARD)                                # these presets land on the Gradient flow page
+    at.run()
     assert z_of(at, "bw_dh_total_np").shape == (want.batch_size, want.hidden_size)
     at.button(key="preset_reset").click().run()
     from bptt.config import RNNConfig

@@ -140,3 +140,102 @@ def test_bad_truncate_or_bug_in_the_url_warns(params, name):
     no_exception(at)
     assert name in "\n".join(str(w.value) for w in at.warning)
     assert getattr(at.session_state["config"], name) == getattr(RNNConfig(), name)
+
+
+
+@pytest.mark.parametrize("name", ["Vanishing gradients", "Exploding gradients"])
+def test_flow_presets_land_on_the_flow_page_with_an_explanation(name):
+    from bptt.app.state import preset_key
+    at = app(None)
+    at.button(key=preset_key(name)).click().run()
+    no_exception(at)
+    assert at.session_state["config"] == preset(name)
+    assert FLOW_CHARTS <= set(figures(at)), "did not land on the Gradient flow page"
+    assert any(name in str(i.value) for i in at.info)
+
+
+def test_other_presets_stay_on_the_page():
+    from bptt.app.state import preset_key
+    at = app(BACKWARD)
+    at.button(key=preset_key("Long sequence")).click().run()
+    no_exception(at)
+    assert "bw_dh_total_np" in figures(at) and not FLOW_CHARTS & set(figures(at))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# truncated BPTT on the Backward page
+
+def test_backward_page_marks_the_cut_and_shows_the_truncation_gap():
+    at = app(BACKWARD, **SMALL, truncate="2", step="2")                     # step 2 is t = 4: dh_next_4 is cut
+    no_exception(at)
+    cfg = cfg_of(**SMALL, truncate="2")
+    an = analyze(cfg)
+    gap = flow_report(an.problem, an.engine, sweep=False).gap
+    figs = figures(at)
+    bars = figs["bw_gap_bars"]["data"][0]
+    assert list(bars["x"]) == list(gap.rel_err)
+    np.testing.assert_allclose(_arr(bars["y"]), list(gap.rel_err.values()), rtol=1e-12)
+    np.testing.assert_allclose(_arr(figs["bw_gap_heat"]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
+    strip = figs["bw_strip"]["layout"]["annotations"]
+    assert sum("✂" in str(a.get("text", "")) for a in strip) == 2           # cuts before t = 3 and t = 5 (1-based)
+    assert "truncated" in text(at)
+    at.segmented_control(key="bw_gap_weight").set_value("db_ih").run()
+    np.testing.assert_allclose(_arr(figures(at)["bw_gap_heat"]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
+                               rtol=1e-12)
+
+
+def test_no_gap_section_for_full_bptt():
+    at = app(BACKWARD, **SMALL)
+    assert "bw_gap_bars" not in figures(at)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the bug zoo: the banner and the diff heatmaps lighting up
+
+def test_bug_diff_heatmaps_light_up_from_the_first_divergence():
+    at = app(BACKWARD, **SMALL, bug="no-activation-derivative")
+    no_exception(at)
+    banner = "\n".join(str(e.value) for e in at.error)
+    assert "no-activation-derivative" in banner and "d_pre" in banner and "t = 5" in banner   # 0-based t = 4
+    z = _arr(figures(at)["bw_d_pre_diff"]["data"][0]["z"])                  # log10 |NumPy − PyTorch|
+    assert z.max() > -4                                                     # bright against the floor of -18
+    assert np.nanmax(_arr(figures(at)["bw_dh_total_diff"]["data"][0]["z"])) < -12   # before it: still agrees
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the finite-difference spot check
+
+def _metric_values(at: AppTest) -> list[float]:
+    return [float(m.value) for m in at.metric]
+
+
+def test_fd_spot_check_shows_the_estimate_beside_engine_and_torch():
+    at = app(BACKWARD, **SMALL, step="5")                                   # the last step: the full gradient
+    no_exception(at)
+    at.number_input(key="fd_j").set_value(2).run()
+    at.number_input(key="fd_i").set_value(1).run()
+    no_exception(at)
+    an = analyze(cfg_of(**SMALL))
+    est, eng, ref = _metric_values(at)[:3]
+    assert est == pytest.approx(fd_estimate(an.problem, "W_hh", (2, 1)), rel=1e-9)
+    assert eng == pytest.approx(an.engine.gradients["dW_hh"][2, 1], rel=1e-9)
+    assert ref == pytest.approx(an.torch_rnn.gradients["dW_hh"][2, 1], rel=1e-9)
+    assert est == pytest.approx(ref, rel=1e-6)
+    assert "partial sum" not in text(at)
+
+
+def test_fd_spot_check_says_when_it_is_not_the_full_gradient():
+    at = app(BACKWARD, **SMALL, step="2", truncate="2")
+    no_exception(at)
+    t = text(at)
+    assert "partial sum" in t and "truncate = 2" in t
+
+
+def test_fd_spot_check_for_a_bias_has_one_index():
+    at = app(BACKWARD, **SMALL, step="5")
+    at.segmented_control(key="bw_weight").set_value("db_hh").run()
+    no_exception(at)
+    assert at.number_input(key="fd_j").max == 3
+    assert not [n for n in at.number_input if n.key == "fd_i"]
+    an = analyze(cfg_of(**SMALL))
+    assert _metric_values(at)[0] == pytest.approx(an.torch_rnn.gradients["db_hh"][0], rel=1e-6)
