@@ -1,25 +1,40 @@
-"""BPTT Explorer, home page: what BPTT is, the unrolled network, the verdict against PyTorch, where to go next."""
+"""BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
 from bptt.app import page_setup
 from bptt.app.home import network, next_steps
 from bptt.app.panels import downloads, verdict
 
-cfg, analysis = page_setup("Home", "🔁")
-st.title("BPTT Explorer")
-st.markdown(
-    "A recurrent network reads a sequence one step at a time: "
-    r"$h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})$, exactly `torch.nn.RNN`. "
-    "To train it we need the gradient of the loss with respect to the weights. "
-    "**Backpropagation through time (BPTT)** unrolls the network over the T steps and runs ordinary "
-    "backpropagation on the unrolled graph: from t = T back to t = 1, each step adds its share to the weight "
-    "gradients and passes a gradient on to the step before it."
-)
-st.markdown("This app does that by hand in NumPy, and checks every intermediate number against PyTorch autograd. "
-            "Change the network in the sidebar; time is shown 1-based (t = 1..T) everywhere on screen.")
-network(analysis)
-st.markdown("### The check against PyTorch")
-st.markdown(verdict(analysis))
-next_steps()
-st.divider()
-downloads(cfg, "home_dl")
+
+def home() -> None:
+    """The home page."""
+    cfg, analysis = page_setup("Home", "🔁")
+    st.title("BPTT Explorer")
+    st.markdown(
+        "A recurrent network reads a sequence one step at a time: "
+        r"$h_t = \tanh(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})$, exactly `torch.nn.RNN`. "
+        "To train it we need the gradient of the loss with respect to the weights. "
+        "**Backpropagation through time (BPTT)** unrolls the network over the T steps and runs ordinary "
+        "backpropagation on the unrolled graph: from t = T back to t = 1, each step adds its share to the weight "
+        "gradients and passes a gradient on to the step before it."
+    )
+    st.markdown("This app does that by hand in NumPy, and checks every intermediate number against PyTorch autograd. "
+                "Change the network in the sidebar; time is shown 1-based (t = 1..T) everywhere on screen.")
+    network(analysis)
+    st.markdown("### The check against PyTorch")
+    st.markdown(verdict(analysis))
+    next_steps()
+    st.divider()
+    downloads(cfg, "home_dl")
+
+
+# st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses
+# of the other pages (/Forward_pass, /Backward_pass, ...) are the same as with discovery.
+st.navigation([
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Forward_pass.py", title="Forward pass", icon=":material/arrow_forward:"),
+    st.Page("pages/2_Backward_pass.py", title="Backward pass", icon=":material/arrow_back:"),
+    st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon=":material/show_chart:"),
+    st.Page("pages/4_Verification.py", title="Verification", icon=":material/fact_check:"),
+    st.Page("pages/5_Derivation.py", title="Derivation", icon=":material/functions:"),
+]).run()
