@@ -25,6 +25,7 @@ PAGES = {                       # page name -> URL path (Streamlit derives it fr
     "Home": "",
     "Forward pass": "Forward_pass",
     "Backward pass": "Backward_pass",
+    "Gradient flow": "Gradient_flow",
     "Verification": "Verification",
     "Derivation": "Derivation",
 }

@@ -11,6 +11,7 @@ EXPECT = {
     "Home": ("[data-testid='stMain'] h1", 1),
     "Forward pass": (".st-key-step_next", 1),
     "Backward pass": (".st-key-step_next", 10),
+    "Gradient flow": ("[data-testid='stMain'] h1", 1),
     "Verification": ("[data-testid='stDataFrame']", 0),
     "Derivation": ("[data-testid='stMain'] .katex", 0),
 }
@@ -28,6 +29,14 @@ def test_page_loads_without_exception(new_page, name):
         wait_for_charts(page, n_charts)
     assert exceptions(page) == []
     assert page.locator("[data-testid='stMain']").inner_text().strip(), f"{name}: the page is empty"
+
+
+def test_every_page_in_the_navigation_is_tested(new_page):
+    page = new_page("")
+    wait_for_app(page, expect="[data-testid='stSidebarNav'] a")
+    names = [t.strip() for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
+    names = [n.split("\n")[-1].strip() for n in names]               # drop the icon's ligature text
+    assert sorted(names) == sorted(PAGES), f"pages in the sidebar {names} != pages under test {list(PAGES)}"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
