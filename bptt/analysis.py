@@ -56,9 +56,13 @@ def analyze(config: RNNConfig) -> Analysis:
     unrolled = unrolled_reference(p)
     torch_rnn = torch_rnn_reference(p)
     op = run_op(p)
+    # the engine's backward replayed on the reference's forward values: the rounding floor (compare.FLOOR_FACTOR);
+    # relu's f' is exact, so only tanh needs it
+    replay = run_engine(p, (unrolled.a, unrolled.h)) if config.nonlinearity == "tanh" else None
     table = comparison_table([
-        *per_step_rows(engine, unrolled),
-        *whole_rows("numpy engine", engine_whole(engine), "torch.nn.RNN", torch_rnn),
+        *per_step_rows(engine, unrolled, replay=replay),
+        *whole_rows("numpy engine", engine_whole(engine), "torch.nn.RNN", torch_rnn,
+                    replay=None if replay is None else engine_whole(replay)),
         *whole_rows("torch operator", op, "torch.nn.RNN", torch_rnn),
         *whole_rows("unrolled autograd", engine_whole(unrolled), "torch.nn.RNN", torch_rnn),
     ])

@@ -111,26 +111,36 @@ def _relu(a: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 
 def activation_derivative(config: RNNConfig, a: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """f'(a_t): 1 - h_t² for tanh, [a_t > 0] for relu. (T, B, H)"""
+    """f'(a_t): 1 - h_t² for tanh, [a_t > 0] for relu. (T, B, H)
+
+    1 - h_t² is computed as (1 - h_t)(1 + h_t): near saturation (h_t -> ±1) the product keeps full relative
+    precision, where 1 - h*h would cancel to a few bits (PyTorch's tanh backward is accurate there too)."""
     if config.nonlinearity == "tanh":
-        return 1.0 - h * h
+        return (1.0 - h) * (1.0 + h)
     return (a > 0).astype(a.dtype)
 
 
 def _fprime_into(kind: str, a_t: np.ndarray, h_t: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """One step of f' into out (B, H): "tanh" 1 - h_t², "relu" [a_t > 0], "pre" 1 - a_t² (the bug)."""
+    """One step of f' into out (B, H): "tanh" 1 - h_t² as (1 - h_t)(1 + h_t) (see activation_derivative),
+    "relu" [a_t > 0], "pre" 1 - a_t² (the bug)."""
     if kind == "relu":
         return np.greater(a_t, 0.0, out=out)
-    v = h_t if kind == "tanh" else a_t
-    np.multiply(v, v, out=out)
-    return np.subtract(1.0, out, out=out)
+    if kind == "pre":
+        np.multiply(a_t, a_t, out=out)
+        return np.subtract(1.0, out, out=out)
+    np.subtract(1.0, h_t, out=out)
+    out *= 1.0 + h_t
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # backward
 
-def run_engine(p: Problem) -> Trace:
-    """Forward, then BPTT by hand for t = T-1 ... 0; the recurrent loop holds only the H×H products."""
+def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
+    """Forward, then BPTT by hand for t = T-1 ... 0; the recurrent loop holds only the H×H products.
+
+    forward_values (a, h), if given, replace the engine's own forward pass: the backward then runs on another
+    implementation's forward values (compare.py uses this to tell rounding in the forward pass from the backward's)."""
     cfg = p.config
     bug = cfg.bug
     T, B, I = p.x.shape
@@ -140,7 +150,10 @@ def run_engine(p: Problem) -> Trace:
                 "dW_ih_step": (T, H, I), "dW_hh_step": (T, H, H), "db_step": (T, H),
                 "dW_ih_acc": (T, H, I), "dW_hh_acc": (T, H, H), "db_acc": (T, H)})
     a, hh, dh_next, dh_total, d_pre, dh_prev = (r[k] for k in ("a", "hh", "dh_next", "dh_total", "d_pre", "dh_prev"))
-    _forward(p, a, hh)
+    if forward_values is None:
+        _forward(p, a, hh)
+    else:
+        a[...], hh[0], hh[1:] = forward_values[0], p.h0, forward_values[1]
     h, hprev = hh[1:], hh[:-1]                                   # (T, B, H) h_t and h_{t-1}, views
     with np.errstate(all="ignore"):
         if bug == "no-activation-derivative":

@@ -152,7 +152,7 @@ for t in range(SEQ_LEN):
 
 
 def fprime(t):
-    return 1 - h[t] ** 2 if NONLINEARITY == "tanh" else (a[t] > 0).astype(float)
+    return (1 - h[t]) * (1 + h[t]) if NONLINEARITY == "tanh" else (a[t] > 0).astype(float)  # 1 - h², accurately
 
 
 # -- NumPy: backward through time, t = T-1 ... 0 --------------------------------------------------------------------------

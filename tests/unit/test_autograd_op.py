@@ -61,10 +61,9 @@ def test_truncated_gradient_is_not_the_derivative_of_the_forward(nonlinearity: s
         torch.autograd.gradcheck(fn, rnn_function(draw_problem(cfg)), eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="gradcheck_op runs gradcheck on the truncated operator and so reports "
-                                       "'gradcheck failed' for every truncated config (reported to the lead)")
-def test_gradcheck_op_does_not_fail_truncated_configs() -> None:
-    assert gradcheck_op(draw_problem(RNNConfig(**SMALL, truncate=2))).passed
+def test_gradcheck_op_checks_truncated_configs_with_full_bptt() -> None:
+    res = gradcheck_op(draw_problem(RNNConfig(**SMALL, truncate=2)))
+    assert res.passed and "full BPTT" in res.message, res.message
 
 
 def test_gradcheck_op_fast_mode_on_large_problems() -> None:
