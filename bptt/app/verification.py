@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from ..analysis import Analysis
 from ..compare import summary
-from .panels import comparison_frame, fmt_err
+from .panels import comparison_frame
 from .state import get_gradcheck
 
 

@@ -1,60 +1,17 @@
 """AppTest checks of the Streamlit app: every page runs, steps move, the URL is honoured, presets and downloads work."""
 from __future__ import annotations
 
-import base64
 import io
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[2]
-HOME = str(ROOT / "streamlit_app.py")
+from apptools import BACKWARD, FORWARD, app, decode, figures, no_exception
+
 PAGES = ["pages/1_Forward_pass.py", "pages/2_Backward_pass.py", "pages/4_Verification.py", "pages/5_Derivation.py"]
-BACKWARD = "pages/2_Backward_pass.py"
-FORWARD = "pages/1_Forward_pass.py"
 LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
-TIMEOUT = 90
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# helpers
-
-def app(page: str | None = None, **params: str | list[str]) -> AppTest:
-    """An AppTest of the app with these query params, run once (on `page` if given)."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def decode(z) -> np.ndarray:
-    """A Plotly array from the figure JSON: a typed array {dtype, bdata, shape} or a nested list."""
-    if isinstance(z, dict) and "bdata" in z:
-        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
-        shape = [int(s) for s in str(z.get("shape", arr.size)).split(",")]
-        return arr.reshape(shape)
-    return np.asarray(z, dtype=np.float64)
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """Every plotly chart's figure JSON, by the chart's user key."""
-    out = {}
-    for el in at.get("plotly_chart"):
-        key = el.proto.id.rsplit("-", 1)[-1]
-        out[key] = json.loads(el.proto.spec)
-    return out
 
 
 def z_of(at: AppTest, key: str) -> np.ndarray:

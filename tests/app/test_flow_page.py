@@ -2,9 +2,6 @@
 page, the bug banner and diff heatmaps, the finite-difference spot check, and truncate= / bug= in the URL."""
 from __future__ import annotations
 
-import base64
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,45 +12,14 @@ from bptt.config import RNNConfig, preset
 from bptt.fd import fd_estimate
 from bptt.flow import flow_report
 
-ROOT = Path(__file__).resolve().parents[2]
-HOME = str(ROOT / "streamlit_app.py")
-FLOW = "pages/3_Gradient_flow.py"
-BACKWARD = "pages/2_Backward_pass.py"
-TIMEOUT = 90
+from apptools import BACKWARD, FLOW, app, figures, no_exception
+from apptools import decode as _arr
+
 SMALL = dict(hidden_size="4", input_size="3", seq_len="5", batch_size="2")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
-
-def app(page: str | None = None, **params: str) -> AppTest:
-    """An AppTest of the app with these query params, run once (on `page` if given)."""
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = v
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    return at
-
-
-def no_exception(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
-
-def _arr(v) -> np.ndarray:
-    """A Plotly array (typed {dtype, bdata, shape} or a list with None for gaps) as float64."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape([int(s) for s in str(v.get("shape", a.size)).split(",")]).astype(np.float64)
-    return np.array([np.nan if x is None else x for x in np.ravel(v)] if np.ndim(v) == 1 else v, dtype=np.float64)
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """Every plotly chart's figure JSON, by the chart's user key."""
-    return {el.proto.id.rsplit("-", 1)[-1]: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
-
 
 def text(at: AppTest) -> str:
     parts = [*at.markdown, *at.info, *at.error, *at.warning, *at.caption, *at.subheader, *at.title, *at.latex]
