@@ -202,7 +202,7 @@ def profile(query: str) -> None:
         plotly.io.to_json = orig_json
     print(f"  python, one step in bare mode: {total * 1e3:7.1f} ms  (figure building {spent['figures'] * 1e3:.1f} ms, "
           f"plotly.io.to_json {spent['to_json'] * 1e3:.1f} ms for {len(sizes)} charts, "
-          f"{sum(sizes) / 1024:.0f} KiB of JSON); analysis when cached {t_an * 1e3:.1f} ms")
+          f"{sum(sizes) / 1024:.0f} KiB of JSON); analysis on first call (computed, then cached) {t_an * 1e3:.1f} ms")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
