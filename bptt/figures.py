@@ -273,6 +273,15 @@ def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bo
     fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False)
     fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False,
                      type="log" if log_y else "linear", exponentformat="power")
+    return _integer_x_ticks(fig)
+
+
+def _integer_x_ticks(fig: go.Figure) -> go.Figure:
+    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5."""
+    highs = [np.nanmax(np.asarray(tr.x, dtype=float)) for tr in fig.data
+             if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
+    if highs:
+        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(max(highs) / 12))))
     return fig
 
 
@@ -346,7 +355,7 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
     fig.update_yaxes(title_text="% saturated", range=[0, 100], row=1, col=1)
     fig.update_yaxes(title_text="hidden unit j", autorange="reversed", row=2, col=1)
     fig.update_xaxes(title_text="t (1-based)", row=2, col=1)
-    return fig
+    return _integer_x_ticks(fig)
 
 
 def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> go.Figure:
@@ -384,7 +393,9 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
     return fig
 
 
-PICKER_MAX_CELLS = 20_000    # above this a heatmap gets no click targets (use the index inputs)
+# above this a heatmap gets no click targets (the index inputs remain): every target is an SVG point the browser
+# redraws on each step, and at 128 × 128 they made a step click ~4x slower (benchmarks/bench_app.py)
+PICKER_MAX_CELLS = 1_024
 
 
 def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
@@ -405,4 +416,8 @@ def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "
         selected=dict(marker=dict(color="rgba(0,0,0,0.25)")), unselected=dict(marker=dict(opacity=1)),
         hovertemplate=(f"{name}[{yname}=%{{y}}, {xname}=%{{x}}]" if rows > 1 else f"{name}[{xname}=%{{x}}]")
         + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>"))
+    # keep the heatmap's own extent, so the panel lines up with its NumPy / PyTorch neighbours
+    reversed_y = fig.layout.yaxis.autorange == "reversed"
+    fig.update_xaxes(range=[-0.5, cols - 0.5], autorange=False)
+    fig.update_yaxes(range=[rows - 0.5, -0.5] if reversed_y else [-0.5, rows - 0.5], autorange=False)
     return fig

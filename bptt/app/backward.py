@@ -83,6 +83,7 @@ def gradient_rows(analysis: Analysis, k: int) -> None:
     eng, ref, p = analysis.engine, analysis.unrolled, analysis.problem
     checks = step_badges(analysis, t)
     dl = d_pre_label(cfg)
+    cut_in = t < T - 1 and carry_cut(t + 1, cfg.truncate)     # no carry into h_t: h_t is detached before step t+1
     st.markdown(f"#### The gradient reaching h_{s}")
     st.markdown(f"**dh_out_{s}** — the upstream gradient ∂L/∂h_{s} from the output at t = {s} (an input of the "
                 f"problem, the same on both sides" + (", zero except at t = T: upstream = last" if cfg.upstream ==
@@ -92,8 +93,10 @@ def gradient_rows(analysis: Analysis, k: int) -> None:
         chart(figures.heatmap(p.dh_out[t], f"dh_out_{s}", figures.colour_range(p.dh_out), "BH",
                               title=f"dh_out_{s}  (B × H)"), "bw_dh_out")
     rows = [
-        ("dh_next", f"dh_next_{s} — the carry in from t = {s + 1}", "the gradient step t+1 sent back to h_t "
-         "(zero at the last step and where truncation cuts)"),
+        ("dh_next", f"dh_next_{s} — " + ("nothing comes in after the last step" if t == T - 1 else
+                                          f"the carry from t = {s + 1}, cut by truncation" if cut_in else
+                                          f"the carry in from t = {s + 1}"),
+         "the gradient step t+1 sent back to h_t (zero at the last step and where truncation cuts)"),
         ("dh_total", f"dh_total_{s} = dh_out_{s} + dh_next_{s} = ∂L/∂h_{s}", "everything that reaches h_t"),
         ("d_pre", f"{dl}_{s} = dh_total_{s} ⊙ f'(a_{s}) = ∂L/∂a_{s}", "the gradient at the pre-activation"),
     ]
@@ -127,7 +130,7 @@ def weight_gradients(analysis: Analysis, k: int) -> None:
     zm = figures.colour_range(eng, ref) if local else zmax(analysis, q)
     triplet(f"{choice} after step t = {s}{full}", choice, eng, ref, zm, axes, "bw_w", checks.get(q),
             "rows: hidden unit j; columns: input i" if axes == "HI" else
-            "rows: hidden unit j; columns: hidden unit k (of h_{t−1})" if axes == "HH" else "one entry per hidden unit j",
+            "rows: hidden unit j; columns: hidden unit k (of h_(t−1))" if axes == "HH" else "one entry per hidden unit j",
             on_select=flow_panels.on_cell_select)
     flow_panels.fd_spot_check(analysis, choice, t)
 

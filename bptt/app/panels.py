@@ -14,7 +14,7 @@ BUG_NOTES = {
     "forget-carry": "the gradient carried in from t+1 (dh_next) is dropped, so dh_t = dh_out_t only.",
     "no-activation-derivative": "the factor f'(a_t) is left out: d_pre_t = dh_t.",
     "derivative-of-pre-activation": "tanh's derivative is taken as 1 − a_t² instead of 1 − h_t².",
-    "dWhh-uses-h_t": "dW_hh accumulates d_pre_tᵀ h_t instead of d_pre_tᵀ h_{t−1}.",
+    "dWhh-uses-h_t": "dW_hh accumulates d_pre_tᵀ h_t instead of d_pre_tᵀ h_(t−1).",
     "carry-transposed": "the carry is d_pre_t · W_hhᵀ instead of d_pre_t · W_hh.",
 }
 

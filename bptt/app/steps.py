@@ -11,6 +11,7 @@ from .state import STEP, current_config, current_step, set_step, sync_url
 PLAYING = "step_playing"     # session_state: whether play is on
 LAST_TICK = "step_last_tick"  # session_state: when play last advanced (monotonic seconds)
 TIMER = "step_timer"         # session_state: the run_every the fragment was created with
+STEP_BUTTONS = ("step_first", "step_prev", "step_next", "step_last", "step_play")  # True in the run they trigger
 SPEEDS = {"2 s / step": 2.0, "1 s / step": 1.0, "½ s / step": 0.5}
 
 
@@ -60,9 +61,11 @@ def _tick() -> None:
     """While playing, advance one step per timer run; at the end stop and rerun the app to clear the timer."""
     if not st.session_state.get(PLAYING):
         return
+    if any(st.session_state.get(key) for key in STEP_BUTTONS):     # this run is a click (pause, next, ...)
+        return
     interval = SPEEDS[st.session_state.get("step_speed", "1 s / step")]
     now = time.monotonic()
-    if now - st.session_state.get(LAST_TICK, 0.0) < 0.5 * interval:   # a click, not the timer
+    if now - st.session_state.get(LAST_TICK, 0.0) < 0.5 * interval:   # a rerun soon after a tick, not the timer
         return
     st.session_state[LAST_TICK] = now
     T = current_config().seq_len
