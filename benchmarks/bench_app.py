@@ -174,7 +174,7 @@ def profile(query: str) -> None:
             return out
         return wrap
 
-    orig = {n: getattr(figures, n) for n in ("heatmap", "diff_heatmap", "unrolled_strip")}
+    orig = {n: getattr(figures, n) for n in ("heatmap", "diff_heatmap", "triplet_figure", "unrolled_strip")}
     orig_json = plotly.io.to_json
     for n, fn in orig.items():
         setattr(figures, n, timed(fn, "figures"))
@@ -313,9 +313,9 @@ def main() -> None:
             for size, query in ({} if args.only_diagnose else SIZES).items():
                 url = f"{app.url}/Backward_pass" + (f"?{query}" if query else "")
                 a = Tab(browser, url)
-                cold = a.load(".st-key-step_next", min_charts=10)
+                cold = a.load(".st-key-step_next", min_charts=8)
                 warm_tab = Tab(browser, url)
-                warm = warm_tab.load(".st-key-step_next", min_charts=10)
+                warm = warm_tab.load(".st-key-step_next", min_charts=8)
                 warm_tab.ctx.close()
                 a_ms, b_ms, a_bytes, b_bytes = [], [], [], []
                 a.click_ms(), b.click_ms()                   # one unmeasured click each (first-click costs)

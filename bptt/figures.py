@@ -89,16 +89,18 @@ def _nonfinite_markers(z: np.ndarray) -> dict | None:
 # ----------------------------------------------------------------------------------------------------------------------
 # heatmaps
 
-def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
-    """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
-    z = as_matrix(values).astype(np.float64, copy=False)
-    rows, cols = z.shape
-    zf = np.where(np.isfinite(z), z, np.nan)
+def _names(axes: str) -> tuple[str, str]:
+    """The index names of a matrix kind for hover text: (row index, column index), e.g. ("b", "j")."""
     ylab, xlab = AXES.get(axes, ("row", "column"))
-    yname = ylab.split()[-1] if ylab else "row"
-    xname = xlab.split()[-1]
+    return (ylab.split()[-1] if ylab else "row"), xlab.split()[-1]
+
+
+def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
+    """The trace of a signed matrix (float64, 2-D): diverging scale ±zmax, values printed in small matrices."""
+    rows, cols = z.shape
+    yname, xname = _names(axes)
     trace = dict(
-        type="heatmap", z=zf, zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
+        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
         colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
@@ -106,31 +108,91 @@ def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title:
     if z.size <= TEXT_CELLS and cols <= TEXT_COLS:
         trace.update(text=[[_cell(v) for v in row] for row in z],
                      texttemplate="%{text}", textfont=dict(size=9 if cols > 8 else 10))
-    return _figure([trace, _nonfinite_markers(z)], title or name, rows, cols, axes)
+    return trace
 
 
-def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
-                 title: str | None = None) -> go.Figure:
-    """log10 |impl − ref| (floored at 1e-18) on a sequential scale, as float32 to keep the payload small."""
+def _log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """log10 |impl − ref| floored at 1e-18, as float32; the same inf / nan on both sides is agreement, else nan."""
     a, b = as_matrix(impl).astype(np.float64), as_matrix(ref).astype(np.float64)
     with np.errstate(all="ignore"):
         d = np.abs(a - b)
         same_nonfinite = (a == b) | (np.isnan(a) & np.isnan(b))
         d = np.where(np.isfinite(d), d, np.where(same_nonfinite, 0.0, np.nan))
-        z = np.log10(np.maximum(d, DIFF_FLOOR)).astype(np.float32)    # nan stays nan: a real mismatch of inf/nan
+        return np.log10(np.maximum(d, DIFF_FLOOR)).astype(np.float32)    # nan stays nan: a real mismatch of inf/nan
+
+
+def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
+    """The trace of log10 |diff| (from _log_diff) on the sequential scale with its own colour bar."""
     rows, cols = z.shape
-    ylab, xlab = AXES.get(axes, ("row", "column"))
-    yname = ylab.split()[-1] if ylab else "row"
-    xname = xlab.split()[-1]
-    trace = dict(
+    yname, xname = _names(axes)
+    return dict(
         type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
         colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
                       tickfont=dict(size=10)),
         hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
     )
+
+
+def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
+    """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
+    z = as_matrix(values).astype(np.float64, copy=False)
+    rows, cols = z.shape
+    return _figure([_heat_trace(z, name, zmax, axes), _nonfinite_markers(z)], title or name, rows, cols, axes)
+
+
+def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
+                 title: str | None = None) -> go.Figure:
+    """log10 |impl − ref| (floored at 1e-18) on a sequential scale, as float32 to keep the payload small."""
+    z = _log_diff(impl, ref)
+    rows, cols = z.shape
     marks = _nonfinite_markers(np.where(np.isnan(z), np.inf, 0.0))
-    return _figure([trace, marks], title or "|NumPy − PyTorch|", rows, cols, axes)
+    return _figure([_diff_trace(z, name, axes), marks], title or "|NumPy − PyTorch|", rows, cols, axes)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# triplets: NumPy | reference | log10 |diff| as one figure (one chart redraws ~4x faster than three)
+
+# paper-x domains of the three panels; the gaps hold the middle panel's row ticks, the shared signed colour bar with
+# the right panel's row ticks, and the diff colour bar with its title
+TRIPLET_DOMAINS = ((0.0, 0.265), (0.305, 0.57), (0.665, 0.93))
+TRIPLET_TITLES = ("NumPy engine · {name}", "{ref_name} · {name}", "log10 |NumPy − PyTorch|")
+
+
+def triplet_figure(impl: np.ndarray, ref: np.ndarray, name: str, zmax: float, axes: str = "BH",
+                   titles: Sequence[str] = (), ref_name: str = "PyTorch (unrolled autograd)") -> go.Figure:
+    """One figure of three heatmaps side by side: impl and ref on one diverging scale ±zmax, then log10 |impl − ref|.
+
+    data[0] = impl, data[1] = ref, data[2] = the difference; crosses on non-finite cells come after these three.
+    """
+    a = as_matrix(impl).astype(np.float64, copy=False)
+    b = as_matrix(ref).astype(np.float64, copy=False)
+    d = _log_diff(a, b)
+    rows, cols = a.shape
+    titles = tuple(titles) or tuple(t.format(name=name, ref_name=ref_name) for t in TRIPLET_TITLES)
+    ylab, xlab = AXES.get(axes, ("", ""))
+    traces = [_heat_trace(a, name, zmax, axes), _heat_trace(b, name, zmax, axes), _diff_trace(d, name, axes)]
+    traces[0].update(showscale=False)                              # impl and ref share the colour bar drawn by ref
+    traces[1]["colorbar"].update(x=TRIPLET_DOMAINS[1][1] + 0.008, xanchor="left", xref="paper")
+    traces[2]["colorbar"].update(x=TRIPLET_DOMAINS[2][1] + 0.008, xanchor="left", xref="paper")
+    marks = [_nonfinite_markers(a), _nonfinite_markers(b), _nonfinite_markers(np.where(np.isnan(d), np.inf, 0.0))]
+    layout = dict(height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT,
+                  plot_bgcolor="#f3f3f3", annotations=[])
+    for k, (dom, title) in enumerate(zip(TRIPLET_DOMAINS, titles)):
+        sx = "" if k == 0 else str(k + 1)
+        traces[k].update(xaxis=f"x{sx}", yaxis=f"y{sx}")
+        if marks[k] is not None:
+            marks[k].update(xaxis=f"x{sx}", yaxis=f"y{sx}")
+        layout[f"xaxis{sx}"] = dict(domain=list(dom), anchor=f"y{sx}", side="bottom", showgrid=False, zeroline=False,
+                                    title=dict(text=xlab, standoff=2, font=dict(size=11)),
+                                    dtick=1 if cols <= 16 else None, automargin=True)
+        layout[f"yaxis{sx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sx}", autorange="reversed", showgrid=False,
+                                    zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1,
+                                    title=dict(text=ylab if k == 0 else "", standoff=2, font=dict(size=11)),
+                                    automargin=k == 0)
+        layout["annotations"].append(dict(text=title, x=dom[0], y=1.0, xref="paper", yref="paper", xanchor="left",
+                                          yanchor="bottom", yshift=6, showarrow=False, font=dict(size=13)))
+    return go.Figure(dict(data=traces + [m for m in marks if m is not None], layout=layout))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -398,26 +460,34 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
 PICKER_MAX_CELLS = 1_024
 
 
-def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
-    """Invisible click targets on every cell of a heatmap: Plotly heatmaps cannot be selected, scatter points can.
+# the picker's place in a triplet figure: right after the three heatmaps, so a selection names it by curve_number
+PICKER_CURVE = 3
 
-    Clicking a cell then selects its point (x = column, y = row), which st.plotly_chart(on_select=...) reports.
+
+def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
+    """Invisible click targets on every cell of a heatmap (in a triplet: its left panel, as data[PICKER_CURVE]).
+
+    Plotly heatmaps cannot be selected, scatter points can: clicking a cell selects its point (x = column, y = row),
+    which st.plotly_chart(on_select=...) reports with its curve_number.
     """
     z = as_matrix(values).astype(np.float64, copy=False)
     rows, cols = z.shape
     if z.size > PICKER_MAX_CELLS:
         return fig
     yy, xx = np.mgrid[0:rows, 0:cols]
-    ylab, xlab = AXES.get(axes, ("row", "column"))
-    yname, xname = (ylab.split()[-1] if ylab else "row"), xlab.split()[-1]
-    fig.add_trace(go.Scatter(
+    yname, xname = _names(axes)
+    picker = go.Scatter(
         x=xx.ravel(), y=yy.ravel(), mode="markers", customdata=z.ravel(), showlegend=False, name="pick",
+        xaxis="x", yaxis="y",
         marker=dict(symbol="square", size=max(6, min(30, 300 // max(rows, cols))), color="rgba(0,0,0,0)"),
         selected=dict(marker=dict(color="rgba(0,0,0,0.25)")), unselected=dict(marker=dict(opacity=1)),
         hovertemplate=(f"{name}[{yname}=%{{y}}, {xname}=%{{x}}]" if rows > 1 else f"{name}[{xname}=%{{x}}]")
-        + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>"))
+        + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>")
+    fig.add_trace(picker)
+    if len(fig.data) > PICKER_CURVE + 1 and all(tr.type == "heatmap" for tr in fig.data[:PICKER_CURVE]):
+        fig.data = fig.data[:PICKER_CURVE] + fig.data[-1:] + fig.data[PICKER_CURVE:-1]    # a triplet: picker 4th
     # keep the heatmap's own extent, so the panel lines up with its NumPy / PyTorch neighbours
     reversed_y = fig.layout.yaxis.autorange == "reversed"
-    fig.update_xaxes(range=[-0.5, cols - 0.5], autorange=False)
-    fig.update_yaxes(range=[rows - 0.5, -0.5] if reversed_y else [-0.5, rows - 0.5], autorange=False)
+    fig.update_layout(xaxis=dict(range=[-0.5, cols - 0.5], autorange=False),
+                      yaxis=dict(range=[rows - 0.5, -0.5] if reversed_y else [-0.5, rows - 0.5], autorange=False))
     return fig

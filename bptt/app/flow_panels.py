@@ -17,7 +17,7 @@ from .state import get_analysis
 FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
 FLOW_PAGE = "pages/3_Gradient_flow.py"
 LANDING = "flow_landing"          # session_state: a preset button asked to go to the Gradient flow page
-FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w_np"   # FD index inputs; the key of the selectable engine heatmap
+FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w"   # FD index inputs; the key of the weight-gradient triplet chart
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -205,9 +205,10 @@ def truncation_gap(analysis: Analysis) -> None:
 # the Backward page: the finite-difference spot check
 
 def on_cell_select() -> None:
-    """Copy a clicked cell of the engine's weight-gradient heatmap into the index inputs (runs before the script)."""
+    """Copy a clicked cell of the weight-gradient triplet's NumPy panel into the FD index inputs (runs first)."""
     event = st.session_state.get(FD_SEL)
     points = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
+    points = [p for p in points if p.get("curve_number") == figures.PICKER_CURVE]   # the picker, not the crosses
     if points:
         p = points[0]
         x, y = p.get("x"), p.get("y")

@@ -14,8 +14,9 @@ PAGES = ["pages/1_Forward_pass.py", "pages/2_Backward_pass.py", "pages/4_Verific
 LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
 
 
-def z_of(at: AppTest, key: str) -> np.ndarray:
-    return decode(figures(at)[key]["data"][0]["z"])
+def z_of(at: AppTest, key: str, panel: int = 0) -> np.ndarray:
+    """The z of one heatmap of a chart; in a triplet chart panel 0 = NumPy, 1 = reference, 2 = log10 |diff|."""
+    return decode(figures(at)[key]["data"][panel]["z"])
 
 
 def warnings_text(at: AppTest) -> str:
@@ -42,9 +43,9 @@ def test_all_pages_run_at_a_large_config():
         no_exception(at)
     at.switch_page(BACKWARD)
     at.run()
-    assert z_of(at, "bw_dh_total_np").shape == (16, 128)
-    assert z_of(at, "bw_dx_np").shape == (16, 64)
-    assert z_of(at, "bw_w_np").shape == (128, 128)          # dW_hh, the default choice
+    assert z_of(at, "bw_dh_total").shape == (16, 128)
+    assert z_of(at, "bw_dx").shape == (16, 64)
+    assert z_of(at, "bw_w").shape == (128, 128)             # dW_hh, the default choice
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -53,18 +54,18 @@ def test_all_pages_run_at_a_large_config():
 def test_step_buttons_move_the_step_and_change_the_heatmaps():
     at = app(BACKWARD, seq_len="5", hidden_size="6", batch_size="2")
     assert at.session_state["step"] == 1
-    seen = [z_of(at, "bw_dh_total_np")]
+    seen = [z_of(at, "bw_dh_total")]
 
     at.button(key="step_next").click().run()
     no_exception(at)
     assert at.session_state["step"] == 2
-    seen.append(z_of(at, "bw_dh_total_np"))
+    seen.append(z_of(at, "bw_dh_total"))
     assert not np.allclose(seen[0], seen[1])
     assert at.query_params["step"] == "2"
 
     at.button(key="step_last").click().run()
     assert at.session_state["step"] == 5
-    seen.append(z_of(at, "bw_dh_total_np"))
+    seen.append(z_of(at, "bw_dh_total"))
     assert not np.allclose(seen[1], seen[2])
 
     at.button(key="step_prev").click().run()
@@ -72,7 +73,7 @@ def test_step_buttons_move_the_step_and_change_the_heatmaps():
 
     at.button(key="step_first").click().run()
     assert at.session_state["step"] == 1
-    np.testing.assert_allclose(z_of(at, "bw_dh_total_np"), seen[0], rtol=0, atol=0)
+    np.testing.assert_allclose(z_of(at, "bw_dh_total"), seen[0], rtol=0, atol=0)
     no_exception(at)
 
 
@@ -81,7 +82,7 @@ def test_backward_step_k_shows_t_equal_T_minus_k_plus_1():
     from bptt.analysis import analyze
     from bptt.config import RNNConfig
     an = analyze(RNNConfig(seq_len=4))
-    np.testing.assert_allclose(z_of(at, "bw_dh_total_np"), an.engine.dh_total[4 - 2], rtol=0, atol=0)
+    np.testing.assert_allclose(z_of(at, "bw_dh_total"), an.engine.dh_total[4 - 2], rtol=0, atol=0)
     assert any("t = 3, going backwards" in str(h.value) for h in at.subheader)
 
 
@@ -91,7 +92,7 @@ def test_forward_step_shows_t_equal_k():
     from bptt.config import RNNConfig
     an = analyze(RNNConfig(seq_len=4))
     np.testing.assert_allclose(z_of(at, "fw_h"), an.engine.h[2], rtol=0, atol=0)
-    np.testing.assert_allclose(z_of(at, "fw_h_cmp_ref"), an.torch_rnn.h[2], rtol=0, atol=0)
+    np.testing.assert_allclose(z_of(at, "fw_h_cmp", 1), an.torch_rnn.h[2], rtol=0, atol=0)
 
 
 def test_play_toggles_and_pause_stops():
@@ -130,9 +131,9 @@ def test_query_string_sizes_appear_in_the_figures():
     at = app(BACKWARD, hidden_size="7", batch_size="2", input_size="3")
     no_exception(at)
     assert not at.warning
-    assert z_of(at, "bw_dh_total_np").shape == (2, 7)
-    assert z_of(at, "bw_dx_np").shape == (2, 3)
-    assert z_of(at, "bw_dx_diff").shape == (2, 3)
+    assert z_of(at, "bw_dh_total").shape == (2, 7)
+    assert z_of(at, "bw_dx").shape == (2, 3)
+    assert z_of(at, "bw_dx", 2).shape == (2, 3)
 
 
 @pytest.mark.parametrize("params, name", [
@@ -178,7 +179,7 @@ def test_sidebar_change_survives_a_page_switch():
     no_exception(at)
     assert at.session_state["config"].hidden_size == 6
     assert at.number_input(key="w_hidden_size").value == 6
-    assert z_of(at, "bw_dh_total_np").shape == (3, 6)
+    assert z_of(at, "bw_dh_total").shape == (3, 6)
 
 
 def test_a_refused_sidebar_change_shows_an_error_and_keeps_the_config():
@@ -201,7 +202,7 @@ def test_presets_apply(name):
     want = preset(name)
     at.switch_page(BACKWARD)                                # these presets land on the Gradient flow page
     at.run()
-    assert z_of(at, "bw_dh_total_np").shape == (want.batch_size, want.hidden_size)
+    assert z_of(at, "bw_dh_total").shape == (want.batch_size, want.hidden_size)
     at.button(key="preset_reset").click().run()
     from bptt.config import RNNConfig
     assert at.session_state["config"] == RNNConfig()

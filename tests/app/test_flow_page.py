@@ -125,7 +125,7 @@ def test_other_presets_stay_on_the_page():
     at = app(BACKWARD)
     at.button(key=preset_key("Long sequence")).click().run()
     no_exception(at)
-    assert "bw_dh_total_np" in figures(at) and not FLOW_CHARTS & set(figures(at))
+    assert "bw_dh_total" in figures(at) and not FLOW_CHARTS & set(figures(at))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -163,9 +163,9 @@ def test_bug_diff_heatmaps_light_up_from_the_first_divergence():
     no_exception(at)
     banner = "\n".join(str(e.value) for e in at.error)
     assert "no-activation-derivative" in banner and "d_pre" in banner and "t = 5" in banner   # 0-based t = 4
-    z = _arr(figures(at)["bw_d_pre_diff"]["data"][0]["z"])                  # log10 |NumPy − PyTorch|
+    z = _arr(figures(at)["bw_d_pre"]["data"][2]["z"])                      # log10 |NumPy − PyTorch|
     assert z.max() > -4                                                     # bright against the floor of -18
-    assert np.nanmax(_arr(figures(at)["bw_dh_total_diff"]["data"][0]["z"])) < -12   # before it: still agrees
+    assert np.nanmax(_arr(figures(at)["bw_dh_total"]["data"][2]["z"])) < -12       # before it: still agrees
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -205,3 +205,19 @@ def test_fd_spot_check_for_a_bias_has_one_index():
     assert not [n for n in at.number_input if n.key == "fd_i"]
     an = analyze(cfg_of(**SMALL))
     assert _metric_values(at)[0] == pytest.approx(an.torch_rnn.gradients["db_hh"][0], rel=1e-6)
+
+
+def test_cell_select_reads_only_the_picker_points(monkeypatch):
+    from types import SimpleNamespace
+
+    from bptt import figures as figs
+    from bptt.app import flow_panels
+    state = {"bw_weight": "dW_hh", "fd_j": 0, "fd_i": 0}
+    monkeypatch.setattr(flow_panels, "st", SimpleNamespace(session_state=state))
+    cross = dict(curve_number=figs.PICKER_CURVE + 1, x=3, y=2)                   # a non-finite cross, not a cell
+    state["bw_w"] = {"selection": {"points": [cross]}}
+    flow_panels.on_cell_select()
+    assert (state["fd_j"], state["fd_i"]) == (0, 0)
+    state["bw_w"] = {"selection": {"points": [cross, dict(curve_number=figs.PICKER_CURVE, x=1, y=4)]}}
+    flow_panels.on_cell_select()
+    assert (state["fd_j"], state["fd_i"]) == (4, 1)

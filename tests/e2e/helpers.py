@@ -293,9 +293,9 @@ def plotly_charts(page, within: str = "") -> list[Chart]:
     return out
 
 
-def heatmaps_by_key(page) -> dict[str, np.ndarray]:
-    """key -> the first heatmap's z of each keyed chart."""
-    return {c.key: c.z[0] for c in plotly_charts(page) if c.key and c.z}
+def heatmaps_by_key(page, panel: int = 0) -> dict[str, np.ndarray]:
+    """key -> the z of each keyed chart's heatmap number `panel` (a triplet: 0 = NumPy, 1 = reference, 2 = diff)."""
+    return {c.key: c.z[panel] for c in plotly_charts(page) if c.key and len(c.z) > panel}
 
 
 def wait_for_charts(page, n_min: int = 1, timeout: float = 30.0) -> None:

@@ -8,15 +8,20 @@ import numpy as np
 from .helpers import (button, exceptions, heatmaps_by_key, is_idle, plotly_charts, runs, step_of, wait_for_app,
                       wait_for_charts, wait_for_run_after, wait_until)
 
-DRAWN = ".st-key-bw_dh_total_np .js-plotly-plot"
+DRAWN = ".st-key-bw_dh_total .js-plotly-plot"
 
 
 def open_backward(new_page, query: str = ""):
     """The Backward page at this query string, fully drawn."""
     page = new_page("Backward_pass" + (f"?{query}" if query else ""))
     wait_for_app(page, expect=DRAWN)
-    wait_for_charts(page, 10)
+    wait_for_charts(page, 8)                                   # strip, dh_out, six triplets
     return page
+
+
+def all_heatmaps(page) -> dict[tuple[str, int], np.ndarray]:
+    """(chart key, panel) -> z of every heatmap in every keyed chart (a triplet: 0 = NumPy, 1 = reference, 2 = diff)."""
+    return {(c.key, i): z for c in plotly_charts(page) if c.key for i, z in enumerate(c.z)}
 
 
 def click(page, key: str) -> None:
@@ -32,23 +37,24 @@ def click(page, key: str) -> None:
 def test_step_next_changes_the_heatmaps(new_page):
     page = open_backward(new_page, "seq_len=4")
     assert step_of(page) == (1, 4)
-    first = heatmaps_by_key(page)
+    first = all_heatmaps(page)
     click(page, "step_next")
     wait_until(lambda: step_of(page) == (2, 4), 10, what="step 2 of 4")
-    second = heatmaps_by_key(page)
+    second = all_heatmaps(page)
     assert exceptions(page) == []
-    for key in ("bw_dh_next_np", "bw_dh_total_np", "bw_d_pre_np", "bw_dx_np", "bw_w_np"):
-        assert second[key].shape == first[key].shape, key
-        assert not np.allclose(second[key], first[key]), f"{key} did not change with the step"
+    for key in ("bw_dh_next", "bw_dh_total", "bw_d_pre", "bw_dx", "bw_w"):            # the NumPy panel of each
+        assert second[key, 0].shape == first[key, 0].shape, key
+        assert not np.allclose(second[key, 0], first[key, 0]), f"{key} did not change with the step"
     # every step's NumPy heatmap equals its PyTorch neighbour
     for key in ("bw_dh_total", "bw_d_pre", "bw_dx", "bw_dh_prev", "bw_w"):
-        np.testing.assert_allclose(second[key + "_np"], second[key + "_ref"], rtol=1e-9, atol=1e-12, err_msg=key)
-    # and stepping back shows the first step's numbers again
+        np.testing.assert_allclose(second[key, 0], second[key, 1], rtol=1e-9, atol=1e-12, err_msg=key)
+    # and stepping back shows the first step's numbers again (every panel of every chart)
     click(page, "step_prev")
     wait_until(lambda: step_of(page) == (1, 4), 10, what="step 1 of 4")
-    again = heatmaps_by_key(page)
+    again = all_heatmaps(page)
+    assert again.keys() == first.keys()
     for key in first:
-        np.testing.assert_allclose(again[key], first[key], rtol=0, atol=0, err_msg=key)
+        np.testing.assert_allclose(again[key], first[key], rtol=0, atol=0, err_msg=str(key))
 
 
 def test_play_advances_and_pause_stops(new_page):
@@ -103,19 +109,21 @@ def test_animation_frames_play_in_the_browser(new_page):
 def test_two_sessions_step_independently(new_page):
     a = open_backward(new_page, "seq_len=6&hidden_size=3")
     b = open_backward(new_page, "seq_len=4&hidden_size=6&seed=7")
-    b_start = heatmaps_by_key(b)
+    b_start = all_heatmaps(b)
     click(a, "step_next")
     click(a, "step_next")
     wait_until(lambda: step_of(a) == (3, 6), 10, what="A at step 3 of 6")
     b.wait_for_timeout(300)
     assert step_of(b) == (1, 4), "B moved when A was clicked"
-    for key, z in heatmaps_by_key(b).items():
+    b_now = all_heatmaps(b)
+    assert b_now.keys() == b_start.keys()
+    for key, z in b_now.items():
         np.testing.assert_array_equal(z, b_start[key], err_msg=f"B's {key} changed when A stepped")
     click(b, "step_last")
     wait_until(lambda: step_of(b) == (4, 4), 10, what="B at step 4 of 4")
     assert step_of(a) == (3, 6)
-    assert heatmaps_by_key(a)["bw_dh_total_np"].shape[1] == 3
-    assert heatmaps_by_key(b)["bw_dh_total_np"].shape[1] == 6
+    assert heatmaps_by_key(a)["bw_dh_total"].shape[1] == 3
+    assert heatmaps_by_key(b)["bw_dh_total"].shape[1] == 6
     assert "seq_len=6" in a.url and "step=3" in a.url
     assert "seq_len=4" in b.url and "step=4" in b.url
     assert exceptions(a) == [] and exceptions(b) == []
@@ -139,6 +147,6 @@ def test_npz_download_loads_with_the_right_shapes(new_page, tmp_path):
         assert z["dW_ih"].shape == (H, I) and z["dW_hh"].shape == (H, H)
         assert z["db_ih"].shape == z["db_hh"].shape == (H,)
         assert z["dW_hh_acc"].shape == (T, H, H)
-        shown = heatmaps_by_key(page)["bw_dh_total_np"]                   # step 1 shows t = T (0-based T - 1)
+        shown = heatmaps_by_key(page)["bw_dh_total"]                      # step 1 shows t = T (0-based T - 1)
         np.testing.assert_allclose(shown, z["dh_total"][T - 1], rtol=1e-12, atol=0)
     assert exceptions(page) == []

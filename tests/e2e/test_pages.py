@@ -10,7 +10,7 @@ from .helpers import PAGES, exceptions, heatmaps_by_key, step_of, wait_for_app, 
 EXPECT = {
     "Home": ("[data-testid='stMain'] h1", 1),
     "Forward pass": (".st-key-step_next", 1),
-    "Backward pass": (".st-key-step_next", 10),
+    "Backward pass": (".st-key-step_next", 8),          # strip, dh_out, six triplets
     "Gradient flow": ("[data-testid='stMain'] h1", 1),
     "Verification": ("[data-testid='stDataFrame']", 0),
     "Derivation": ("[data-testid='stMain'] .katex", 0),
@@ -44,15 +44,16 @@ def test_every_page_in_the_navigation_is_tested(new_page):
 
 def test_url_sizes_reach_the_heatmaps(new_page):
     page = new_page("Backward_pass?hidden_size=7&batch_size=2")
-    wait_for_app(page, expect=".st-key-bw_dh_total_np .js-plotly-plot")
-    wait_for_charts(page, 10)
-    maps = heatmaps_by_key(page)
+    wait_for_app(page, expect=".st-key-bw_dh_total .js-plotly-plot")
+    wait_for_charts(page, 8)
+    maps, refs = heatmaps_by_key(page), heatmaps_by_key(page, 1)               # NumPy panels; reference panels
     assert exceptions(page) == [] and warnings(page) == []
-    for key in ("bw_dh_out", "bw_dh_total_np", "bw_dh_total_ref", "bw_d_pre_np", "bw_dh_prev_np"):
+    for key in ("bw_dh_out", "bw_dh_total", "bw_d_pre", "bw_dh_prev"):
         assert maps[key].shape == (2, 7), key                                  # (B, H)
-    assert maps["bw_dx_np"].shape == (2, 4)                                    # (B, I) at the default I = 4
-    assert maps["bw_w_np"].shape in {(7, 7), (7, 4), (1, 7)}                   # a weight gradient of H = 7
-    np.testing.assert_allclose(maps["bw_dh_total_np"], maps["bw_dh_total_ref"], rtol=1e-9, atol=1e-12)
+    assert refs["bw_dh_total"].shape == (2, 7)
+    assert maps["bw_dx"].shape == (2, 4)                                       # (B, I) at the default I = 4
+    assert maps["bw_w"].shape in {(7, 7), (7, 4), (1, 7)}                      # a weight gradient of H = 7
+    np.testing.assert_allclose(maps["bw_dh_total"], refs["bw_dh_total"], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("query, param", [
@@ -62,11 +63,11 @@ def test_url_sizes_reach_the_heatmaps(new_page):
 ])
 def test_hostile_url_warns_and_falls_back(new_page, query, param):
     page = new_page(f"Backward_pass?{query}")
-    wait_for_app(page, expect=".st-key-bw_dh_total_np .js-plotly-plot")
-    wait_for_charts(page, 10)
+    wait_for_app(page, expect=".st-key-bw_dh_total .js-plotly-plot")
+    wait_for_charts(page, 8)
     assert exceptions(page) == []
     notes = warnings(page)
     assert any(param in n for n in notes), f"no warning naming {param!r}: {notes}"
     maps = heatmaps_by_key(page)
-    assert maps["bw_dh_total_np"].shape == (3, 5)                              # the defaults: B = 3, H = 5
+    assert maps["bw_dh_total"].shape == (3, 5)                              # the defaults: B = 3, H = 5
     assert step_of(page) == (1, 3)
