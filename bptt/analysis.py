@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import pandas as pd
 
 from .autograd_op import OpResult, run_op
@@ -61,22 +60,8 @@ def analyze(config: RNNConfig) -> Analysis:
     replay = run_engine(p, (unrolled.a, unrolled.h)) if config.nonlinearity == "tanh" else None
     table = comparison_table([
         *per_step_rows(engine, unrolled, replay=replay),
-        *whole_rows("numpy engine", engine_whole(engine), "torch.nn.RNN", torch_rnn,
-                    replay=None if replay is None else engine_whole(replay)),
+        *whole_rows("numpy engine", engine, "torch.nn.RNN", torch_rnn, replay=replay),
         *whole_rows("torch operator", op, "torch.nn.RNN", torch_rnn),
-        *whole_rows("unrolled autograd", engine_whole(unrolled), "torch.nn.RNN", torch_rnn),
+        *whole_rows("unrolled autograd", unrolled, "torch.nn.RNN", torch_rnn),
     ])
     return Analysis(config, p, engine, unrolled, torch_rnn, op, table)
-
-
-@dataclass(frozen=True)
-class _Whole:
-    """A Trace seen as a whole-sequence result (h, dx, dh0 and the full gradients)."""
-    h: np.ndarray
-    dx: np.ndarray
-    dh0: np.ndarray
-    gradients: dict
-
-
-def engine_whole(trace: Trace) -> _Whole:
-    return _Whole(trace.h, trace.dx, trace.dh0, trace.gradients)
