@@ -7,7 +7,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .engine import FORWARD_QUANTITIES, STEP_QUANTITIES, Trace
+from .engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace
 
 REL_TOL = 1e-10   # pass: max |impl - ref| <= REL_TOL * max |ref| + floor
 COLUMNS = ["quantity", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "floor", "passed",
@@ -73,7 +73,7 @@ def rounding_floor(engine, replay, q: str, t: int | None = None) -> float:
 
 
 def _value(result, q: str) -> np.ndarray:
-    return result.gradients[q] if q.startswith(("dW", "db")) and not q.endswith("_acc") else getattr(result, q)
+    return result.gradients[q] if q in GRADIENTS else getattr(result, q)
 
 
 def per_step_rows(engine: Trace, unrolled: Trace, tol: float = REL_TOL, replay: Trace | None = None

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bptt import analysis
 from bptt.analysis import analyze
-from bptt.compare import REL_TOL, agreement
+from bptt.compare import REL_TOL, agreement, rounding_floor
 from bptt.config import BUGS, NONLINEARITIES, PRESETS, UPSTREAMS, RNNConfig, preset
 from bptt.engine import FORWARD_QUANTITIES, STEP_QUANTITIES, carry_cut, run_engine
 from bptt.problem import draw_problem
@@ -72,24 +72,25 @@ EDGES = [
 @example(cfg=EDGES[4]).via("every size 1")
 @example(cfg=EDGES[6]).via("tanh, hh_scale = 10")
 @example(cfg=EDGES[7]).via("exploding relu, truncated")
-def test_engine_equals_both_references(cfg: RNNConfig, close, floors, floor_of) -> None:
+def test_engine_equals_both_references(cfg: RNNConfig, close) -> None:
     p = draw_problem(cfg)
     eng = run_engine(p)
     ref = unrolled_reference(p)
     rnn = torch_rnn_reference(p)
-    fl = floors(p, ref.h)  # zero for relu; see conftest: the ulp-level tanh difference amplified by saturation
+    # the package's rounding floor (compare.FLOOR_FACTOR): the engine's backward replayed on the reference's forward
+    replay = run_engine(p, (ref.a, ref.h)) if cfg.nonlinearity == "tanh" else None
 
     for q in PER_STEP:
         assert getattr(eng, q).shape == getattr(ref, q).shape, q
         for t in range(cfg.seq_len):
-            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[t={t}] engine vs unrolled",
-                  floor=float(fl[q][t]) if q in fl else 0.0)
-    close(eng.dh0, ref.dh0, "dh0 engine vs unrolled", floor=floor_of(fl, "dh0"))
+            floor = rounding_floor(eng, replay, q, t) if q not in FORWARD_QUANTITIES else 0.0
+            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[t={t}] engine vs unrolled", floor=floor)
+    close(eng.dh0, ref.dh0, "dh0 engine vs unrolled", floor=rounding_floor(eng, replay, "dh0"))
 
     for q in WHOLE:
-        f = 0.0 if q == "h" else floor_of(fl, q)
-        close(whole(eng)[q], value(rnn, q), f"{q} engine vs torch.nn.RNN", floor=f)
-        close(whole(ref)[q], value(rnn, q), f"{q} unrolled totals vs torch.nn.RNN", floor=f)
+        floor = 0.0 if q == "h" else rounding_floor(eng, replay, q)
+        close(whole(eng)[q], value(rnn, q), f"{q} engine vs torch.nn.RNN", floor=floor)
+        close(whole(ref)[q], value(rnn, q), f"{q} unrolled totals vs torch.nn.RNN")
 
 
 @pytest.mark.parametrize("cfg", EDGES, ids=lambda c: str(c.differs_from_default()))
@@ -105,7 +106,8 @@ def test_edge_configs_pass_every_row(cfg: RNNConfig) -> None:
 def test_analyze_all_passed_without_bug(cfg: RNNConfig) -> None:
     a = analyze(cfg)
     assert a.all_passed, a.table[~a.table["passed"]].to_string()
-    assert a.worst_rel_err <= REL_TOL
+    over = a.table[a.table["max_rel_err"] > REL_TOL]              # only where saturated tanh's last bits explain it
+    assert (over["floor"] > 0).all() and over["passed"].all(), over.to_string()
     assert a.first_divergence is None
 
 
@@ -143,15 +145,17 @@ def test_the_rounding_floor_never_hides_a_bug_at_saturation(bug: str) -> None:
     assert row["max_abs_err"] > 1e3 * row["floor"]           # the bug's error dwarfs the rounding allowance
 
 
-def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close, floors, floor_of) -> None:
+def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close) -> None:
     p = draw_problem(SATURATED)
     eng, ref = run_engine(p), unrolled_reference(p)
     assert min_tanh_slope(ref.h) < 1e-6                       # the premise: one step is fully saturated
     assert np.max(np.abs(eng.h - ref.h)) <= 4 * np.finfo(float).eps
-    fl = floors(p, ref.h)
+    replay = run_engine(p, (ref.a, ref.h))
     for q in ("d_pre", "dx", "dh_prev"):
         for t in range(SATURATED.seq_len):
-            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[{t}]", floor=float(fl[q][t]))
+            floor = rounding_floor(eng, replay, q, t)
+            assert floor <= 1e-12 * max(np.abs(getattr(ref, q)).max(), 1.0)   # an allowance for last bits only
+            close(getattr(eng, q)[t], getattr(ref, q)[t], f"{q}[{t}]", floor=floor)
 
 
 @pytest.mark.parametrize("cfg", [RNNConfig(), RNNConfig(input_size=1, hidden_size=3, seq_len=5, batch_size=1)])
