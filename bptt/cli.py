@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from . import flow as _flow
+from .engine import run_engine
+from .problem import draw_problem
 from .config import FIELDS, ConfigError, RNNConfig, parse_value
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
@@ -143,6 +145,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# flow
+
+def _flow_flags(parser: argparse.ArgumentParser) -> None:
+    """The flow command's own flags (the config flags are added by bptt.cli)."""
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON (time 0-based)")
+    parser.add_argument("--batch-element", dest="batch_element", default="0", metavar="B",
+                        help="the batch element whose Jacobian products are shown; 0..batch_size-1 (default 0)")
+
+
+def cmd_flow(args: argparse.Namespace) -> int:
+    """`python -m bptt flow`: print the gradient-flow numbers of the config the flags describe."""
+    cfg = config_from_args(args)
+    try:
+        b = int(str(args.batch_element).strip(), 10)
+    except ValueError:
+        b = -1
+    if not 0 <= b < cfg.batch_size:
+        raise UsageError(f"--batch-element must be an integer in 0..{cfg.batch_size - 1} (batch_size "
+                         f"{cfg.batch_size}), got {args.batch_element!r}")
+    problem = draw_problem(cfg)
+    report = _flow.flow_report(problem, run_engine(problem), b)
+    print(json.dumps(_flow.report_json(report), indent=2) if args.json else _flow.report_text(report))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # entry point
 
 def _verify_flags(p: argparse.ArgumentParser) -> None:
@@ -160,7 +188,7 @@ COMMANDS["verify"] = ("check every per-step quantity against PyTorch autograd (e
                       _verify_flags, cmd_verify)
 COMMANDS["export"] = ("write the trace to .npz or .csv", _export_flags, cmd_export)
 COMMANDS["flow"] = ("gradient flow: ‖dL/dh_t‖ per t, Jacobian norms, W_hh's spectrum, the truncation gap",
-                    _flow.cli_flags, _flow.cmd_flow)
+                    _flow_flags, cmd_flow)
 
 
 def build_parser() -> argparse.ArgumentParser:

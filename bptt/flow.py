@@ -200,14 +200,7 @@ def flow_report(problem: Problem, trace: Trace, b: int = 0, sweep: bool = True) 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# command line: python -m bptt flow
-
-def cli_flags(parser) -> None:
-    """The flow command's own flags (the config flags are added by bptt.cli)."""
-    parser.add_argument("--json", action="store_true", help="print the numbers as JSON (time 0-based)")
-    parser.add_argument("--batch-element", dest="batch_element", default="0", metavar="B",
-                        help="the batch element whose Jacobian products are shown; 0..batch_size-1 (default 0)")
-
+# the report as JSON and text (python -m bptt flow prints these)
 
 def _num(v: float) -> float | str:
     """A float for JSON; inf and nan as strings, as `verify --json` writes them."""
@@ -256,22 +249,3 @@ def report_text(r: FlowReport) -> str:
         out += ["", f"truncation gap (truncate = {r.gap.truncate}): ‖g_truncated − g_full‖ / ‖g_full‖"]
         out += [f"  {k:<7}{v:.3e}" for k, v in r.gap.rel_err.items()]
     return "\n".join(out)
-
-
-def cmd_flow(args) -> int:
-    """`python -m bptt flow`: print the gradient-flow numbers of the config the flags describe."""
-    import json
-
-    from .cli import EXIT_OK, UsageError, config_from_args
-    cfg = config_from_args(args)
-    try:
-        b = int(str(args.batch_element).strip(), 10)
-    except ValueError:
-        b = -1
-    if not 0 <= b < cfg.batch_size:
-        raise UsageError(f"--batch-element must be an integer in 0..{cfg.batch_size - 1} (batch_size "
-                         f"{cfg.batch_size}), got {args.batch_element!r}")
-    problem = draw_problem(cfg)
-    report = flow_report(problem, run_engine(problem), b)
-    print(json.dumps(report_json(report), indent=2) if args.json else report_text(report))
-    return EXIT_OK
