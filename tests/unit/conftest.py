@@ -29,3 +29,4 @@ def assert_close(impl: np.ndarray, ref: np.ndarray, what: str, floor: float = 0.
 def close() -> Callable[..., None]:
     """assert_close, as a (session-scoped, so hypothesis-safe) fixture."""
     return assert_close
+

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from bptt.analysis import analyze
-from bptt.cli import main
 from bptt.config import RNNConfig
 from bptt.export import CSV_COLUMNS, csv_bytes, npz_bytes, repro_script, trace_arrays
+from clitools import assert_usage_error, run_cli
 
 SMALL = RNNConfig(input_size=3, hidden_size=4, seq_len=4, batch_size=2, seed=7)
 
@@ -19,12 +19,6 @@ SMALL = RNNConfig(input_size=3, hidden_size=4, seq_len=4, batch_size=2, seed=7)
 @pytest.fixture(scope="module")
 def small():
     return analyze(SMALL)
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -84,10 +78,7 @@ def test_verify_values_prints_both_sides_to_6_decimals(capsys):
     (["verify", "--frobnicate"], "--frobnicate"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_flag(capsys, argv, flag):
-    code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err
+    assert_usage_error(*run_cli(capsys, *argv), flag)
 
 
 def test_bad_input_from_a_real_process_has_no_traceback():

@@ -6,19 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from bptt.cli import main
 from bptt.config import RNNConfig
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
+from clitools import assert_usage_error, run_cli
 
 FLAGS = ["--input-size", "3", "--hidden-size", "4", "--seq-len", "5", "--batch-size", "2", "--seed", "9"]
 CFG = RNNConfig(input_size=3, hidden_size=4, seq_len=5, batch_size=2, seed=9)
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(["flow", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "flow", *argv)
 
 
 def test_json_numbers_match_autograd(capsys):
@@ -71,7 +69,4 @@ def test_text_report_has_each_section(capsys):
     (["--batch-element", "one"], "--batch-element"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_flag(capsys, argv, flag):
-    code, out, err = _run(capsys, *argv)
-    assert code == 2 and out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err
+    assert_usage_error(*_run(capsys, *argv), flag)
