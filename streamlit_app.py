@@ -1,9 +1,9 @@
 """BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
-from bptt.app import page_setup
 from bptt.app.home import network, next_steps
-from bptt.app.panels import downloads, verdict
+from bptt.app.navigation import PAGES
+from bptt.app.panels import downloads, page_setup, verdict
 
 
 def home() -> None:
@@ -30,11 +30,4 @@ def home() -> None:
 
 # st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses
 # of the other pages (/Forward_pass, /Backward_pass, ...) are the same as with discovery.
-st.navigation([
-    st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Forward_pass.py", title="Forward pass", icon=":material/arrow_forward:"),
-    st.Page("pages/2_Backward_pass.py", title="Backward pass", icon=":material/arrow_back:"),
-    st.Page("pages/3_Gradient_flow.py", title="Gradient flow", icon=":material/show_chart:"),
-    st.Page("pages/4_Verification.py", title="Verification", icon=":material/fact_check:"),
-    st.Page("pages/5_Derivation.py", title="Derivation", icon=":material/functions:"),
-]).run()
+st.navigation([st.Page(p.script or home, title=p.title, icon=p.icon, default=p.script is None) for p in PAGES]).run()

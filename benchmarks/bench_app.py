@@ -25,8 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.helpers import (RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs,  # noqa: E402
-                               wait_for_app, wait_until)
+from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app, wait_until  # noqa: E402
 
 SIZES = {
     "defaults (I=4, H=5, T=3, B=3)": "",

@@ -1,8 +1,8 @@
 """Backward pass: BPTT one step at a time, t = T..1, every quantity beside PyTorch autograd."""
 import streamlit as st
 
-from bptt.app import backward, flow_panels, page_setup
-from bptt.app.panels import downloads
+from bptt.app import backward, flow_panels
+from bptt.app.panels import downloads, page_setup
 from bptt.app.steps import stepper
 
 

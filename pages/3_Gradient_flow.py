@@ -1,7 +1,8 @@
 """Gradient flow: why gradients vanish or explode back through time, for the current configuration."""
 import streamlit as st
 
-from bptt.app import flow_panels, page_setup
+from bptt.app import flow_panels
+from bptt.app.panels import page_setup
 
 cfg, analysis = page_setup("Gradient flow", "📉")
 st.title("Gradient flow")

@@ -1,8 +1,8 @@
 """Verification: every comparison, the final gradients of three implementations, and gradcheck."""
 import streamlit as st
 
-from bptt.app import page_setup, verification
-from bptt.app.panels import downloads, verdict
+from bptt.app import verification
+from bptt.app.panels import downloads, page_setup, verdict
 
 cfg, analysis = page_setup("Verification", "✅")
 st.title("Verification")

@@ -1,7 +1,8 @@
 """Derivation: BPTT for this RNN, from the loss to each weight gradient."""
 import streamlit as st
 
-from bptt.app import derivation, page_setup
+from bptt.app import derivation
+from bptt.app.panels import page_setup
 
 cfg, analysis = page_setup("Derivation", "📐")
 st.title("Derivation")

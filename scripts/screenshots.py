@@ -15,8 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.helpers import (PAGES, RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs,  # noqa: E402
-                               exceptions, wait_for_app, wait_until)
+from bptt.app.navigation import URL_PATHS as PAGES  # noqa: E402
+from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app, wait_until  # noqa: E402
 
 CONFIGS = {
     "default": "",
@@ -48,7 +48,7 @@ def shoot(browser, url: str, path: Path) -> None:
     wait_for_app(page, settle=0.5)
     wait_until(lambda: page.evaluate(DRAWN_JS), 120, what="every plotly chart to redraw")
     page.wait_for_timeout(800)                       # fonts, KaTeX and Plotly transitions settle
-    errors = exceptions(page)
+    errors = page.locator('[data-testid="stException"]').all_inner_texts()
     page.screenshot(path=str(path), full_page=True)
     ctx.close()
     print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}" + (f"  (EXCEPTION on page: {errors})"

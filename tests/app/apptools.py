@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from bptt.app.navigation import SCRIPTS
+
 ROOT = Path(__file__).resolve().parents[2]
 HOME = str(ROOT / "streamlit_app.py")
-FORWARD = "pages/1_Forward_pass.py"
-BACKWARD = "pages/2_Backward_pass.py"
-FLOW = "pages/3_Gradient_flow.py"
+FORWARD, BACKWARD, FLOW = SCRIPTS["Forward pass"], SCRIPTS["Backward pass"], SCRIPTS["Gradient flow"]
 TIMEOUT = 90   # AppTest's default of 3 s is shorter than importing torch
 
 

@@ -10,7 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from apptools import BACKWARD, FORWARD, app, decode, figures, no_exception
 
-PAGES = ["pages/1_Forward_pass.py", "pages/2_Backward_pass.py", "pages/4_Verification.py", "pages/5_Derivation.py"]
+from bptt.app.navigation import SCRIPTS
+
+PAGES = [s for title, s in SCRIPTS.items() if title != "Gradient flow"]   # the Gradient flow page: test_flow_page.py
 LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
 
 
