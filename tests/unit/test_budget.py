@@ -1,0 +1,188 @@
+"""The memory budget: byte accounting and LRU order, the job limit and its fairness, one computation per key."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bptt import budget
+from bptt.budget import Budget, ByteLRU, JobLimiter, Status, nbytes_of
+
+
+def wait_for(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bytes
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(1, 1000),
+       ops=st.lists(st.tuples(st.sampled_from(["put", "get"]), st.integers(0, 9), st.integers(0, 400)), max_size=60))
+def test_cache_never_holds_more_than_its_budget_and_evicts_least_recently_used(capacity, ops):
+    cache = ByteLRU(capacity, on_evict=None)
+    model: list[tuple[int, int]] = []            # (key, size), least recently used first
+    for op, key, size in ops:
+        if op == "get":
+            got = cache.get(key, None)
+            hit = [kv for kv in model if kv[0] == key]
+            assert (got is not None) == bool(hit)
+            if hit:
+                assert got == ("value", key)
+                model.remove(hit[0])
+                model.append(hit[0])
+            continue
+        model = [kv for kv in model if kv[0] != key]
+        kept = cache.put(key, ("value", key), size)
+        assert kept == (size <= capacity)
+        if kept:
+            model.append((key, size))
+            while sum(s for _, s in model) > capacity:
+                model.pop(0)                     # the least recently used goes first
+        assert cache.total <= capacity
+        assert cache.total == sum(s for _, s in model)
+        assert cache.keys() == [k for k, _ in model]
+
+
+def test_eviction_gives_memory_back():
+    calls = []
+    cache = ByteLRU(100, on_evict=lambda: calls.append(1))
+    cache.put("a", 1, 60)
+    cache.put("b", 2, 30)
+    assert not calls
+    cache.put("c", 3, 50)                        # 140 > 100: "a" goes
+    assert calls and cache.keys() == ["b", "c"] and cache.total == 80
+
+
+@dataclass(frozen=True)
+class Holder:
+    big: np.ndarray
+    view: np.ndarray
+    more: dict
+
+
+def test_nbytes_counts_every_reachable_buffer_once():
+    a = np.zeros((100, 10))                      # 8,000 bytes
+    b = np.ones(50)                              # 400 bytes
+    h = Holder(a, a[3:7], {"b": b, "again": [b, a.T], "blob": b"xyz"})
+    assert nbytes_of(h) == a.nbytes + b.nbytes + 3
+    assert nbytes_of([h, h, (a,)]) == a.nbytes + b.nbytes + 3
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the job limit
+
+def test_a_third_computation_waits_while_two_run():
+    bud = Budget(10**9, max_jobs=2)
+    release = {k: threading.Event() for k in "abc"}
+    started: list[str] = []
+    statuses: list[Status] = []
+
+    def job(k):
+        def run():
+            started.append(k)
+            budget.report("engine")
+            release[k].wait(10)
+            return k * 3
+        return run
+
+    out = {}
+    threads = [threading.Thread(target=lambda k=k: out.__setitem__(k, bud.get(k, job(k), nbytes=1,
+                                                                             on_status=statuses.append)))
+               for k in "abc"]
+    for i, t in enumerate(threads):
+        t.start()
+        wait_for(lambda i=i: len(started) == min(i + 1, 2) and bud.limiter.running + bud.limiter.waiting() == i + 1)
+    time.sleep(0.5)
+    assert sorted(started) == ["a", "b"] and bud.limiter.running == 2          # c is queued, not running
+    assert any(s.state == "queued" and s.ahead == 0 for s in statuses)
+    assert any(s.state == "running" and s.stage == "engine" for s in statuses)
+    release["a"].set()
+    wait_for(lambda: "c" in started)                                             # a's slot goes to c
+    release["b"].set()
+    release["c"].set()
+    for t in threads:
+        t.join(10)
+    assert out == {"a": "aaa", "b": "bbb", "c": "ccc"}
+    assert bud.limiter.running == 0
+
+
+def test_slots_are_given_in_arrival_order():
+    lim = JobLimiter(1)
+    lim.acquire()                                # hold the only slot
+    order: list[int] = []
+
+    def worker(i):
+        lim.acquire()
+        order.append(i)
+        lim.release()
+
+    threads = []
+    for i in range(8):
+        threads.append(threading.Thread(target=worker, args=(i,)))
+        threads[-1].start()
+        wait_for(lambda i=i: lim.waiting() == i + 1)                  # each one queued before the next arrives
+    lim.release()
+    for t in threads:
+        t.join(10)
+    assert order == list(range(8))
+
+
+def test_one_computation_per_key_however_many_ask():
+    bud = Budget(10**9, max_jobs=2)
+    calls = []
+    gate = threading.Event()
+
+    def compute():
+        calls.append(1)
+        gate.wait(10)
+        return np.arange(10)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(bud.get("k", compute))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(calls) == 1)
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(results) == 5 and all(r is results[0] for r in results)
+    assert "k" in bud.cache and bud.cache.total == results[0].nbytes
+
+
+def test_an_error_reaches_the_caller_and_is_not_cached():
+    bud = Budget(10**9, max_jobs=1)
+
+    def boom():
+        raise ValueError("nope")
+
+    with pytest.raises(ValueError, match="nope"):
+        bud.get("k", boom)
+    assert "k" not in bud.cache and bud.limiter.running == 0
+    assert bud.get("k", lambda: 5, nbytes=1) == 5
+
+
+def test_nested_computation_runs_inline_without_a_second_slot():
+    bud = Budget(10**9, max_jobs=1)
+    outer = bud.get("outer", lambda: bud.get("inner", lambda: 2, nbytes=1) + 1, nbytes=1)
+    assert outer == 3 and "inner" in bud.cache
+
+
+def test_settings_come_from_the_environment(monkeypatch, caplog):
+    monkeypatch.setenv(budget.CACHE_MB_ENV, "7")
+    monkeypatch.setenv(budget.JOBS_ENV, "3")
+    b = Budget.from_env()
+    assert b.cache.capacity == 7 * budget.MB and b.limiter.max_jobs == 3
+    monkeypatch.setenv(budget.JOBS_ENV, "zero")
+    b = Budget.from_env()
+    assert b.limiter.max_jobs == budget.DEFAULT_MAX_JOBS
+    assert budget.JOBS_ENV in caplog.text and "integer" in caplog.text
