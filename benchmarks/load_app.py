@@ -152,9 +152,9 @@ async def drive(server: StreamlitServer, sampler: Sampler, args) -> dict:
                                                      errors) for ctx, s in zip(ctxs, seeds)))
             wall = time.perf_counter() - t0
             result["rounds"].append({"wall": wall, "times": times, "rss": sampler.last, "peak": sampler.peak})
-            print(f"round {r + 1}: every page drawn after {wall:.1f} s (each: "
-                  f"{', '.join('-' if t is None else f'{t:.1f}' for t in times)} s); RSS now {sampler.last / MB:.0f} MB,"
-                  f" peak so far {sampler.peak / MB:.0f} MB", flush=True)
+            each = ", ".join("-" if t is None else f"{t:.1f}" for t in times)
+            print(f"round {r + 1}: every page drawn after {wall:.1f} s (each: {each} s); RSS now "
+                  f"{sampler.last / MB:.0f} MB, peak so far {sampler.peak / MB:.0f} MB", flush=True)
         await asyncio.sleep(args.settle)
         result["final"] = tree_rss(server.proc.pid)
         for ctx in ctxs:

@@ -106,7 +106,7 @@ def _libc() -> Any:
 _LIBC = _libc()                    # glibc, or None elsewhere (musl, macOS, Windows): then nothing to tune
 M_MMAP_THRESHOLD = -3              # mallopt parameters (malloc.h)
 M_ARENA_MAX = -8
-MMAP_THRESHOLD = 1 * MB            # allocations from 1 MB up get their own mmap, returned to the system on free
+MMAP_THRESHOLD = 256 * 1024       # allocations from 256 KB up get their own mmap, returned to the system on free
 ARENA_MAX = 4                      # malloc arenas for all threads (glibc's default is 8 per core)
 
 
@@ -135,6 +135,7 @@ class ByteLRU:
     def __init__(self, capacity: int, on_evict: Callable[[], Any] | None = release_memory):
         self.capacity = int(capacity)
         self.total = 0
+        self.reserved = 0          # bytes promised to computations in flight (their temporaries), see reserve()
         self.evictions = 0
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()   # oldest first
         self._lock = threading.Lock()
@@ -162,14 +163,32 @@ class ByteLRU:
                 return False
             self._items[key] = (value, int(nbytes))
             self.total += int(nbytes)
-            while self.total > self.capacity:
-                _, (_, n) = self._items.popitem(last=False)
-                self.total -= n
-                self.evictions += 1
-                evicted = True
+            evicted = self._evict(keep=1)
         if evicted and self._on_evict is not None:
             self._on_evict()
         return True
+
+    def reserve(self, nbytes: int) -> None:
+        """Make room for a computation's temporaries: evict until cached + reserved bytes fit (release() after)."""
+        with self._lock:
+            self.reserved += int(nbytes)
+            evicted = self._evict(keep=0)
+        if evicted and self._on_evict is not None:
+            self._on_evict()
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved -= int(nbytes)
+
+    def _evict(self, keep: int) -> bool:
+        """Drop least recently used entries while over capacity, keeping the `keep` newest. Holds the lock."""
+        evicted = False
+        while self.total + self.reserved > self.capacity and len(self._items) > keep:
+            _, (_, n) = self._items.popitem(last=False)
+            self.total -= n
+            self.evictions += 1
+            evicted = True
+        return evicted
 
     def keys(self) -> list[Hashable]:
         """Keys from the least to the most recently used."""
@@ -273,13 +292,17 @@ class Budget:
         return cls(_env_int(CACHE_MB_ENV, DEFAULT_CACHE_MB, 1) * MB, _env_int(JOBS_ENV, DEFAULT_MAX_JOBS, 1))
 
     def get(self, key: Hashable, compute: Callable[[], Any], nbytes: int | Callable[[Any], int] | None = None,
-            on_status: Callable[[Status], Any] | None = None) -> Any:
-        """The cached value of key, computing it (once, in a slot) if missing; see the module docstring."""
+            on_status: Callable[[Status], Any] | None = None, heavy: bool = True, reserve: int = 0) -> Any:
+        """The cached value of key, computing it (once, in a slot) if missing; see the module docstring.
+
+        heavy=False: light work (e.g. decoding an array): computed in the caller's thread, without a slot.
+        reserve: bytes the computation needs while it runs; cached entries make room for them first, so that the
+        cache and the computations in flight together stay within the budget."""
         hit = self.cache.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
-        if getattr(_local, "pending", None) is not None:
-            # already inside a computation that holds a slot: compute inline (waiting for a slot could deadlock)
+        if not heavy or getattr(_local, "pending", None) is not None:
+            # light, or already inside a computation that holds a slot: compute inline (waiting could deadlock)
             return self._finish(key, compute(), nbytes)
         with self._lock:
             hit = self.cache.get(key, _MISSING)
@@ -288,7 +311,7 @@ class Budget:
             pending = self._inflight.get(key)
             if pending is None:
                 pending = self._inflight[key] = _Pending()
-                threading.Thread(target=self._work, args=(key, pending, compute, nbytes), daemon=True,
+                threading.Thread(target=self._work, args=(key, pending, compute, nbytes, reserve), daemon=True,
                                  name=f"bptt-job-{key!r:.60}").start()
         t0 = time.monotonic()
         while not pending.done.wait(POLL):
@@ -300,16 +323,18 @@ class Budget:
             raise pending.error
         return pending.value
 
-    def _work(self, key: Hashable, pending: _Pending, compute: Callable[[], Any], nbytes) -> None:
+    def _work(self, key: Hashable, pending: _Pending, compute: Callable[[], Any], nbytes, reserve: int) -> None:
         """The worker thread of one computation: take a slot, compute, cache, give memory back, wake the callers."""
         self.limiter.acquire(pending.ticket)
         _local.pending = pending
+        self.cache.reserve(reserve)
         try:
             pending.value = self._finish(key, compute(), nbytes)
         except BaseException as err:  # noqa: BLE001  (handed to every caller, which raises it)
             pending.error = err
         finally:
             _local.pending = None
+            self.cache.release(reserve)
             self.limiter.release()
             with self._lock:
                 self._inflight.pop(key, None)
@@ -346,9 +371,9 @@ BUDGET = Budget.from_env()          # the process's one budget (one server proce
 
 
 def cached(key: Hashable, compute: Callable[[], Any], nbytes: int | Callable[[Any], int] | None = None,
-           on_status: Callable[[Status], Any] | None = None) -> Any:
+           on_status: Callable[[Status], Any] | None = None, heavy: bool = True, reserve: int = 0) -> Any:
     """BUDGET.get: the cached value of key, computed once within the budget and the job limit if missing."""
-    return BUDGET.get(key, compute, nbytes, on_status)
+    return BUDGET.get(key, compute, nbytes, on_status, heavy, reserve)
 
 
 def budgeted(name: str, nbytes: int | Callable[[Any], int] | None = None) -> Callable:

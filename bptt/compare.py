@@ -1,8 +1,8 @@
 """Comparison of the engine (and the hand-written torch operator) with the autograd references."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -66,36 +66,76 @@ def rounding_floor(engine, replay, q: str, t: int | None = None) -> float:
     a, b = _value(engine, q), _value(replay, q)
     if t is not None:
         a, b = a[t], b[t]
-    with np.errstate(invalid="ignore"):
-        d = np.abs(np.asarray(a) - np.asarray(b))
-    d = d[np.isfinite(d)]
-    return FLOOR_FACTOR * float(d.max()) if d.size else 0.0
+    return _max_floor(a, b)
 
 
 def _value(result, q: str) -> np.ndarray:
     return result.gradients[q] if q in GRADIENTS else getattr(result, q)
 
 
-def per_step_rows(engine: Trace, unrolled: Trace, tol: float = REL_TOL, replay: Trace | None = None
-                  ) -> Iterable[dict]:
+@dataclass(frozen=True)
+class Floors:
+    """Every rounding floor of one engine run (see FLOOR_FACTOR), so that the replay can be dropped."""
+    step: dict[str, np.ndarray]    # STEP_QUANTITIES -> (T,) floor of each timestep
+    whole: dict[str, float]        # whole-sequence quantities (dx, dh0, gradients) -> floor
+
+
+def floors(engine, replay) -> Floors:
+    """The floors of every per-step and whole-sequence row; each quantity is read once from each trace."""
+    step = {}
+    for q in STEP_QUANTITIES:
+        a, b = getattr(engine, q), getattr(replay, q)
+        step[q] = np.array([_max_floor(a[t], b[t]) for t in range(a.shape[0])])
+    whole = {q: _max_floor(_value(engine, q), _value(replay, q)) for q in WHOLE_QUANTITIES[1:]}
+    return Floors(step, whole)
+
+
+def _max_floor(a: np.ndarray, b: np.ndarray) -> float:
+    with np.errstate(invalid="ignore"):
+        d = np.abs(np.asarray(a) - np.asarray(b))
+    d = d[np.isfinite(d)]
+    return FLOOR_FACTOR * float(d.max()) if d.size else 0.0
+
+
+def per_step_rows(engine: Trace, unrolled: Trace, tol: float = REL_TOL, replay: Trace | None = None,
+                  floors: Floors | None = None) -> Iterable[dict]:
     """Forward quantities for t = 0..T-1, then the backward ones in the order BPTT computes them (t = T-1..0).
-    replay: the engine's backward on the reference's forward values, for the rounding floor (see FLOOR_FACTOR)."""
+    replay: the engine's backward on the reference's forward values, for the rounding floor (see FLOOR_FACTOR);
+    or floors: what floors() made of it. Each quantity is read once from each trace (a lean trace decodes it)."""
     T = engine.h.shape[0]
+    rows: dict[tuple[str, int], dict] = {}
+    for q in FORWARD_QUANTITIES:
+        e, u = getattr(engine, q), getattr(unrolled, q)
+        for t in range(T):
+            rows[q, t] = _row(q, t, "numpy engine", "unrolled autograd", agreement(e[t], u[t], tol), tol, 0.0)
+    for q in STEP_QUANTITIES:
+        e, u = getattr(engine, q), getattr(unrolled, q)
+        for t in range(T):
+            floor = float(floors.step[q][t]) if floors else rounding_floor(engine, replay, q, t)
+            rows[q, t] = _row(q, t, "numpy engine", "unrolled autograd", agreement(e[t], u[t], tol, floor), tol,
+                              floor)
+        del e, u
     for t in range(T):
         for q in FORWARD_QUANTITIES:
-            yield _row(q, t, "numpy engine", "unrolled autograd",
-                       agreement(getattr(engine, q)[t], getattr(unrolled, q)[t], tol), tol, 0.0)
+            yield rows[q, t]
     for t in range(T - 1, -1, -1):
         for q in STEP_QUANTITIES:
-            floor = rounding_floor(engine, replay, q, t)
-            yield _row(q, t, "numpy engine", "unrolled autograd",
-                       agreement(getattr(engine, q)[t], getattr(unrolled, q)[t], tol, floor), tol, floor)
+            yield rows[q, t]
 
 
-def whole_rows(impl_name: str, impl, ref_name: str, ref, tol: float = REL_TOL, replay=None) -> Iterable[dict]:
+WHOLE_QUANTITIES = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
+
+
+def whole_rows(impl_name: str, impl, ref_name: str, ref, tol: float = REL_TOL, replay=None,
+               floors: Floors | None = None) -> Iterable[dict]:
     """Outputs and final gradients of one implementation against one reference (t is empty)."""
-    for q in ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"):
-        floor = 0.0 if q == "h" else rounding_floor(impl, replay, q)
+    for q in WHOLE_QUANTITIES:
+        if q == "h":
+            floor = 0.0
+        elif floors:
+            floor = float(floors.whole[q])
+        else:
+            floor = rounding_floor(impl, replay, q)
         yield _row(q, None, impl_name, ref_name, agreement(_value(impl, q), _value(ref, q), tol, floor), tol, floor)
 
 

@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import Analysis
+from .analysis import Analysis, Lean
 from .config import RNNConfig
 from .engine import FORWARD_QUANTITIES, STEP_QUANTITIES
 
 # ----------------------------------------------------------------------------------------------------------------------
 # NPZ
+
+def _array(trace, q: str) -> np.ndarray:
+    """Field q of a trace; a lean one decodes it afresh (exact) rather than filling the shared cache with it."""
+    return trace.get(q, cached=False) if isinstance(trace, Lean) else getattr(trace, q)
+
 
 def trace_arrays(an: Analysis) -> dict[str, np.ndarray]:
     """Every exported array by its NPZ key; time-major, 0-based t (see README for the keys)."""
@@ -21,11 +26,12 @@ def trace_arrays(an: Analysis) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"config_json": np.array(an.config.to_json())}
     out.update(x=p.x, h0=p.h0, dh_out=p.dh_out, W_ih=p.W_ih, W_hh=p.W_hh, b_ih=p.b_ih, b_hh=p.b_hh)
     for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dh0"):
-        out[q] = getattr(e, q)
+        out[q] = _array(e, q)
     out.update(e.gradients)
-    out.update(torch_h=r.h, torch_dx=r.dx, torch_dh0=r.dh0, **{f"torch_{k}": v for k, v in r.gradients.items()})
+    out.update(torch_h=_array(r, "h"), torch_dx=_array(r, "dx"), torch_dh0=_array(r, "dh0"),
+               **{f"torch_{k}": v for k, v in r.gradients.items()})
     for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dh0"):
-        out[f"ref_{q}"] = getattr(u, q)
+        out[f"ref_{q}"] = _array(u, q)
     return out
 
 
@@ -52,11 +58,16 @@ CSV_COLUMNS = ["quantity", "t", "b", "i", "j", "k", "numpy", "torch", "reference
 def trace_frame(an: Analysis) -> pd.DataFrame:
     """Tidy long table: one row per number, with the engine's value and its autograd reference's."""
     e, u, r = an.engine, an.unrolled, an.torch_rnn
-    pairs = {q: (getattr(e, q), getattr(u, q), "unrolled autograd") for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES)}
-    pairs["dh0"] = (e.dh0, r.dh0, "torch.nn.RNN")
-    pairs.update({k: (v, r.gradients[k], "torch.nn.RNN") for k, v in e.gradients.items()})
+    pairs = {q: (e, q, u, q, "unrolled autograd") for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES)}
+    pairs["dh0"] = (e, "dh0", r, "dh0", "torch.nn.RNN")
+    gradients = {k: (v, r.gradients[k], "torch.nn.RNN") for k, v in e.gradients.items()}
     frames = []
-    for q, (mine, ref, ref_name) in pairs.items():
+    for q in (*pairs, *gradients):                       # one quantity's arrays alive at a time
+        if q in pairs:
+            src, qs, ref_src, qr, ref_name = pairs[q]
+            mine, ref = _array(src, qs), _array(ref_src, qr)
+        else:
+            mine, ref, ref_name = gradients[q]
         axes = CSV_AXES[q]
         idx = np.indices(mine.shape).reshape(len(axes), -1)
         f = pd.DataFrame({"quantity": np.full(idx.shape[1], q)})

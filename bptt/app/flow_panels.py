@@ -1,18 +1,16 @@
 """The gradient-flow lab in the app: the Gradient flow page, the truncation gap, the finite-difference check."""
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
 from .. import figures
-from ..analysis import Analysis
+from ..analysis import Analysis, trace_bytes
 from ..config import PRESET_NOTES, PRESETS, RNNConfig, preset
 from ..engine import carry_cut
 from ..fd import FD_EPS, FDCheck, fd_check
 from ..flow import FlowReport, flow_report
 from .panels import chart, fmt_err
-from .state import get_analysis
+from .state import cached_work, get_analysis
 
 FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
 FLOW_PAGE = "pages/3_Gradient_flow.py"
@@ -21,25 +19,22 @@ FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w"   # FD index inputs; the key of the 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# cached numbers (keyed on the config's scalars and the batch element, bounded)
-
-@st.cache_resource(max_entries=4, show_spinner="Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)…")
-def _flow(config_json: str, b: int) -> FlowReport:
-    cfg = RNNConfig.from_dict(json.loads(config_json))
-    an = get_analysis(cfg)
-    return flow_report(an.problem, an.engine, b)
-
+# cached numbers (in the memory budget, keyed on the config, the batch element, the weight and index)
 
 def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
     """The (cached, read-only) gradient-flow report of this config for batch element b."""
-    return _flow(cfg.to_json(), b)
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
-    cfg = RNNConfig.from_dict(json.loads(config_json))
     an = get_analysis(cfg)
-    return fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)
+    return cached_work(("flow", cfg, b), lambda: flow_report(an.problem, an.engine, b),
+                       "Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)",
+                       reserve=2 * trace_bytes(cfg))
+
+
+def get_fd(cfg: RNNConfig, weight: str, index: tuple[int, ...]) -> FDCheck:
+    """The (cached) finite-difference check of one weight-gradient entry."""
+    an = get_analysis(cfg)
+    return cached_work(("fd", cfg, weight, index),
+                       lambda: fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn),
+                       "Finite-difference check", reserve=trace_bytes(cfg))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -245,7 +240,7 @@ def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
         if cfg.hidden_size > 1 or FD_I in st.session_state:
             _clamp(FD_I, 0)
         index = (j,)
-    r = _fd(cfg.to_json(), weight, index)
+    r = get_fd(cfg, weight, index)
     name = f"{choice}[{', '.join(map(str, index))}]"
     diff = lambda v: f"rel. diff {fmt_err(r.rel_err(v))}"  # noqa: E731
     m = st.columns(4 if cfg.truncate else 3)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import figures
+from .. import budget, figures
 from ..analysis import Analysis
 from ..config import RNNConfig
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
@@ -118,19 +118,19 @@ def triplet(label: str, name: str, impl: np.ndarray, ref: np.ndarray, zmax: floa
 # ----------------------------------------------------------------------------------------------------------------------
 # colour ranges (one per quantity over all timesteps, cached per config)
 
-@st.cache_resource(max_entries=16)
-def _ranges(key: str) -> dict[str, float]:
-    return {}
+SMALL_ENTRY = 256          # bytes a scalar cache entry is counted as (so that the budget bounds their number too)
 
 
 def zmax(analysis: Analysis, quantity: str, ref=None) -> float:
-    """The fixed colour range of a quantity: max finite |value| over all t of engine and reference."""
-    memo = _ranges(analysis.config.to_json())
-    if quantity not in memo:
+    """The fixed colour range of a quantity: max finite |value| over all t of engine and reference (cached)."""
+    ref = ref if ref is not None else analysis.unrolled
+    role = getattr(ref, "role", type(ref).__name__)
+
+    def compute() -> float:
         a = getattr(analysis.engine, quantity)
-        b = getattr(ref if ref is not None else analysis.unrolled, quantity, a)
-        memo[quantity] = figures.colour_range(a, b)
-    return memo[quantity]
+        return figures.colour_range(a, getattr(ref, quantity, a))
+
+    return budget.cached(("zmax", analysis.config, quantity, role), compute, nbytes=SMALL_ENTRY, heavy=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """The app's one source of state: the canonical config and step in session_state, the URL, the sidebar, the cache."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from ..analysis import Analysis, analyze
+from .. import budget
+from ..analysis import Analysis, analyze, trace_bytes, work_bytes
+from ..autograd_op import GradcheckResult, gradcheck_op
 from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
 
 CONFIG = "config"          # session_state key: the current RNNConfig
@@ -17,32 +20,60 @@ WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# cached numerical work (keyed on the config's scalars, bounded)
+# cached numerical work: all of it in the process's one memory budget (bptt.budget), keyed on the RNNConfig, read-only
 
-@st.cache_resource(max_entries=4, show_spinner="Running the engine and PyTorch for this configuration…")
-def _analysis(input_size: int, hidden_size: int, seq_len: int, batch_size: int, seed: int, nonlinearity: str,
-              upstream: str, hh_scale: float, truncate: int, bug: str) -> Analysis:
-    return analyze(RNNConfig(input_size, hidden_size, seq_len, batch_size, seed, nonlinearity, upstream, hh_scale,
-                             truncate, bug))
+PROGRESS_AFTER = 1.0       # seconds a page waits before it says what for
+STAGE_TEXT = {
+    "engine": "engine: the NumPy forward and backward pass",
+    "references": "references: torch.nn.RNN, the unrolled autograd graph and the hand-written operator",
+    "comparison": "comparison: every number against autograd",
+}
+
+
+class Progress:
+    """on_status for budget.cached: after PROGRESS_AFTER seconds, a line in the page says what the page waits for."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.slot = None
+
+    def __call__(self, s: budget.Status) -> None:
+        if s.elapsed < PROGRESS_AFTER:
+            return
+        if self.slot is None:
+            self.slot = st.empty()
+        if s.state == "queued":
+            more = f" ({s.ahead} more waiting before this one)" if s.ahead else ""
+            text = f"Queued behind another computation…{more} Waiting {s.elapsed:.0f} s for a free slot."
+        else:
+            stage = STAGE_TEXT.get(s.stage, s.stage) or "starting"
+            text = f"{self.what} — {stage}… ({s.elapsed:.0f} s)"
+        self.slot.info(text, icon=":material/hourglass_top:")
+
+    def done(self) -> None:
+        if self.slot is not None:
+            self.slot.empty()
+
+
+def cached_work(key: tuple, compute: Callable[[], Any], what: str, reserve: int = 0) -> Any:
+    """budget.cached(key, compute) with the page's progress line while it waits (queued, then each stage)."""
+    progress = Progress(what)
+    value = budget.cached(key, compute, on_status=progress, reserve=reserve)
+    progress.done()
+    return value
 
 
 def get_analysis(cfg: RNNConfig) -> Analysis:
     """The (cached, read-only) Analysis of this config."""
-    return _analysis(**cfg.to_dict())
+    return cached_work(("analysis", cfg), lambda: analyze(cfg), "Running the engine and PyTorch for this configuration",
+                       reserve=work_bytes(cfg))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Running torch.autograd.gradcheck…")
-def _gradcheck(input_size: int, hidden_size: int, seq_len: int, batch_size: int, seed: int, nonlinearity: str,
-               upstream: str, hh_scale: float, truncate: int, bug: str):
-    from ..autograd_op import gradcheck_op
-    cfg = RNNConfig(input_size, hidden_size, seq_len, batch_size, seed, nonlinearity, upstream, hh_scale, truncate,
-                    bug)
-    return gradcheck_op(get_analysis(cfg).problem)
-
-
-def get_gradcheck(cfg: RNNConfig):
+def get_gradcheck(cfg: RNNConfig) -> GradcheckResult:
     """The (cached) gradcheck verdict of the hand-written torch operator at this config."""
-    return _gradcheck(**cfg.to_dict())
+    problem = get_analysis(cfg).problem
+    return cached_work(("gradcheck", cfg), lambda: gradcheck_op(problem), "Running torch.autograd.gradcheck",
+                       reserve=trace_bytes(cfg))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
