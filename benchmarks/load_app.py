@@ -139,6 +139,8 @@ async def drive(server: StreamlitServer, sampler: Sampler, args) -> dict:
             page.on("console", lambda m, i=i: errors.append(f"session {i}: console error: {m.text[:200]}")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e, i=i: errors.append(f"session {i}: page error: {str(e)[:200]}"))
+            page.on("response", lambda r, i=i: errors.append(f"session {i}: HTTP {r.status} for {r.url[:160]}")
+                    if r.status >= 400 else None)
             ctxs.append(ctx)
         # baseline: the server up and one small page drawn (torch and the app imported)
         await open_page(ctxs[0], f"{server.url}/{args.page}", args.timeout, errors)

@@ -138,7 +138,7 @@ class ByteLRU:
         self.reserved = 0          # bytes promised to computations in flight (their temporaries), see reserve()
         self.evictions = 0
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()   # oldest first
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()     # a lock, and reserve(wait=True) waits on it for room
         self._on_evict = on_evict
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -168,9 +168,14 @@ class ByteLRU:
             self._on_evict()
         return True
 
-    def reserve(self, nbytes: int) -> None:
-        """Make room for a computation's temporaries: evict until cached + reserved bytes fit (release() after)."""
+    def reserve(self, nbytes: int, wait: bool = False) -> None:
+        """Make room for a computation's temporaries: evict until cached + reserved bytes fit (release() after).
+
+        wait: first wait until the other reservations leave room for this one (or there are none), so that
+        computations in flight never promise more than the budget together."""
         with self._lock:
+            if wait:
+                self._lock.wait_for(lambda: self.reserved == 0 or self.reserved + nbytes <= self.capacity)
             self.reserved += int(nbytes)
             evicted = self._evict(keep=0)
         if evicted and self._on_evict is not None:
@@ -179,6 +184,7 @@ class ByteLRU:
     def release(self, nbytes: int) -> None:
         with self._lock:
             self.reserved -= int(nbytes)
+            self._lock.notify_all()
 
     def _evict(self, keep: int) -> bool:
         """Drop least recently used entries while over capacity, keeping the `keep` newest. Holds the lock."""
@@ -264,6 +270,7 @@ class _Pending:
         self.done = threading.Event()
         self.ticket = object()
         self.stage = ""
+        self.waiting_for_room = False      # has a slot, waits for the running ones to leave room in the budget
         self.value: Any = None
         self.error: BaseException | None = None
 
@@ -284,6 +291,7 @@ class Budget:
     def __init__(self, cache_bytes: int, max_jobs: int):
         self.cache = ByteLRU(cache_bytes)
         self.limiter = JobLimiter(max_jobs)
+        self._light = threading.BoundedSemaphore(max_jobs)   # light work (decoding) at once, outside the slots
         self._inflight: dict[Hashable, _Pending] = {}
         self._lock = threading.Lock()
 
@@ -295,15 +303,26 @@ class Budget:
             on_status: Callable[[Status], Any] | None = None, heavy: bool = True, reserve: int = 0) -> Any:
         """The cached value of key, computing it (once, in a slot) if missing; see the module docstring.
 
-        heavy=False: light work (e.g. decoding an array): computed in the caller's thread, without a slot.
-        reserve: bytes the computation needs while it runs; cached entries make room for them first, so that the
-        cache and the computations in flight together stay within the budget."""
+        heavy=False: light work (e.g. decoding an array): computed in the caller's thread, without a slot (at most
+        max_jobs light computations at once, too).
+        reserve: bytes the computation needs while it runs; cached entries make room for them first, and a heavy
+        computation waits until those in flight leave room for it, so that the cache and the computations in flight
+        together stay within the budget."""
         hit = self.cache.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
-        if not heavy or getattr(_local, "pending", None) is not None:
-            # light, or already inside a computation that holds a slot: compute inline (waiting could deadlock)
+        if getattr(_local, "pending", None) is not None or getattr(_local, "light", False):
+            # already inside a computation: compute inline (waiting for a slot could deadlock)
             return self._finish(key, compute(), nbytes)
+        if not heavy:
+            with self._light:
+                _local.light = True
+                self.cache.reserve(reserve)
+                try:
+                    return self._finish(key, compute(), nbytes)
+                finally:
+                    _local.light = False
+                    self.cache.release(reserve)
         with self._lock:
             hit = self.cache.get(key, _MISSING)
             if hit is not _MISSING:
@@ -317,8 +336,8 @@ class Budget:
         while not pending.done.wait(POLL):
             if on_status is not None:
                 ahead = self.limiter.position(pending.ticket)
-                on_status(Status("queued" if ahead is not None else "running", pending.stage, ahead or 0,
-                                 time.monotonic() - t0))
+                queued = ahead is not None or pending.waiting_for_room
+                on_status(Status("queued" if queued else "running", pending.stage, ahead or 0, time.monotonic() - t0))
         if pending.error is not None:
             raise pending.error
         return pending.value
@@ -327,7 +346,9 @@ class Budget:
         """The worker thread of one computation: take a slot, compute, cache, give memory back, wake the callers."""
         self.limiter.acquire(pending.ticket)
         _local.pending = pending
-        self.cache.reserve(reserve)
+        pending.waiting_for_room = True
+        self.cache.reserve(reserve, wait=True)
+        pending.waiting_for_room = False
         try:
             pending.value = self._finish(key, compute(), nbytes)
         except BaseException as err:  # noqa: BLE001  (handed to every caller, which raises it)

@@ -186,3 +186,33 @@ def test_settings_come_from_the_environment(monkeypatch, caplog):
     b = Budget.from_env()
     assert b.limiter.max_jobs == budget.DEFAULT_MAX_JOBS
     assert budget.JOBS_ENV in caplog.text and "integer" in caplog.text
+
+
+def test_a_computation_waits_until_those_in_flight_leave_room_in_the_budget():
+    bud = Budget(1000, max_jobs=2)
+    bud.cache.put("old", "value", 500)
+    gate = threading.Event()
+    started: list[str] = []
+    statuses: list[Status] = []
+
+    def job(k):
+        def run():
+            started.append(k)
+            assert bud.cache.total + bud.cache.reserved <= bud.cache.capacity
+            gate.wait(10) if k == "a" else None
+            return k
+        return run
+
+    ta = threading.Thread(target=lambda: bud.get("a", job("a"), nbytes=1, reserve=600))
+    ta.start()
+    wait_for(lambda: started == ["a"])
+    assert "old" not in bud.cache                       # evicted to make room for a's 600 bytes
+    tb = threading.Thread(target=lambda: bud.get("b", job("b"), nbytes=1, reserve=600, on_status=statuses.append))
+    tb.start()
+    time.sleep(0.6)
+    assert started == ["a"] and bud.limiter.running == 2         # b has a slot but no room: it waits, and says so
+    assert statuses and all(s.state == "queued" for s in statuses)
+    gate.set()
+    ta.join(10)
+    tb.join(10)
+    assert started == ["a", "b"] and bud.cache.reserved == 0

@@ -1,0 +1,48 @@
+"""Under load: a session waiting for a computation slot says so, then every page finishes (issue 10)."""
+from __future__ import annotations
+
+import pytest
+
+from .helpers import StreamlitServer, exceptions, main_text, wait_for_app, wait_until
+
+LARGE = "input_size=256&hidden_size=256&seq_len=64&batch_size=64"
+
+
+@pytest.fixture
+def one_slot_server(monkeypatch):
+    """A server of its own that runs one heavy computation at a time (BPTT_MAX_JOBS=1)."""
+    monkeypatch.setenv("BPTT_MAX_JOBS", "1")
+    srv = StreamlitServer()
+    try:
+        srv.start()
+    except RuntimeError as err:
+        pytest.fail(f"could not start the app: {err}", pytrace=False)
+    yield srv
+    srv.stop()
+
+
+def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server):
+    errors: list[str] = []
+    pages = []
+    for seed in (101, 102):
+        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{one_slot_server.url}/Backward_pass?{LARGE}&seed={seed}")
+        pages.append(page)
+    first, second = pages
+    # the first runs and names its stage (the references take longest); the second waits for the only slot, and says so
+    wait_until(lambda: "Running the engine and PyTorch for this configuration — references:" in main_text(first), 120,
+               interval=0.1, what="the first page to show its stage")
+    wait_until(lambda: "Queued behind another computation" in main_text(second), 120, interval=0.1,
+               what="the second page to say it is queued")
+    for page in pages:
+        wait_for_app(page, expect='[data-testid="stPlotlyChart"]', timeout=600)
+    for page in pages:
+        assert not exceptions(page)
+        assert "Queued behind" not in main_text(page) and "Running the engine" not in main_text(page)
+    assert not errors, errors
+    for page in pages:
+        page.context.close()
+
