@@ -258,6 +258,11 @@ def trace_bytes(config: RNNConfig) -> int:
     return 8 * (T * B * (6 * H + I) + B * H + 2 * T * H * (I + H + 2))
 
 
+def forward_bytes(config: RNNConfig) -> int:
+    """Bytes of one forward pass's a and h (T, B, H) of this config."""
+    return 8 * 2 * config.seq_len * config.batch_size * config.hidden_size
+
+
 def work_bytes(config: RNNConfig) -> int:
     """Bytes analyze(config) needs while it runs, beyond what the Analysis keeps (an estimate, for the budget)."""
     return int(WORK_FACTOR * trace_bytes(config))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from .. import figures
-from ..analysis import Analysis, trace_bytes
+from .. import budget, figures
+from ..analysis import Analysis, forward_bytes, trace_bytes
 from ..config import PRESET_NOTES, PRESETS, RNNConfig, preset
 from ..engine import carry_cut
 from ..fd import FD_EPS, FDCheck, fd_check
@@ -32,9 +32,11 @@ def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
 def get_fd(cfg: RNNConfig, weight: str, index: tuple[int, ...]) -> FDCheck:
     """The (cached) finite-difference check of one weight-gradient entry."""
     an = get_analysis(cfg)
-    return cached_work(("fd", cfg, weight, index),
-                       lambda: fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn),
-                       "Finite-difference check", reserve=trace_bytes(cfg))
+    compute = lambda: fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)  # noqa: E731
+    if cfg.truncate == 0:       # two forward passes: light work, not queued behind other sessions' analyses
+        return budget.cached(("fd", cfg, weight, index), compute, heavy=False, reserve=2 * forward_bytes(cfg))
+    return cached_work(("fd", cfg, weight, index), compute, "Finite-difference check (and torch.nn.RNN without "
+                       "truncation)", reserve=trace_bytes(cfg))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
