@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -156,14 +157,24 @@ class ByteLRU:
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()   # oldest first
         self._lock = threading.Condition()     # a lock, and reserve(wait=True) waits on it for room
         self._on_evict = on_evict
+        # evicted values that someone still holds (a page drawing its analysis): found again instead of recomputed,
+        # since their memory is in use anyway; weak references, so they cost nothing once dropped
+        self._ghosts: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._ghost_bytes: dict[Hashable, int] = {}
 
     def get(self, key: Hashable, default: Any = None) -> Any:
-        """The value of key (now the most recently used), or default."""
+        """The value of key (now the most recently used), or default. An evicted value still alive elsewhere comes
+        back into the cache."""
         with self._lock:
-            if key not in self._items:
-                return default
-            self._items.move_to_end(key)
-            return self._items[key][0]
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            ghost = self._ghosts.get(key)
+            nbytes = self._ghost_bytes.pop(key, None)
+        if ghost is None or nbytes is None:
+            return default
+        self.put(key, ghost, nbytes)
+        return ghost
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -206,10 +217,17 @@ class ByteLRU:
         """Drop least recently used entries while over capacity, keeping the `keep` newest. Holds the lock."""
         evicted = False
         while self.total + self.reserved > self.capacity and len(self._items) > keep:
-            _, (_, n) = self._items.popitem(last=False)
+            key, (value, n) = self._items.popitem(last=False)
             self.total -= n
             self.evictions += 1
             evicted = True
+            try:
+                self._ghosts[key] = value
+                self._ghost_bytes[key] = n
+            except TypeError:             # not weakly referenceable (a float, a tuple): simply gone
+                pass
+        if len(self._ghost_bytes) > 2 * len(self._ghosts) + 64:   # forget the sizes of ghosts that are gone
+            self._ghost_bytes = {k: n for k, n in self._ghost_bytes.items() if k in self._ghosts}
         return evicted
 
     def keys(self) -> list[Hashable]:

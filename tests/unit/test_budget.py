@@ -1,6 +1,7 @@
 """The memory budget: byte accounting and LRU order, the job limit and its fairness, one computation per key."""
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -60,6 +61,23 @@ def test_eviction_gives_memory_back():
     assert not calls
     cache.put("c", 3, 50)                        # 140 > 100: "a" goes
     assert calls and cache.keys() == ["b", "c"] and cache.total == 80
+
+
+class Big:
+    """A weakly referenceable value."""
+
+
+def test_an_evicted_value_still_in_use_comes_back_instead_of_being_recomputed():
+    cache = ByteLRU(100, on_evict=None)
+    held = Big()
+    cache.put("a", held, 60)
+    cache.put("b", Big(), 60)                    # "a" is evicted, but someone still holds it
+    assert "a" not in cache and cache.total == 60
+    assert cache.get("a") is held and "a" in cache and cache.total == 60     # back, and "b" made room
+    cache.put("c", Big(), 60)                    # "a" evicted again; nobody holds "b" or, after del, "a"
+    del held
+    gc.collect()
+    assert cache.get("a") is None and cache.get("b") is None
 
 
 @dataclass(frozen=True)
