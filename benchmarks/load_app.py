@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -125,22 +126,37 @@ async def open_page(ctx, url: str, timeout: float, errors: list[str]) -> float |
     return time.perf_counter() - t0
 
 
+def is_probe(url: str) -> bool:
+    """Streamlit's frontend, opened at /<page>, first asks /<page>/_stcore/health and host-config (404), then /."""
+    path = urlparse(url).path
+    return path.endswith(("/_stcore/health", "/_stcore/host-config")) and path.count("/") > 2
+
+
+def on_console(msg, i: int, errors: list[str], probes: list[str]) -> None:
+    """A console error is an error of the run, unless it is the browser reporting one of Streamlit's probes."""
+    if msg.type != "error":
+        return
+    url = (msg.location or {}).get("url", "")
+    (probes if "404" in msg.text and is_probe(url) else errors).append(
+        f"session {i}: console error: {msg.text[:200]} ({url[:120]})")
+
+
 async def drive(server: StreamlitServer, sampler: Sampler, args) -> dict:
     from playwright.async_api import async_playwright
 
     errors: list[str] = []
-    result: dict = {"rounds": []}
+    probes: list[str] = []           # Streamlit's own 404s while it finds its base URL: not the app's
+    result: dict = {"rounds": [], "probes": probes}
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(**browser_launch_kwargs())
         ctxs = []
         for i in range(args.sessions):
             ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
             page = await ctx.new_page()
-            page.on("console", lambda m, i=i: errors.append(f"session {i}: console error: {m.text[:200]}")
-                    if m.type == "error" else None)
+            page.on("console", lambda m, i=i: on_console(m, i, errors, probes))
             page.on("pageerror", lambda e, i=i: errors.append(f"session {i}: page error: {str(e)[:200]}"))
-            page.on("response", lambda r, i=i: errors.append(f"session {i}: HTTP {r.status} for {r.url[:160]}")
-                    if r.status >= 400 else None)
+            page.on("response", lambda r, i=i: (probes if is_probe(r.url) else errors).append(
+                f"session {i}: HTTP {r.status} for {r.url[:160]}") if r.status >= 400 else None)
             ctxs.append(ctx)
         # baseline: the server up and one small page drawn (torch and the app imported)
         await open_page(ctxs[0], f"{server.url}/{args.page}", args.timeout, errors)
@@ -190,7 +206,8 @@ def main() -> int:
     print(f"\n{args.sessions} sessions x {args.rounds} rounds at I=H=256, T=64, B=64 "
           f"(BPTT_CACHE_MB={os.environ.get('BPTT_CACHE_MB', 'default')}, "
           f"BPTT_MAX_JOBS={os.environ.get('BPTT_MAX_JOBS', 'default')})")
-    print(f"errors:        {len(res['errors'])}")
+    print(f"errors:        {len(res['errors'])}   (and {len(res['probes'])} 404s of Streamlit's base-URL probe, "
+          f"not counted: /<page>/_stcore/health and host-config)")
     for e in res["errors"][:20]:
         print(f"  {e}")
     print(f"baseline RSS:  {res['baseline'] / MB:.0f} MB")

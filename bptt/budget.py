@@ -322,12 +322,31 @@ def report(stage: str) -> None:
 class Budget:
     """The process's cache (bounded by bytes) and job limiter; see the module docstring."""
 
+    JANITOR_EVERY = 2.0    # seconds; after activity, garbage is collected and memory returned even with no eviction
+
     def __init__(self, cache_bytes: int, max_jobs: int):
         self.cache = ByteLRU(cache_bytes)
         self.limiter = JobLimiter(max_jobs)
         self._light = threading.BoundedSemaphore(max_jobs)   # light work (decoding) at once, outside the slots
         self._inflight: dict[Hashable, _Pending] = {}
         self._lock = threading.Lock()
+        self._activity = 0             # get() calls, so that the janitor works only after something happened
+        self._janitor: threading.Thread | None = None
+
+    def _start_janitor(self) -> None:
+        """A daemon thread that calls release_memory() every JANITOR_EVERY s while the budget is in use.
+
+        Pages drop their analyses and arrays when they finish, after the last computation and eviction: without
+        this, the cycles they leave (see release_memory) and the freed heap stay resident until the next burst."""
+        def run() -> None:
+            seen = -1
+            while True:
+                time.sleep(self.JANITOR_EVERY)
+                if self._activity != seen:
+                    seen = self._activity
+                    release_memory()
+        self._janitor = threading.Thread(target=run, daemon=True, name="bptt-budget-janitor")
+        self._janitor.start()
 
     @classmethod
     def from_env(cls) -> Budget:
@@ -342,6 +361,11 @@ class Budget:
         reserve: bytes the computation needs while it runs; cached entries make room for them first, and a heavy
         computation waits until those in flight leave room for it, so that the cache and the computations in flight
         together stay within the budget."""
+        self._activity += 1
+        if self._janitor is None:
+            with self._lock:
+                if self._janitor is None:
+                    self._start_janitor()
         hit = self.cache.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
