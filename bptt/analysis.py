@@ -11,8 +11,8 @@ Decoded arrays are memoized in the process's memory budget (bptt.budget), read-o
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -33,6 +33,7 @@ RESULT_FIELDS = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 GRADIENT_OF = {"dW_ih": "dW_ih_acc", "dW_hh": "dW_hh_acc", "db_ih": "db_ih_acc", "db_hh": "db_hh_acc"}
 INT_TYPES = (np.int8, np.int16, np.int32)
 DECODE_WORK = 3    # decoding an array needs ~3x its size while it runs (its base, the base's inputs, the result)
+DECODED_TTL = 15.0  # seconds a decoded array stays cached unused: a page's working set, remade in well under 1 s
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ class Lean:
         if not cached:
             return self._decode(name, False)
         return BUDGET.get((self.config, self.role, name), lambda: self._decode(name, True), heavy=False,
-                          reserve=DECODE_WORK * 8 * math.prod(pk.shape))
+                          reserve=DECODE_WORK * 8 * math.prod(pk.shape), ttl=DECODED_TTL)
 
     def _decode(self, name: str, cached: bool) -> np.ndarray:
         # the fields a base is made from are decoded afresh, not cached: only what a caller asked for takes budget

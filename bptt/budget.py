@@ -155,6 +155,7 @@ class ByteLRU:
         self.reserved = 0          # bytes promised to computations in flight (their temporaries), see reserve()
         self.evictions = 0
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()   # oldest first
+        self._idle: dict[Hashable, tuple[float, float]] = {}   # key -> (ttl, last use) for entries that expire
         self._lock = threading.Condition()     # a lock, and reserve(wait=True) waits on it for room
         self._on_evict = on_evict
         # evicted values that someone still holds (a page drawing its analysis): found again instead of recomputed,
@@ -168,6 +169,8 @@ class ByteLRU:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
+                if key in self._idle:
+                    self._idle[key] = (self._idle[key][0], time.monotonic())
                 return self._items[key][0]
             ghost = self._ghosts.get(key)
             nbytes = self._ghost_bytes.pop(key, None)
@@ -180,16 +183,21 @@ class ByteLRU:
         with self._lock:
             return key in self._items
 
-    def put(self, key: Hashable, value: Any, nbytes: int) -> bool:
-        """Keep value under key, evicting the least recently used entries to stay within capacity. False if too big."""
+    def put(self, key: Hashable, value: Any, nbytes: int, ttl: float | None = None) -> bool:
+        """Keep value under key, evicting the least recently used entries to stay within capacity. False if too big.
+
+        ttl: seconds the entry may stay unused before expire() drops it (working-set entries, cheap to remake)."""
         evicted = False
         with self._lock:
             if key in self._items:
                 self.total -= self._items.pop(key)[1]
+                self._idle.pop(key, None)
             if nbytes > self.capacity:
                 return False
             self._items[key] = (value, int(nbytes))
             self.total += int(nbytes)
+            if ttl is not None:
+                self._idle[key] = (ttl, time.monotonic())
             evicted = self._evict(keep=1)
         if evicted and self._on_evict is not None:
             self._on_evict()
@@ -213,21 +221,47 @@ class ByteLRU:
             self.reserved -= int(nbytes)
             self._lock.notify_all()
 
-    def _evict(self, keep: int) -> bool:
-        """Drop least recently used entries while over capacity, keeping the `keep` newest. Holds the lock."""
-        evicted = False
-        while self.total + self.reserved > self.capacity and len(self._items) > keep:
-            key, (value, n) = self._items.popitem(last=False)
-            self.total -= n
-            self.evictions += 1
-            evicted = True
-            try:
-                self._ghosts[key] = value
-                self._ghost_bytes[key] = n
-            except TypeError:             # not weakly referenceable (a float, a tuple): simply gone
-                pass
+    def held_elsewhere(self) -> int:
+        """Bytes of evicted values that are still alive (held by a page): resident, so they count against capacity."""
+        with self._lock:
+            return self._held_elsewhere()
+
+    def _held_elsewhere(self) -> int:
         if len(self._ghost_bytes) > 2 * len(self._ghosts) + 64:   # forget the sizes of ghosts that are gone
             self._ghost_bytes = {k: n for k, n in self._ghost_bytes.items() if k in self._ghosts}
+        return sum(n for k, n in self._ghost_bytes.items() if k in self._ghosts)
+
+    def expire(self) -> bool:
+        """Drop the entries unused for longer than their ttl; True if any went."""
+        now = time.monotonic()
+        with self._lock:
+            old = [k for k, (ttl, used) in self._idle.items() if now - used > ttl]
+            for k in old:
+                self._drop(k)
+        if old and self._on_evict is not None:
+            self._on_evict()
+        return bool(old)
+
+    def _drop(self, key: Hashable) -> None:
+        """Remove key; if its value lives on elsewhere, remember it weakly (and its size, still resident)."""
+        value, n = self._items.pop(key)
+        self._idle.pop(key, None)
+        self.total -= n
+        self.evictions += 1
+        try:
+            self._ghosts[key] = value
+            self._ghost_bytes[key] = n
+        except TypeError:             # not weakly referenceable (a float, a tuple): simply gone
+            pass
+        del value                     # now the ghost survives only if someone else holds the value
+
+    def _evict(self, keep: int) -> bool:
+        """Drop least recently used entries while cached + held elsewhere + reserved bytes exceed capacity, keeping
+        the `keep` newest. Holds the lock."""
+        evicted = False
+        while self.total + self._held_elsewhere() + self.reserved > self.capacity and len(self._items) > keep:
+            self._drop(next(iter(self._items)))      # one still held elsewhere frees nothing: go on to the next
+            evicted = True
         return evicted
 
     def keys(self) -> list[Hashable]:
@@ -238,6 +272,7 @@ class ByteLRU:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._idle.clear()
             self.total = 0
         if self._on_evict is not None:
             self._on_evict()
@@ -342,7 +377,8 @@ class Budget:
             seen = -1
             while True:
                 time.sleep(self.JANITOR_EVERY)
-                if self._activity != seen:
+                expired = self.cache.expire()
+                if self._activity != seen or expired:
                     seen = self._activity
                     release_memory()
         self._janitor = threading.Thread(target=run, daemon=True, name="bptt-budget-janitor")
@@ -353,14 +389,16 @@ class Budget:
         return cls(_env_int(CACHE_MB_ENV, DEFAULT_CACHE_MB, 1) * MB, _env_int(JOBS_ENV, DEFAULT_MAX_JOBS, 1))
 
     def get(self, key: Hashable, compute: Callable[[], Any], nbytes: int | Callable[[Any], int] | None = None,
-            on_status: Callable[[Status], Any] | None = None, heavy: bool = True, reserve: int = 0) -> Any:
+            on_status: Callable[[Status], Any] | None = None, heavy: bool = True, reserve: int = 0,
+            ttl: float | None = None) -> Any:
         """The cached value of key, computing it (once, in a slot) if missing; see the module docstring.
 
         heavy=False: light work (e.g. decoding an array): computed in the caller's thread, without a slot (at most
         max_jobs light computations at once, too).
         reserve: bytes the computation needs while it runs; cached entries make room for them first, and a heavy
         computation waits until those in flight leave room for it, so that the cache and the computations in flight
-        together stay within the budget."""
+        together stay within the budget.
+        ttl: seconds the value may stay unused before it is dropped (a working set, cheap to remake)."""
         self._activity += 1
         if self._janitor is None:
             with self._lock:
@@ -371,13 +409,13 @@ class Budget:
             return hit
         if getattr(_local, "pending", None) is not None or getattr(_local, "light", False):
             # already inside a computation: compute inline (waiting for a slot could deadlock)
-            return self._finish(key, compute(), nbytes)
+            return self._finish(key, compute(), nbytes, ttl)
         if not heavy:
             with self._light:
                 _local.light = True
                 self.cache.reserve(reserve)
                 try:
-                    return self._finish(key, compute(), nbytes)
+                    return self._finish(key, compute(), nbytes, ttl)
                 finally:
                     _local.light = False
                     self.cache.release(reserve)
@@ -420,9 +458,9 @@ class Budget:
             pending.done.set()
             release_memory()              # the computation's temporaries are freed now
 
-    def _finish(self, key: Hashable, value: Any, nbytes) -> Any:
+    def _finish(self, key: Hashable, value: Any, nbytes, ttl: float | None = None) -> Any:
         n = nbytes(value) if callable(nbytes) else nbytes_of(value) if nbytes is None else int(nbytes)
-        if not self.cache.put(key, value, n):
+        if not self.cache.put(key, value, n, ttl):
             log.info("not cached (%.0f MB is more than the %.0f MB budget): %r", n / MB, self.cache.capacity / MB,
                      key)
         return value
@@ -459,6 +497,7 @@ def _log_every(bud: Budget, seconds: float) -> None:
         while True:
             c, lim = bud.cache, bud.limiter
             print(f"[budget] {time.strftime('%H:%M:%S')} cache {c.total / MB:.0f} MB in {len(c.keys())} entries, "
+                  f"held by pages {c.held_elsewhere() / MB:.0f} MB, "
                   f"reserved {c.reserved / MB:.0f} MB, jobs running {lim.running}, waiting {lim.waiting()}, "
                   f"evictions {c.evictions}, RSS {_rss() / MB:.0f} MB", file=sys.stderr, flush=True)
             time.sleep(seconds)

@@ -80,6 +80,19 @@ def test_an_evicted_value_still_in_use_comes_back_instead_of_being_recomputed():
     assert cache.get("a") is None and cache.get("b") is None
 
 
+def test_values_held_elsewhere_count_against_the_budget_and_idle_entries_expire():
+    cache = ByteLRU(100, on_evict=None)
+    held = Big()
+    cache.put("a", held, 60)
+    cache.put("b", Big(), 30)
+    cache.put("c", Big(), 30)                    # "a" evicted, but alive: 60 resident bytes elsewhere
+    assert cache.held_elsewhere() == 60 and cache.keys() == ["c"] and cache.total == 30
+    cache.put("d", Big(), 10, ttl=0.05)
+    time.sleep(0.1)
+    assert cache.expire() and cache.keys() == ["c"]
+    assert held is not None
+
+
 @dataclass(frozen=True)
 class Holder:
     big: np.ndarray
