@@ -8,7 +8,8 @@ N new configs unless --same-configs), all at once, and waits until the page is d
 no skeleton, every Plotly chart drawn. Meanwhile a thread samples the resident memory of the server and every process
 it spawned (/proc, every 0.1 s). It reports:
 - errors: exception elements in a page, JS console errors, pages that never finish (--timeout);
-- RSS: baseline (the server started, one small page drawn), peak, final (--settle seconds after the last page is drawn);
+- RSS: baseline (the server started, one small page drawn), peak, final (--settle seconds, default 20, after the
+  last page is drawn);
 - the time until every page of a round is drawn.
 Targets at 6 sessions x 2 rounds: 0 errors, peak <= 1.5 GB, final <= 1.0 GB. Env vars such as BPTT_CACHE_MB and
 BPTT_MAX_JOBS pass through to the server.
@@ -189,7 +190,8 @@ def main() -> int:
     ap.add_argument("--page", default="Backward_pass", help="the page's URL path (default Backward_pass)")
     ap.add_argument("--same-configs", action="store_true", help="every round reopens the first round's configs")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds a page may take before it is an error")
-    ap.add_argument("--settle", type=float, default=10.0, help="seconds after the last page before the final RSS")
+    ap.add_argument("--settle", type=float, default=20.0,
+                    help="seconds after the last page before the final RSS (decoded arrays expire after 15 s idle)")
     args = ap.parse_args()
     if browser_launch_kwargs() is None:
         print("no Chromium found (install Debian's chromium)", file=sys.stderr)
