@@ -17,7 +17,9 @@ from .state import get_analysis
 FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
 FLOW_PAGE = "pages/3_Gradient_flow.py"
 LANDING = "flow_landing"          # session_state: a preset button asked to go to the Gradient flow page
-FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w"   # FD index inputs; the key of the weight-gradient triplet chart
+FD_W, FD_J, FD_I, FD_GEN = "fd_weight", "fd_j", "fd_i", "fd_gen"   # session_state: the checked entry; box generation
+WIDGET_FD_W, WIDGET_FD_J, WIDGET_FD_I = "w_fd_weight", "w_fd_j", "w_fd_i"   # their widgets (the boxes: + _<gen>)
+FD_WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -204,46 +206,65 @@ def truncation_gap(analysis: Analysis) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # the Backward page: the finite-difference spot check
 
-def on_cell_select() -> None:
-    """Copy a clicked cell of the weight-gradient triplet's NumPy panel into the FD index inputs (runs first)."""
-    event = st.session_state.get(FD_SEL)
-    points = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
-    points = [p for p in points if p.get("curve_number") == figures.PICKER_CURVE]   # the picker, not the crosses
-    if points:
-        p = points[0]
-        x, y = p.get("x"), p.get("y")
-        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-            if str(st.session_state.get("bw_weight", "")).startswith("db"):   # a bias is drawn as one row
-                st.session_state[FD_J] = int(x)
-            else:
-                st.session_state[FD_J], st.session_state[FD_I] = int(y), int(x)
+def _fd_shape(analysis: Analysis, choice: str) -> tuple[int, ...]:
+    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is."""
+    return analysis.problem.weights[choice[1:]].shape
 
 
-def _clamp(key: str, hi: int) -> int:
-    v = min(max(int(st.session_state.get(key, 0)), 0), hi)
-    st.session_state[key] = v
-    return v
+def _fd_set(analysis: Analysis, choice: str, j: int, i: int) -> None:
+    """Make (choice, j, i) the checked entry, clamped into the weight's shape; the boxes are re-created with it."""
+    shape = _fd_shape(analysis, choice)
+    st.session_state[FD_W] = choice
+    st.session_state[FD_J] = min(max(int(j), 0), shape[0] - 1)
+    st.session_state[FD_I] = min(max(int(i), 0), shape[1] - 1) if len(shape) == 2 else 0
+    # new widget keys: a box still holding a refused entry (j = 99) cannot keep showing it beside the index used
+    st.session_state[FD_GEN] = st.session_state.get(FD_GEN, 0) + 1
 
 
-def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
+def select_cell(analysis: Analysis, cell: dict) -> None:
+    """A click on a weight-gradient heatmap cell in the step viewer: check that entry."""
+    try:
+        _fd_set(analysis, str(cell["weight"]), int(cell.get("j", 0)), int(cell.get("i", 0)))
+    except (KeyError, TypeError, ValueError):
+        pass
+
+
+def _on_fd_box(name: str, key: str) -> None:
+    st.session_state[name] = st.session_state[key]
+
+
+def _on_fd_weight(analysis: Analysis) -> None:
+    _fd_set(analysis, st.session_state[WIDGET_FD_W] or "dW_hh", st.session_state.get(FD_J, 0),
+            st.session_state.get(FD_I, 0))
+
+
+def fd_spot_check(analysis: Analysis, t: int) -> None:
     """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
     cfg = analysis.config
+    st.markdown("**Finite-difference spot check** — click a cell of a running sum above (NumPy engine), or choose "
+                "the weight and its indices:")
+    choice = st.session_state.get(FD_W, "dW_hh")
+    if choice not in FD_WEIGHTS:
+        choice = "dW_hh"
     weight = choice[1:]                                            # "dW_hh" -> "W_hh"
-    shape = analysis.problem.weights[weight].shape
-    st.markdown("**Finite-difference spot check** — click a cell of the NumPy heatmap above, or choose its indices:")
-    cols = st.columns([1, 1, 4])
-    j_hi = shape[0] - 1
-    _clamp(FD_J, j_hi)
-    j = int(cols[0].number_input("row j (hidden unit)", 0, j_hi, key=FD_J))
+    shape = _fd_shape(analysis, choice)
+    gen = st.session_state.get(FD_GEN, 0)
+    j = min(max(int(st.session_state.get(FD_J, 0)), 0), shape[0] - 1)
+    i = min(max(int(st.session_state.get(FD_I, 0)), 0), shape[1] - 1) if len(shape) == 2 else 0
+    st.session_state[FD_J], st.session_state[FD_I] = j, i
+    cols = st.columns([1.4, 1, 1, 2.6])
+    st.session_state[WIDGET_FD_W] = choice
+    cols[0].selectbox("weight gradient", FD_WEIGHTS, key=WIDGET_FD_W, on_change=_on_fd_weight, args=(analysis,))
+    kj = f"{WIDGET_FD_J}_{gen}"
+    st.session_state[kj] = j
+    cols[1].number_input("row j (hidden unit)", 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
     if len(shape) == 2:
-        i_hi = shape[1] - 1
-        _clamp(FD_I, i_hi)
+        ki = f"{WIDGET_FD_I}_{gen}"
+        st.session_state[ki] = i
         i_label = "column i (input)" if weight == "W_ih" else "column k (unit of h_t−1)"
-        i = int(cols[1].number_input(i_label, 0, i_hi, key=FD_I))
+        cols[2].number_input(i_label, 0, shape[1] - 1, key=ki, on_change=_on_fd_box, args=(FD_I, ki))
         index: tuple[int, ...] = (j, i)
     else:
-        if cfg.hidden_size > 1 or FD_I in st.session_state:
-            _clamp(FD_I, 0)
         index = (j,)
     r = _fd(cfg.to_json(), weight, index)
     name = f"{choice}[{', '.join(map(str, index))}]"
