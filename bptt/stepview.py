@@ -168,12 +168,13 @@ def step_floats(gs: tuple[Group, ...], analysis: Analysis) -> list[tuple[int, in
     return [tuple(pn.series(0, 1).shape[1:]) for g in gs for pn in g.panels]
 
 
-def window(T: int, per_step: int, t: int, budget: int = BUDGET, ahead: int = 0) -> tuple[int, int]:
+def window(T: int, per_step: int, t: int, budget: int | None = None, ahead: int = 0) -> tuple[int, int]:
     """The steps [lo, hi) (0-based t) to send: all T if they fit the budget, else a window holding t.
 
     Windows start on a grid of a quarter window (so that neighbouring requests share cached payloads). ahead = +1 or
     −1 is the direction the viewer is moving in t: the window then reaches further that way; 0 centres it on t.
     """
+    budget = BUDGET if budget is None else budget
     n = max(1, min(T, budget // max(per_step, 1)))
     if n >= T:
         return 0, T
@@ -294,7 +295,7 @@ def per_step_bytes(analysis: Analysis, page: str) -> int:
     return 4 * sum(r * c for r, c in step_floats(groups(analysis, page), analysis))
 
 
-def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int, budget: int = BUDGET) -> bytes:
+def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -> bytes:
     """The viewer's data for steps lo <= t < hi (0-based) of `page`, opening at page step `start` (1..T)."""
     cfg = analysis.config
     T = cfg.seq_len
@@ -321,7 +322,7 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int, b
         meta_groups.append({"id": g.id, "section": g.section, "tab": g.tab, "panels": panels})
     header = {
         "version": 1, "page": page, "id": f"{page}:{cfg.to_json()}", "config": cfg.to_dict(), "T": T, "lo": lo,
-        "hi": hi, "start": start, "stride": stride, "budget": budget, "per_step_bytes": 4 * stride,
+        "hi": hi, "start": start, "stride": stride, "budget": BUDGET, "per_step_bytes": 4 * stride,
         "weights": list(WEIGHTS) if page == "backward" else [],
         "d_pre": d_pre_label(cfg.nonlinearity), "groups": meta_groups, "strip": strip_info(analysis, page),
         "steps": [step_texts(analysis, page, t) for t in range(lo, hi)],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..analysis import Analysis
+from ..engine import carry_cut
 from . import flow_panels, stepper
 from .state import current_step
 
@@ -9,6 +10,12 @@ from .state import current_step
 def t_of(k: int, T: int) -> int:
     """The 0-based timestep of backward step k (1..T): step 1 is t = T-1."""
     return T - k
+
+
+def cuts(analysis: Analysis) -> list[int]:
+    """0-based t where truncated BPTT cuts the carry from step t to t-1."""
+    cfg = analysis.config
+    return [t for t in range(cfg.seq_len) if carry_cut(t, cfg.truncate)]
 
 
 def step_view(analysis: Analysis) -> None:

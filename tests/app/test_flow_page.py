@@ -13,6 +13,7 @@ from bptt.fd import fd_estimate
 from bptt.flow import flow_report
 
 from apptools import BACKWARD, FLOW, app, figures, no_exception
+from viewertools import click_cell, panel, payload
 from apptools import decode as _arr
 
 SMALL = dict(hidden_size="4", input_size="3", seq_len="5", batch_size="2")
@@ -125,7 +126,7 @@ def test_other_presets_stay_on_the_page():
     at = app(BACKWARD)
     at.button(key=preset_key("Long sequence")).click().run()
     no_exception(at)
-    assert "bw_dh_total" in figures(at) and not FLOW_CHARTS & set(figures(at))
+    assert payload(at)[0]["page"] == "backward" and not FLOW_CHARTS & set(figures(at))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -142,8 +143,7 @@ def test_backward_page_marks_the_cut_and_shows_the_truncation_gap():
     assert list(bars["x"]) == list(gap.rel_err)
     np.testing.assert_allclose(_arr(bars["y"]), list(gap.rel_err.values()), rtol=1e-12)
     np.testing.assert_allclose(_arr(figs["bw_gap_heat"]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
-    strip = figs["bw_strip"]["layout"]["annotations"]
-    assert sum("✂" in str(a.get("text", "")) for a in strip) == 2           # cuts before t = 3 and t = 5 (1-based)
+    assert payload(at)[0]["strip"]["cuts"] == [2, 4]                     # cuts before t = 3 and t = 5 (1-based)
     assert "truncated" in text(at)
     at.segmented_control(key="bw_gap_weight").set_value("db_ih").run()
     np.testing.assert_allclose(_arr(figures(at)["bw_gap_heat"]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
@@ -163,9 +163,9 @@ def test_bug_diff_heatmaps_light_up_from_the_first_divergence():
     no_exception(at)
     banner = "\n".join(str(e.value) for e in at.error)
     assert "no-activation-derivative" in banner and "d_pre" in banner and "t = 5" in banner   # 0-based t = 4
-    z = _arr(figures(at)["bw_d_pre"]["data"][2]["z"])                      # log10 |NumPy − PyTorch|
+    z = panel(at, "d_pre", "log10_diff_d_pre", 4)                          # log10 |NumPy − PyTorch| at t = T
     assert z.max() > -4                                                     # bright against the floor of -18
-    assert np.nanmax(_arr(figures(at)["bw_dh_total"]["data"][2]["z"])) < -12       # before it: still agrees
+    assert np.nanmax(panel(at, "dh_total", "log10_diff_dh_total", 4)) < -12  # before it: still agrees
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -175,11 +175,18 @@ def _metric_values(at: AppTest) -> list[float]:
     return [float(m.value) for m in at.metric]
 
 
+def fd_box(at: AppTest, which: str):
+    """The FD index box "j" or "i" (its widget key changes when a cell click re-creates it)."""
+    boxes = [n for n in at.number_input if n.key and n.key.startswith(f"w_fd_{which}_")]
+    assert len(boxes) <= 1
+    return boxes[0] if boxes else None
+
+
 def test_fd_spot_check_shows_the_estimate_beside_engine_and_torch():
     at = app(BACKWARD, **SMALL, step="5")                                   # the last step: the full gradient
     no_exception(at)
-    at.number_input(key="fd_j").set_value(2).run()
-    at.number_input(key="fd_i").set_value(1).run()
+    fd_box(at, "j").set_value(2).run()
+    fd_box(at, "i").set_value(1).run()
     no_exception(at)
     an = analyze(cfg_of(**SMALL))
     est, eng, ref = _metric_values(at)[:3]
@@ -199,25 +206,42 @@ def test_fd_spot_check_says_when_it_is_not_the_full_gradient():
 
 def test_fd_spot_check_for_a_bias_has_one_index():
     at = app(BACKWARD, **SMALL, step="5")
-    at.segmented_control(key="bw_weight").set_value("db_hh").run()
+    at.selectbox(key="w_fd_weight").set_value("db_hh").run()
     no_exception(at)
-    assert at.number_input(key="fd_j").max == 3
-    assert not [n for n in at.number_input if n.key == "fd_i"]
+    assert fd_box(at, "j").max == 3
+    assert fd_box(at, "i") is None
     an = analyze(cfg_of(**SMALL))
     assert _metric_values(at)[0] == pytest.approx(an.torch_rnn.gradients["db_hh"][0], rel=1e-6)
 
 
-def test_cell_select_reads_only_the_picker_points(monkeypatch):
-    from types import SimpleNamespace
+def test_a_cell_click_in_the_viewer_runs_the_check_on_that_cell():
+    at = app(BACKWARD, **SMALL, step="5")
+    click_cell(at, "dW_ih", 3, 2)
+    no_exception(at)
+    assert at.selectbox(key="w_fd_weight").value == "dW_ih"
+    assert (fd_box(at, "j").value, fd_box(at, "i").value) == (3, 2)
+    an = analyze(cfg_of(**SMALL))
+    assert _metric_values(at)[1] == pytest.approx(an.engine.gradients["dW_ih"][3, 2], rel=1e-9)
+    assert "dW_ih[3, 2]" in text(at)
+    click_cell(at, "db_ih", 1)                                               # a bias: one index
+    assert fd_box(at, "j").value == 1 and fd_box(at, "i") is None
+    assert _metric_values(at)[1] == pytest.approx(an.engine.gradients["db_ih"][1], rel=1e-9)
+    click_cell(at, "dW_hh", 99, -5)                                          # out of range: clamped, and shown
+    assert (fd_box(at, "j").value, fd_box(at, "i").value) == (3, 0)
+    assert "dW_hh[3, 0]" in text(at)
 
-    from bptt import figures as figs
-    from bptt.app import flow_panels
-    state = {"bw_weight": "dW_hh", "fd_j": 0, "fd_i": 0}
-    monkeypatch.setattr(flow_panels, "st", SimpleNamespace(session_state=state))
-    cross = dict(curve_number=figs.PICKER_CURVE + 1, x=3, y=2)                   # a non-finite cross, not a cell
-    state["bw_w"] = {"selection": {"points": [cross]}}
-    flow_panels.on_cell_select()
-    assert (state["fd_j"], state["fd_i"]) == (0, 0)
-    state["bw_w"] = {"selection": {"points": [cross, dict(curve_number=figs.PICKER_CURVE, x=1, y=4)]}}
-    flow_panels.on_cell_select()
-    assert (state["fd_j"], state["fd_i"]) == (4, 1)
+
+def test_after_a_refused_entry_a_cell_click_shows_the_index_it_checks():
+    """Issue 9: after j = 99 was refused, a click on a cell left "99" in the box while the check used j = 4."""
+    at = app(BACKWARD, **SMALL, step="5")
+    fd_box(at, "j").set_value(99).run()                                     # out of range (hidden units 0..3)
+    no_exception(at)
+    j, i = fd_box(at, "j").value, fd_box(at, "i").value
+    assert j <= 3 and f"dW_hh[{j}, {i}]" in text(at)                       # the box shows the index checked
+    before = fd_box(at, "j").key
+    click_cell(at, "dW_hh", 2, 1)
+    no_exception(at)
+    box = fd_box(at, "j")
+    assert box.key != before                                                # a fresh box: no stale entry survives
+    assert box.value == 2 and fd_box(at, "i").value == 1                   # it shows the index the check uses
+    assert "dW_hh[2, 1]" in text(at)
