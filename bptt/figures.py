@@ -1,4 +1,4 @@
-"""Plotly figure builders for the app: heatmaps, difference maps, the unrolled-network strip, the animation. No streamlit."""
+"""Plotly figure builders for the app: heatmaps, the unrolled-network strip, the gradient-flow figures. No streamlit."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,8 +12,6 @@ from plotly.subplots import make_subplots
 # conventions
 
 DIVERGING = "RdBu_r"          # red positive, blue negative, white at zero
-SEQUENTIAL = "Viridis"        # for log10 |diff|
-DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
 TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page
 FONT = dict(size=12)
@@ -111,88 +109,11 @@ def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
     return trace
 
 
-def _log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """log10 |impl − ref| floored at 1e-18, as float32; the same inf / nan on both sides is agreement, else nan."""
-    a, b = as_matrix(impl).astype(np.float64), as_matrix(ref).astype(np.float64)
-    with np.errstate(all="ignore"):
-        d = np.abs(a - b)
-        same_nonfinite = (a == b) | (np.isnan(a) & np.isnan(b))
-        d = np.where(np.isfinite(d), d, np.where(same_nonfinite, 0.0, np.nan))
-        return np.log10(np.maximum(d, DIFF_FLOOR)).astype(np.float32)    # nan stays nan: a real mismatch of inf/nan
-
-
-def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
-    """The trace of log10 |diff| (from _log_diff) on the sequential scale with its own colour bar."""
-    rows, cols = z.shape
-    yname, xname = _names(axes)
-    return dict(
-        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
-        colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
-                      tickfont=dict(size=10)),
-        hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
-        xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
-    )
-
-
 def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
     """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
     z = as_matrix(values).astype(np.float64, copy=False)
     rows, cols = z.shape
     return _figure([_heat_trace(z, name, zmax, axes), _nonfinite_markers(z)], title or name, rows, cols, axes)
-
-
-def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
-                 title: str | None = None) -> go.Figure:
-    """log10 |impl − ref| (floored at 1e-18) on a sequential scale, as float32 to keep the payload small."""
-    z = _log_diff(impl, ref)
-    rows, cols = z.shape
-    marks = _nonfinite_markers(np.where(np.isnan(z), np.inf, 0.0))
-    return _figure([_diff_trace(z, name, axes), marks], title or "|NumPy − PyTorch|", rows, cols, axes)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# triplets: NumPy | reference | log10 |diff| as one figure (one chart redraws ~4x faster than three)
-
-# paper-x domains of the three panels; the gaps hold the middle panel's row ticks, the shared signed colour bar with
-# the right panel's row ticks, and the diff colour bar with its title
-TRIPLET_DOMAINS = ((0.0, 0.265), (0.305, 0.57), (0.665, 0.93))
-TRIPLET_TITLES = ("NumPy engine · {name}", "{ref_name} · {name}", "log10 |NumPy − PyTorch|")
-
-
-def triplet_figure(impl: np.ndarray, ref: np.ndarray, name: str, zmax: float, axes: str = "BH",
-                   titles: Sequence[str] = (), ref_name: str = "PyTorch (unrolled autograd)") -> go.Figure:
-    """One figure of three heatmaps side by side: impl and ref on one diverging scale ±zmax, then log10 |impl − ref|.
-
-    data[0] = impl, data[1] = ref, data[2] = the difference; crosses on non-finite cells come after these three.
-    """
-    a = as_matrix(impl).astype(np.float64, copy=False)
-    b = as_matrix(ref).astype(np.float64, copy=False)
-    d = _log_diff(a, b)
-    rows, cols = a.shape
-    titles = tuple(titles) or tuple(t.format(name=name, ref_name=ref_name) for t in TRIPLET_TITLES)
-    ylab, xlab = AXES.get(axes, ("", ""))
-    traces = [_heat_trace(a, name, zmax, axes), _heat_trace(b, name, zmax, axes), _diff_trace(d, name, axes)]
-    traces[0].update(showscale=False)                              # impl and ref share the colour bar drawn by ref
-    traces[1]["colorbar"].update(x=TRIPLET_DOMAINS[1][1] + 0.008, xanchor="left", xref="paper")
-    traces[2]["colorbar"].update(x=TRIPLET_DOMAINS[2][1] + 0.008, xanchor="left", xref="paper")
-    marks = [_nonfinite_markers(a), _nonfinite_markers(b), _nonfinite_markers(np.where(np.isnan(d), np.inf, 0.0))]
-    layout = dict(height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT,
-                  plot_bgcolor="#f3f3f3", annotations=[])
-    for k, (dom, title) in enumerate(zip(TRIPLET_DOMAINS, titles)):
-        sx = "" if k == 0 else str(k + 1)
-        traces[k].update(xaxis=f"x{sx}", yaxis=f"y{sx}")
-        if marks[k] is not None:
-            marks[k].update(xaxis=f"x{sx}", yaxis=f"y{sx}")
-        layout[f"xaxis{sx}"] = dict(domain=list(dom), anchor=f"y{sx}", side="bottom", showgrid=False, zeroline=False,
-                                    title=dict(text=xlab, standoff=2, font=dict(size=11)),
-                                    dtick=1 if cols <= 16 else None, automargin=True)
-        layout[f"yaxis{sx}"] = dict(domain=[0.0, 1.0], anchor=f"x{sx}", autorange="reversed", showgrid=False,
-                                    zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1,
-                                    title=dict(text=ylab if k == 0 else "", standoff=2, font=dict(size=11)),
-                                    automargin=k == 0)
-        layout["annotations"].append(dict(text=title, x=dom[0], y=1.0, xref="paper", yref="paper", xanchor="left",
-                                          yanchor="bottom", yshift=6, showarrow=False, font=dict(size=13)))
-    return go.Figure(dict(data=traces + [m for m in marks if m is not None], layout=layout))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -268,51 +189,6 @@ def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[floa
                   showlegend=False, xaxis=dict(visible=False, range=[-0.6, T + 0.6]),
                   yaxis=dict(visible=False, range=[-0.55, 1.35 if show_x else 0.4]))
     return go.Figure(dict(data=data, layout=layout))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# the client-side animation
-
-def backward_animation(series: dict[str, np.ndarray], axes: str = "BH", frame_ms: int = 600) -> go.Figure:
-    """Heatmaps of each (T, rows, cols) series side by side, animated in the browser over t = T..1 (backward order)."""
-    names = list(series)
-    first = next(iter(series.values()))
-    T = first.shape[0]
-    zmax = {n: colour_range(a) for n, a in series.items()}
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
-    order = list(range(T - 1, -1, -1))
-
-    def traces(t: int) -> list[go.Heatmap]:
-        out = []
-        for k, n in enumerate(names):
-            z = np.asarray(series[n][t], dtype=np.float32)
-            out.append(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax[n], zmax=zmax[n], zmid=0.0,
-                                  colorscale=DIVERGING, showscale=False,
-                                  hovertemplate=f"{n}[b=%{{y}}, j=%{{x}}] = %{{z:.6g}}<extra></extra>"))
-        return out
-
-    for k, tr in enumerate(traces(order[0])):
-        fig.add_trace(tr, row=1, col=k + 1)
-    fig.frames = [go.Frame(data=traces(t), name=str(t + 1), traces=list(range(len(names)))) for t in order]
-    ylab, xlab = AXES.get(axes, ("", ""))
-    fig.update_yaxes(autorange="reversed", title_text=ylab)
-    fig.update_xaxes(title_text=xlab)
-    rows, cols = first.shape[1], first.shape[2]
-    fig.update_layout(
-        height=_height(rows, cols * len(names), min_h=260, max_h=520) + 80, margin=dict(l=10, r=10, t=40, b=10),
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.08, xanchor="left", yanchor="top",
-                          buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(frame=dict(duration=frame_ms, redraw=True),
-                                                         transition=dict(duration=0), fromcurrent=True)]),
-                                   dict(label="⏸ pause", method="animate",
-                                        args=[[None], dict(frame=dict(duration=0, redraw=False),
-                                                           mode="immediate")])])],
-        sliders=[dict(active=0, x=0.18, y=-0.08, len=0.8, yanchor="top", currentvalue=dict(prefix="t = "),
-                      steps=[dict(label=str(t + 1), method="animate",
-                                  args=[[str(t + 1)], dict(frame=dict(duration=0, redraw=True), mode="immediate")])
-                             for t in order])],
-    )
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -452,42 +328,4 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
                        "relative error", log_y=False, height=280)
     finite = [v for v in vals if np.isfinite(v)]
     fig.update_yaxes(range=[0, max(finite + [1e-12]) * 1.25], tickformat=".0%")
-    return fig
-
-
-# above this a heatmap gets no click targets (the index inputs remain): every target is an SVG point the browser
-# redraws on each step, and at 128 × 128 they made a step click ~4x slower (benchmarks/bench_app.py)
-PICKER_MAX_CELLS = 1_024
-
-
-# the picker's place in a triplet figure: right after the three heatmaps, so a selection names it by curve_number
-PICKER_CURVE = 3
-
-
-def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
-    """Invisible click targets on every cell of a heatmap (in a triplet: its left panel, as data[PICKER_CURVE]).
-
-    Plotly heatmaps cannot be selected, scatter points can: clicking a cell selects its point (x = column, y = row),
-    which st.plotly_chart(on_select=...) reports with its curve_number.
-    """
-    z = as_matrix(values).astype(np.float64, copy=False)
-    rows, cols = z.shape
-    if z.size > PICKER_MAX_CELLS:
-        return fig
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    yname, xname = _names(axes)
-    picker = go.Scatter(
-        x=xx.ravel(), y=yy.ravel(), mode="markers", customdata=z.ravel(), showlegend=False, name="pick",
-        xaxis="x", yaxis="y",
-        marker=dict(symbol="square", size=max(6, min(30, 300 // max(rows, cols))), color="rgba(0,0,0,0)"),
-        selected=dict(marker=dict(color="rgba(0,0,0,0.25)")), unselected=dict(marker=dict(opacity=1)),
-        hovertemplate=(f"{name}[{yname}=%{{y}}, {xname}=%{{x}}]" if rows > 1 else f"{name}[{xname}=%{{x}}]")
-        + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>")
-    fig.add_trace(picker)
-    if len(fig.data) > PICKER_CURVE + 1 and all(tr.type == "heatmap" for tr in fig.data[:PICKER_CURVE]):
-        fig.data = fig.data[:PICKER_CURVE] + fig.data[-1:] + fig.data[PICKER_CURVE:-1]    # a triplet: picker 4th
-    # keep the heatmap's own extent, so the panel lines up with its NumPy / PyTorch neighbours
-    reversed_y = fig.layout.yaxis.autorange == "reversed"
-    fig.update_layout(xaxis=dict(range=[-0.5, cols - 0.5], autorange=False),
-                      yaxis=dict(range=[rows - 0.5, -0.5] if reversed_y else [-0.5, rows - 0.5], autorange=False))
     return fig

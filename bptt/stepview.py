@@ -23,12 +23,13 @@ from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
 from .engine import carry_cut
+from .figures import DIVERGING, colour_range
 
 MAGIC = b"BPTT"
 BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets a window of steps
 DIFF_FLOOR = 1e-18           # |diff| below this is drawn as the floor, so exact zeros still have a colour
 DIFF_RANGE = (-18.0, 0.0)    # the fixed colour range of log10 |diff|
-DIVERGING, SEQUENTIAL = "RdBu_r", "Viridis"   # red positive, blue negative; the sequential scale of log10 |diff|
+SEQUENTIAL = "Viridis"       # the scale of log10 |diff| (signed values: figures.DIVERGING, red positive, blue negative)
 PAGES = ("forward", "backward")
 WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
 
@@ -44,17 +45,6 @@ def colour_table(name: str) -> list[int]:
     """256 RGB entries (flat, 768 ints) sampled from a Plotly colour scale, so the canvas matches Plotly's colours."""
     rgb = sample_colorscale(get_colorscale(name), list(np.linspace(0.0, 1.0, 256)))
     return [round(float(c)) for s in rgb for c in s[s.index("(") + 1:-1].split(",")]
-
-
-def colour_range(*arrays: np.ndarray) -> float:
-    """The largest finite |value| over all arrays (all timesteps): one fixed symmetric colour range; 1 if none."""
-    m = 0.0
-    for a in arrays:
-        fin = np.abs(np.asarray(a, dtype=np.float64))
-        fin = fin[np.isfinite(fin)]
-        if fin.size:
-            m = max(m, float(fin.max()))
-    return m if m > 0 else 1.0
 
 
 def log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:

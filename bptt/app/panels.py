@@ -1,13 +1,12 @@
-"""Shared page pieces: page setup, banners, verdicts, error badges, NumPy | PyTorch | |diff| triplets, downloads."""
+"""Shared page pieces: page setup, banners, verdicts, charts, downloads."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import figures
 from ..analysis import Analysis
 from ..config import RNNConfig
+from ..stepview import fmt_err
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
 
 BUG_NOTES = {
@@ -17,11 +16,6 @@ BUG_NOTES = {
     "dWhh-uses-h_t": "dW_hh accumulates d_pre_tᵀ h_t instead of d_pre_tᵀ h_(t−1).",
     "carry-transposed": "the carry is d_pre_t · W_hhᵀ instead of d_pre_t · W_hh.",
 }
-
-
-def d_pre_label(cfg: RNNConfig) -> str:
-    """The UI name of d_pre: d_tanh or d_relu."""
-    return f"d_{cfg.nonlinearity}"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -64,10 +58,6 @@ def nonfinite_banner(analysis: Analysis) -> None:
                    "finite. Lower hh_scale or seq_len to see finite numbers.", icon=":material/local_fire_department:")
 
 
-def fmt_err(x: float) -> str:
-    return "0" if x == 0 else f"{x:.1e}"
-
-
 def verdict(analysis: Analysis) -> str:
     """The whole check in one line of markdown."""
     tab = analysis.table
@@ -80,57 +70,12 @@ def verdict(analysis: Analysis) -> str:
             f"largest relative error {fmt_err(analysis.worst_rel_err)}.")
 
 
-def badge(passed: bool, rel: float) -> str:
-    """A markdown error badge: pass/fail and the max relative error."""
-    if passed:
-        return f":green-badge[✓ matches · rel err {fmt_err(rel)}]"
-    return f":red-badge[✗ differs · rel err {fmt_err(rel)}]"
-
-
-def step_badges(analysis: Analysis, t: int) -> dict[str, tuple[bool, float]]:
-    """quantity -> (passed, max_rel_err) of timestep t (0-based), engine vs unrolled autograd."""
-    rows = analysis.step_rows(t)
-    return {r.quantity: (bool(r.passed), float(r.max_rel_err)) for r in rows.itertuples()}
-
-
 # ----------------------------------------------------------------------------------------------------------------------
-# heatmap triplets
+# charts
 
-def chart(fig, key: str, on_select=None):
-    """A Plotly chart; with on_select (a callback), clicking a point reruns with the selection in session_state[key]."""
-    if on_select is None:
-        return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
-    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False}, on_select=on_select,
-                           selection_mode="points")
-
-
-def triplet(label: str, name: str, impl: np.ndarray, ref: np.ndarray, zmax: float, axes: str, key: str,
-            check: tuple[bool, float] | None, explain: str = "", ref_name: str = "PyTorch (unrolled autograd)",
-            on_select=None) -> None:
-    """One quantity: a heading with its error badge, then NumPy | PyTorch | log10 |difference| as one chart `key`."""
-    head = f"**{label}**" + (f" &nbsp; {badge(*check)}" if check else "")
-    st.markdown(head + (f"  \n<span style='color:#666'>{explain}</span>" if explain else ""),
-                unsafe_allow_html=True)
-    fig = figures.triplet_figure(impl, ref, name, zmax, axes, ref_name=ref_name)    # one chart: ~4x faster to redraw
-    chart(fig if on_select is None else figures.add_cell_picker(fig, impl, name, axes), key, on_select)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# colour ranges (one per quantity over all timesteps, cached per config)
-
-@st.cache_resource(max_entries=16)
-def _ranges(key: str) -> dict[str, float]:
-    return {}
-
-
-def zmax(analysis: Analysis, quantity: str, ref=None) -> float:
-    """The fixed colour range of a quantity: max finite |value| over all t of engine and reference."""
-    memo = _ranges(analysis.config.to_json())
-    if quantity not in memo:
-        a = getattr(analysis.engine, quantity)
-        b = getattr(ref if ref is not None else analysis.unrolled, quantity, a)
-        memo[quantity] = figures.colour_range(a, b)
-    return memo[quantity]
+def chart(fig, key: str):
+    """A Plotly chart without the mode bar."""
+    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
