@@ -330,26 +330,33 @@ class View {
   }
 
   buildStrip() {
+    // the unrolled network in page pixels: nodes keep a legible size at any T (the strip scrolls if it must)
     const { T, norms, cuts } = this.h.strip;
     const box = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
-    const unit = 40, W = (T + 1) * unit, H = norms ? 112 : 86, yh = 58, yx = 18, r = T <= 30 ? 11 : 6;
-    const s = svg("svg", { viewBox: `${-unit / 2} 0 ${W} ${H}`, preserveAspectRatio: "xMidYMid meet" });
-    s.style.maxWidth = `${Math.max(W, 360)}px`;
-    const labels = T <= 30;
+    const host = this.parent.host || this.parent;
+    const avail = Math.max(360, (host.clientWidth || 900) - 16);
+    const unit = Math.min(90, Math.max(9, avail / (T + 1)));
+    const r = Math.max(3, Math.min(17, unit * 0.3)), labels = unit >= 30;
+    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10);
+    const s = svg("svg", { viewBox: `${-unit / 2} 0 ${W} ${H}`, width: W, height: H });
+    s.style.fontSize = `${Math.max(9, Math.round(r * 0.75))}px`;
     const line = (x1, y1, x2, y2, cls, w) => svg("line", { x1, y1, x2, y2, class: cls, "stroke-width": w });
+    const head = Math.max(3, r * 0.55);
     this.stripNodes = { h: [], x: [], g: [] };
     for (let i = 1; i <= T; i++) {
-      s.append(line((i - 1) * unit + r + 2, yh, i * unit - r - 4, yh, "fw", 1.4));
-      s.append(svg("polygon", { points: `${i * unit - r - 2},${yh} ${i * unit - r - 8},${yh - 3.5} ${i * unit - r - 8},${yh + 3.5}`, class: "fwhead" }));
-      s.append(line(i * unit, yx + 8, i * unit, yh - r - 3, "fw", 1));
+      s.append(line((i - 1) * unit + r + 1, yh, i * unit - r - head - 1, yh, "fw", 1.4));
+      s.append(svg("polygon", { class: "fwhead", points: `${i * unit - r - 1},${yh} ${i * unit - r - head - 2},` +
+                                `${yh - head / 1.6} ${i * unit - r - head - 2},${yh + head / 1.6}` }));
+      s.append(line(i * unit, yx + r - 2, i * unit, yh - r - 2, "fw", 1));
     }
     if (norms) {
       const fin = norms.filter((v) => v !== null);
-      const gmax = Math.max(...fin, 0) || 1, wmax = 6 * Math.min(1, 24 / T);
+      const gmax = Math.max(...fin, 0) || 1, wmax = Math.max(2, Math.min(7, unit * 0.16));
       const cut = new Set(cuts);
+      const y = yh + r + 12;
       for (let t = 0; t < T; t++) {                            // step t sends from node t+1 to node t (0-based t)
         if (cut.has(t)) {
-          const c = svg("text", { x: t * unit + unit / 2, y: yh + 26, class: "cut", "text-anchor": "middle" });
+          const c = svg("text", { x: t * unit + unit / 2, y: y + 5, class: "cut", "text-anchor": "middle" });
           c.textContent = "✂";
           s.append(c);
           this.stripNodes.g.push(null);
@@ -357,9 +364,9 @@ class View {
         }
         const v = norms[t], w = 0.8 + (v === null ? wmax : (wmax * v) / gmax);
         const gpath = svg("g", { class: "bw" });
-        const y = yh + 20, x1 = (t + 1) * unit - 6, x2 = t * unit + 8;
-        gpath.append(line(x1, y, x2 + 6, y, "", w));
-        gpath.append(svg("polygon", { points: `${x2},${y} ${x2 + 8},${y - 3 - w / 2} ${x2 + 8},${y + 3 + w / 2}` }));
+        const x1 = (t + 1) * unit - unit * 0.18, x2 = t * unit + unit * 0.18, hd = Math.min(8, unit * 0.2);
+        gpath.append(line(x1, y, x2 + hd, y, "", w));
+        gpath.append(svg("polygon", { points: `${x2},${y} ${x2 + hd},${y - 2 - w / 2} ${x2 + hd},${y + 2 + w / 2}` }));
         const tt = svg("title");
         tt.textContent = `gradient sent from h_${t + 1} to h_${t}: norm ${v === null ? "inf/nan" : short(v)}`;
         gpath.append(tt);
@@ -379,6 +386,7 @@ class View {
         const gx = svg("g", { class: "node x", "data-t": i });
         gx.append(svg("rect", { x: i * unit - r + 1, y: yx - r + 3, width: 2 * r - 2, height: 2 * r - 6, rx: 2 }));
         if (labels) { const tx = svg("text", { x: i * unit, y: yx + 4, "text-anchor": "middle" }); tx.textContent = `x${i}`; gx.append(tx); }
+        const tx2 = svg("title"); tx2.textContent = `x_${i}: go to t = ${i}`; gx.append(tx2);
         gx.addEventListener("click", () => this.go(this.kOf(i - 1)));
         s.append(gx);
         this.stripNodes.x.push(gx);
