@@ -5,8 +5,9 @@ configuration and window. Layout of the bytes:
 
     b"BPTT" | uint32 little-endian n | n bytes of UTF-8 JSON (the header) | padding to 4 bytes | float32 values
 
-The values are step-major: step t (0-based, lo <= t < hi) starts at (t - lo) * header["stride"] floats, and each
-panel's matrix (row-major, rows × cols) sits at its "offset" within a step. Signed values are float32 (enough for
+The values are step-major. Panel p of step t (0-based, lo <= t < hi) is the (rows × cols, row-major) matrix at float
+header["steps"][t - lo]["at"][p]. A PyTorch panel whose float32 values equal its NumPy twin's at that step (nearly
+always: they agree to ~1e-16) points at the twin's values instead of repeating them. Signed values are float32 (enough for
 colour and a 7-digit hover); log10 |NumPy − PyTorch| is computed in float64 and only then stored as float32, so a
 difference of 1e-16 still shows as -16.
 """
@@ -153,23 +154,19 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
 # ----------------------------------------------------------------------------------------------------------------------
 # budget and window
 
-def step_floats(gs: tuple[Group, ...], analysis: Analysis) -> list[tuple[int, int]]:
-    """(rows, cols) of every panel, in payload order."""
-    return [tuple(pn.series(0, 1).shape[1:]) for g in gs for pn in g.panels]
-
-
 def window(T: int, per_step: int, t: int, budget: int | None = None, ahead: int = 0) -> tuple[int, int]:
     """The steps [lo, hi) (0-based t) to send: all T if they fit the budget, else a window holding t.
 
     Windows start on a grid of a quarter window (so that neighbouring requests share cached payloads). ahead = +1 or
-    −1 is the direction the viewer is moving in t: the window then reaches further that way; 0 centres it on t.
+    −1 is the direction the viewer is moving in t: the window then reaches as far as it can that way (keeping an
+    eighth behind, for a step back); 0 centres it on t.
     """
     budget = BUDGET if budget is None else budget
     n = max(1, min(T, budget // max(per_step, 1)))
     if n >= T:
         return 0, T
     grid = max(1, n // 4)
-    want = t - (n // 4 if ahead > 0 else (3 * n) // 4 if ahead < 0 else n // 2)
+    want = t - (n // 8 if ahead > 0 else n - 1 - n // 8 if ahead < 0 else n // 2)
     lo = round(want / grid) * grid
     lo = min(max(lo, 0), T - n, t)
     lo = max(lo, t - n + 1)
@@ -281,8 +278,36 @@ def strip_info(analysis: Analysis, page: str) -> dict:
 
 
 def per_step_bytes(analysis: Analysis, page: str) -> int:
-    """Bytes of float32 values one step of this page takes."""
-    return 4 * sum(r * c for r, c in step_floats(groups(analysis, page), analysis))
+    """Bytes of float32 values the largest step of this page takes (a panel equal to its twin takes none)."""
+    gs = groups(analysis, page)
+    panels = [pn for g in gs for pn in g.panels]
+    T = analysis.config.seq_len
+    sizes = np.zeros(T, dtype=np.int64)                                        # floats of each step
+    for p, (pn, j) in enumerate(zip(panels, _twins(gs))):
+        r, c = pn.series(0, 1).shape[1:]
+        if j is None:
+            sizes += r * c
+            continue
+        a = pn.series(0, T).astype(np.float32).reshape(T, -1)
+        b = panels[j].series(0, T).astype(np.float32).reshape(T, -1)
+        same = np.all(a.view(np.uint32) == b.view(np.uint32), axis=1)          # bit for bit, as build_payload sees it
+        sizes += np.where(same, 0, r * c)
+    return 4 * int(sizes.max())
+
+
+def _twins(gs: tuple[Group, ...]) -> list[int | None]:
+    """For each panel (payload order), the earlier panel whose values it may repeat: ref_q -> q, torch_h -> h, and a
+    quantity shown twice -> its first showing."""
+    names = [pn.quantity for g in gs for pn in g.panels]
+    first = {}
+    for i, q in enumerate(names):
+        first.setdefault(q, i)
+    out: list[int | None] = []
+    for i, q in enumerate(names):
+        twin = q[4:] if q.startswith("ref_") else "h" if q == "torch_h" else q
+        j = first.get(twin)
+        out.append(j if j is not None and j < i else None)
+    return out
 
 
 def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -> bytes:
@@ -292,30 +317,43 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -
     if not 0 <= lo < hi <= T:
         raise ValueError(f"the window must satisfy 0 <= lo < hi <= seq_len = {T}, got lo = {lo}, hi = {hi}")
     gs = groups(analysis, page)
-    n = hi - lo
-    shapes = step_floats(gs, analysis)
-    stride = sum(r * c for r, c in shapes)
-    values = np.empty((n, stride), dtype=np.float32)                            # (steps, floats per step)
-    meta_groups, off, i = [], 0, 0
+    panels = [pn for g in gs for pn in g.panels]
+    twins = _twins(gs)
+    series = [pn.series(lo, hi).astype(np.float32) for pn in panels]          # (steps, rows, cols) each, rounded once
+    chunks, at_steps, pos = [], [], 0
+    for i in range(hi - lo):
+        at: list[int] = []
+        for p, z in enumerate(series):
+            j = twins[p]
+            if j is not None and z[i].tobytes() == series[j][i].tobytes():
+                at.append(at[j])                                                # the same float32 values: shared
+                continue
+            at.append(pos)
+            chunks.append(z[i].ravel())
+            pos += z[i].size
+        at_steps.append(at)
+    values = np.concatenate(chunks) if chunks else np.empty(0, np.float32)
+    meta_groups, k = [], 0
     for g in gs:
-        panels = []
+        metas = []
         for pn in g.panels:
-            r, c = shapes[i]
-            values[:, off:off + r * c] = pn.series(lo, hi).reshape(n, r * c)   # float64 -> float32 once
+            r, c = series[k].shape[1:]
             ylab, xlab = AXES[pn.axes]
-            panels.append({"quantity": pn.quantity, "title": pn.title, "kind": pn.kind, "rows": r, "cols": c,
-                           "offset": off, "rowname": ylab, "colname": xlab,
-                           "zmin": DIFF_RANGE[0] if pn.kind == "diff" else -pn.zmax,
-                           "zmax": DIFF_RANGE[1] if pn.kind == "diff" else pn.zmax})
-            off += r * c
-            i += 1
-        meta_groups.append({"id": g.id, "section": g.section, "tab": g.tab, "panels": panels})
+            metas.append({"quantity": pn.quantity, "title": pn.title, "kind": pn.kind, "rows": r, "cols": c,
+                          "index": k, "rowname": ylab, "colname": xlab,
+                          "zmin": DIFF_RANGE[0] if pn.kind == "diff" else -pn.zmax,
+                          "zmax": DIFF_RANGE[1] if pn.kind == "diff" else pn.zmax})
+            k += 1
+        meta_groups.append({"id": g.id, "section": g.section, "tab": g.tab, "panels": metas})
+    steps = [step_texts(analysis, page, t) for t in range(lo, hi)]
+    for st, at in zip(steps, at_steps):
+        st["at"] = at
     header = {
-        "version": 1, "page": page, "id": f"{page}:{cfg.to_json()}", "config": cfg.to_dict(), "T": T, "lo": lo,
-        "hi": hi, "start": start, "stride": stride, "budget": BUDGET, "per_step_bytes": 4 * stride,
+        "version": 2, "page": page, "id": f"{page}:{cfg.to_json()}", "config": cfg.to_dict(), "T": T, "lo": lo,
+        "hi": hi, "start": start, "budget": BUDGET, "floats": int(values.size),
         "weights": list(WEIGHTS) if page == "backward" else [],
         "d_pre": d_pre_label(cfg.nonlinearity), "groups": meta_groups, "strip": strip_info(analysis, page),
-        "steps": [step_texts(analysis, page, t) for t in range(lo, hi)],
+        "steps": steps,
         "colours": {"signed": colour_table(DIVERGING), "diff": colour_table(SEQUENTIAL)},
         "bug": cfg.bug,
     }
@@ -325,17 +363,17 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -
 
 
 def decode_payload(data: bytes) -> tuple[dict, np.ndarray]:
-    """(header, values (steps, stride) float32) of a payload: what the browser reads, for tests and tools."""
+    """(header, values: flat float32) of a payload: what the browser reads, for tests and tools."""
     if data[:4] != MAGIC:
         raise ValueError("not a step-viewer payload (it must start with b'BPTT')")
     (n,) = struct.unpack("<I", data[4:8])
     header = json.loads(data[8:8 + n])
-    values = np.frombuffer(data, dtype="<f4", offset=8 + n).reshape(header["hi"] - header["lo"], header["stride"])
-    return header, values
+    return header, np.frombuffer(data, dtype="<f4", offset=8 + n)
 
 
 def panel_values(header: dict, values: np.ndarray, group: str, quantity: str, t: int) -> np.ndarray:
     """The (rows, cols) float32 matrix of one panel at step t (0-based) from a decoded payload."""
     g = next(g for g in header["groups"] if g["id"] == group)
     p = next(p for p in g["panels"] if p["quantity"] == quantity)
-    return values[t - header["lo"], p["offset"]:p["offset"] + p["rows"] * p["cols"]].reshape(p["rows"], p["cols"])
+    at = header["steps"][t - header["lo"]]["at"][p["index"]]
+    return values[at:at + p["rows"] * p["cols"]].reshape(p["rows"], p["cols"])

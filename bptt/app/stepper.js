@@ -182,7 +182,7 @@ class View {
     // when the window is partial and the view nears its edge, ask for the next window before it runs out
     const { lo, hi } = this.h;
     if ((lo === 0 && hi === this.T) || this.inflight) return;
-    const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor(n / 3));
+    const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor(n / 2));
     const dir = this.playing ? (this.backward ? -1 : 1) : this.dir;
     if (dir > 0 && hi < this.T && hi - 1 - t < margin) this.ask(this.k, 1);
     else if (dir < 0 && lo > 0 && t - lo < margin) this.ask(this.k, -1);
@@ -427,7 +427,7 @@ class View {
     this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
     this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i === t - 1));
     // the heatmaps
-    const base = (t - 1 - h.lo) * h.stride;
+    const at = st.at;                                            // where each panel's values of this step start
     for (const grp of this.groups) {
       const { g, box, label, badge, panels } = grp;
       const hidden = g.tab && g.tab !== this.weight;
@@ -439,11 +439,11 @@ class View {
                                       : `✗ differs · rel err ${typeof bd[1] === "number" ? short(bd[1]) : bd[1]}`) : "";
       badge.className = "bptt-badge " + (bd ? (bd[0] ? "ok" : "bad") : "");
       let local = null;
-      if (g.tab && this.local) local = this.localRange(panels, base);
+      if (g.tab && this.local) local = this.localRange(panels, at);
       for (const pn of panels) {
         const title = st.titles && st.titles[pn.p.quantity];
         if (title) pn.title.textContent = title;
-        this.paint(pn, base, local);
+        this.paint(pn, at[pn.p.index], local);
       }
     }
     if (this.root.querySelector(".bptt-tabs")) {
@@ -453,13 +453,13 @@ class View {
     }
   }
 
-  localRange(panels, base) {
+  localRange(panels, at) {
     // this step's largest finite |value|: the contribution alone, the running sums (NumPy and PyTorch) together
     const out = new Map();
     let acc = 0;
     for (const pn of panels) {
       if (pn.p.kind !== "signed") continue;
-      const n = pn.p.rows * pn.p.cols, v = this.values, o = base + pn.p.offset;
+      const n = pn.p.rows * pn.p.cols, v = this.values, o = at[pn.p.index];
       let m = 0;
       for (let i = 0; i < n; i++) { const a = Math.abs(v[o + i]); if (a > m && a !== Infinity) m = a; }
       if (pn.p.quantity.endsWith("_step")) out.set(pn, m || 1);
@@ -469,9 +469,9 @@ class View {
     return out;
   }
 
-  paint(pn, base, local) {
+  paint(pn, o, local) {
     const { p, u32 } = pn;
-    const v = this.values, o = base + p.offset, n = p.rows * p.cols;
+    const v = this.values, n = p.rows * p.cols;
     let zmin = p.zmin, zmax = p.zmax;
     if (local && local.has(pn)) { zmax = local.get(pn); zmin = -zmax; }
     const table = this.lut[p.kind === "diff" ? "diff" : "signed"];
@@ -514,7 +514,7 @@ class View {
     const c = this.cell(pn, e);
     if (!c) { this.tip.hidden = true; return; }
     const p = pn.p, st = this.step();
-    const x = this.values[(st.t - 1 - this.h.lo) * this.h.stride + p.offset + c.row * p.cols + c.col];
+    const x = this.values[st.at[p.index] + c.row * p.cols + c.col];
     const rn = (p.rowname || "").split(" ").pop(), cn = (p.colname || "").split(" ").pop();
     const idx = p.rows > 1 ? `${rn} = ${c.row}, ${cn} = ${c.col}` : `${cn} = ${c.col}`;
     const what = p.kind === "diff" ? `${p.quantity.replace("log10_diff_", "log10 |diff| of ")}` : p.quantity;
