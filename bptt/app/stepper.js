@@ -182,8 +182,8 @@ class View {
     // when the window is partial and the view nears its edge, ask for the next window before it runs out
     const { lo, hi } = this.h;
     if ((lo === 0 && hi === this.T) || this.inflight) return;
-    const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor(n / 2));
-    const dir = this.playing ? (this.backward ? -1 : 1) : this.dir;
+    const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor((2 * n) / 3));
+    const dir = this.playing || !this.dir ? (this.backward ? -1 : 1) : this.dir;   // unmoved: the pass's direction
     if (dir > 0 && hi < this.T && hi - 1 - t < margin) this.ask(this.k, 1);
     else if (dir < 0 && lo > 0 && t - lo < margin) this.ask(this.k, -1);
   }
