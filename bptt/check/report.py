@@ -51,7 +51,7 @@ def unit_text(u: UnitResult) -> list[str]:
     lines.append(f"    {'quantity':<{w}}{'steps':>6}{'max abs err':>13}{'max rel err':>13}  result")
     for r in s.itertuples():
         verdict = "ok" if r.passed else ("FAIL" if r.steps == "whole" else f"FAIL ({r.failing} of {r.steps})")
-        lines.append(f"    {r.quantity:<{w}}{str(r.steps):>6}{_fmt(r.max_abs_err):>13}{_fmt(r.max_rel_err):>13}  "
+        lines.append(f"    {r.quantity:<{w}}{r.steps!s:>6}{_fmt(r.max_abs_err):>13}{_fmt(r.max_rel_err):>13}  "
                      f"{verdict}")
     for r in u.rows:
         if r["message"]:
