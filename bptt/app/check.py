@@ -102,7 +102,8 @@ def code_section(cfg: RNNConfig) -> None:
         return
     st.caption(f"Code checks are on: {why}. Your file runs in a separate process, limited to "
                f"{DEFAULT_TIMEOUT:g} s and {DEFAULT_MEMORY_MB} MiB.")
-    up = st.file_uploader(f"Your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key="check_py")
+    up = st.file_uploader(f"Your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key="check_py",
+                          max_upload_size=1)
     pasted = st.text_area("… or paste it here", key="check_paste", height=200,
                           placeholder="def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...")
     source = up.getvalue() if up is not None else pasted.encode()

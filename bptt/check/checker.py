@@ -343,7 +343,7 @@ def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: in
         text = (f"The last step agrees but t = {t} does not: what reaches step t from later steps is wrong: "
                 f"dh_t = dh_out[t] + (d_pre_(t+1) @ W_hh), the carry added to the step's own upstream gradient.")
     elif q.startswith(("dW", "db")):
-        text = (f"dx and the carry agree, so d_pre is right, but {q.replace('_acc', '')} differs: check dW_ih += "
+        text = (f"dx and dh0 agree, so d_pre is right, but {q.replace('_acc', '')} differs: check dW_ih += "
                 f"d_preᵀ x_t, dW_hh += d_preᵀ h_(t-1), db_ih = db_hh = d_pre summed over the batch, and that every "
                 f"step's contribution is added up.")
     else:
