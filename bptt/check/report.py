@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,8 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
         msgs = [m for m in g["message"] if m]
         out.append({"quantity": q, "steps": int(steps.sum()) if steps.any() else "whole",
                     "max_abs_err": _max(g["max_abs_err"]), "max_rel_err": _max(g["max_rel_err"]),
-                    "passed": bool(g["passed"].all()), "failing": int((~g["passed"]).sum()),
+                    "passed": bool(g["passed"].all()),
+                    "failing": int((~g.loc[steps, "passed"]).sum()) if steps.any() else int((~g["passed"]).sum()),
                     "message": msgs[0] if msgs else ""})
     return pd.DataFrame(out)
 
@@ -38,6 +40,11 @@ def _max(s: pd.Series) -> float:
 
 def _fmt(v: float) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2e}"
+
+
+def _wrap(text: str, indent: int, width: int = 116) -> str:
+    """One long line wrapped to width, continuation lines indented."""
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False))
 
 
 def _where(fd: dict) -> str:
@@ -55,14 +62,14 @@ def unit_text(u: UnitResult) -> list[str]:
                      f"{verdict}")
     for r in u.rows:
         if r["message"]:
-            lines.append(f"    ! {r['message']}")
+            lines.append(_wrap(f"    ! {r['message']}", 6))
     if u.first_divergence:
         lines.append(f"    first divergence: {_where(u.first_divergence)}")
     if u.probes:
         lines.append("    probes (your rnn_forward / rnn_backward on parts of the problem):")
         lines += [f"      {p.text()}" for p in u.probes]
-        lines += [f"      -> {e}" for e in u.explanation]
-    lines.append(f"    diagnosis: {u.diagnosis['text']}")
+        lines += [_wrap(f"      -> {e}", 9) for e in u.explanation]
+    lines.append(_wrap(f"    diagnosis: {u.diagnosis['text']}", 6))
     return lines
 
 
@@ -85,7 +92,7 @@ def report_text(r: CheckReport) -> str:
     lines += [f"note: {n}" for n in r.notes]
     for i, c in enumerate(r.configs, 1):
         sizes = ", ".join(f"{k}={v}" for k, v in c.config.to_dict().items() if k != "bug" and k != "truncate")
-        lines.append(f"\nconfig {i} of {len(r.configs)}: {sizes}")
+        lines.append("\n" + _wrap(f"config {i} of {len(r.configs)}: {sizes}", 2))
         for u in c.units:
             lines += unit_text(u)
     ff = r.first_failing()
@@ -94,8 +101,8 @@ def report_text(r: CheckReport) -> str:
         lines.append(f"\nPASS: everything agrees with PyTorch autograd (tolerance {tol:g} relative)")
     else:
         c, u = ff
-        lines.append(f"\nMISMATCH: first divergence {_where(u.first_divergence)} (config "
-                     f"{r.configs.index(c) + 1}, {unit_title(u.unit)})")
+        lines.append("\n" + _wrap(f"MISMATCH: first divergence {_where(u.first_divergence)} (config "
+                                  f"{r.configs.index(c) + 1}, {unit_title(u.unit)})", 2))
         if u.diagnosis["bug"]:
             lines.append(f"this is the bug zoo's `{u.diagnosis['bug']}` (see it step by step: python -m bptt verify "
                          f"--bug {u.diagnosis['bug']})")
