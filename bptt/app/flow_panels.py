@@ -14,9 +14,7 @@ from ..flow import FlowReport, flow_report
 from .panels import chart, fmt_err
 from .state import get_analysis
 
-FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
-FLOW_PAGE = "pages/3_Gradient_flow.py"
-LANDING = "flow_landing"          # session_state: a preset button asked to go to the Gradient flow page
+FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # presets the Gradient flow page explains
 FD_J, FD_I, FD_SEL = "fd_j", "fd_i", "bw_w"   # FD index inputs; the key of the weight-gradient triplet chart
 
 
@@ -43,26 +41,11 @@ def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# presets that land on the Gradient flow page
+# presets the Gradient flow page explains
 
 def matching_preset(cfg: RNNConfig) -> str | None:
     """The name of the preset this config is exactly (so a shared link explains itself too), else None."""
     return next((name for name in PRESETS if name != "Worked example" and preset(name) == cfg), None)
-
-
-def request_landing(name: str | None) -> None:
-    """Called from the sidebar's preset callback: the flow presets go to the Gradient flow page."""
-    if name in FLOW_PRESETS:
-        st.session_state[LANDING] = True
-
-
-def land_if_requested() -> None:
-    """Switch to the Gradient flow page once, after a flow preset was chosen on another page."""
-    if st.session_state.pop(LANDING, False):
-        try:
-            st.switch_page(FLOW_PAGE)
-        except st.errors.StreamlitAPIException:     # the page is not registered (e.g. a page run alone in a test)
-            pass
 
 
 def preset_note(cfg: RNNConfig) -> None:

@@ -32,8 +32,6 @@ def page_setup(title: str, icon: str = "🔁") -> tuple[RNNConfig, Analysis]:
     st.set_page_config(page_title=f"{title} · BPTT Explorer", page_icon=icon, layout="wide")
     init_state()
     sidebar()
-    from .flow_panels import land_if_requested
-    land_if_requested()
     cfg = current_config()
     for note in st.session_state.get(NOTICES, []):
         st.warning(note, icon=":material/warning:")
