@@ -7,6 +7,7 @@ import streamlit as st
 
 from .. import figures
 from ..analysis import Analysis
+from ..bugs import step_of
 from ..config import PRESET_NOTES, PRESETS, RNNConfig, preset
 from ..engine import carry_cut
 from ..fd import FD_EPS, FDCheck, fd_check
@@ -258,16 +259,6 @@ def fd_spot_check(analysis: Analysis, choice: str, t: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # the Backward page: the bug zoo beside the equations
 
-BUG_EQUATIONS = {
-    "forget-carry": r"dh\_total_t = dh\_out_t \quad (\text{the carry } dh\_next_t \text{ is dropped})",
-    "no-activation-derivative": r"d\_pre_t = dh\_total_t \quad (\text{no } \odot f'(a_t))",
-    "derivative-of-pre-activation": r"d\_tanh_t = dh\_total_t \odot (1 - a_t^{2}) "
-                                    r"\quad (\text{instead of } 1 - h_t^{2})",
-    "dWhh-uses-h_t": r"dW_{hh} \mathrel{+}= d\_pre_t^{\top} h_t \quad (\text{instead of } h_{t-1})",
-    "carry-transposed": r"dh\_prev_t = d\_pre_t\, W_{hh}^{\top} \quad (\text{instead of } W_{hh})",
-}
-
-
 def bug_equation_note(analysis: Analysis) -> None:
     """Under the (correct) equations: what the buggy engine computes instead, and where it first diverges."""
     cfg = analysis.config
@@ -278,5 +269,5 @@ def bug_equation_note(analysis: Analysis) -> None:
              "`python -m bptt verify --json`, which counts from 0)" if fd else
              "no number changes in this configuration")
     st.markdown(f":red[The equations above are the correct ones; the engine (bug `{cfg.bug}`) computes instead:]")
-    st.latex(r"\color{#c62828}" + BUG_EQUATIONS[cfg.bug])
+    st.latex(r"\color{#c62828}" + step_of(cfg.bug).equation)
     st.caption(where[0].upper() + where[1:] + ".")
