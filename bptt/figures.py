@@ -213,15 +213,16 @@ def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[floa
     h_col = ["#d62728" if (hl is not None and i == hl) else "#4c78a8" for i in xs]
     data.append(dict(
         type="scatter", x=xs, y=[y_h] * (T + 1), mode="markers+text" if labels else "markers",
-        marker=dict(size=26 if labels else 10, color=h_col, line=dict(width=0)),
-        text=[f"h{i}" for i in xs], textfont=dict(color="white", size=10),
+        marker=dict(size=36 if labels else 10, color=h_col, line=dict(width=0)),
+        text=[f"h<sub>{i}</sub>" for i in xs], textfont=dict(color="white", size=15),
         hovertext=[f"h_{i}" for i in xs], hoverinfo="text", showlegend=False))
     if show_x:
-        x_col = ["#d62728" if (hl is not None and i == hl) else "#9ecae9" for i in xs[1:]]
+        x_col = ["#d62728" if (hl is not None and i == hl) else "#c6dbef" for i in xs[1:]]
         data.append(dict(
             type="scatter", x=xs[1:], y=[y_x] * T, mode="markers+text" if labels else "markers",
-            marker=dict(size=22 if labels else 8, color=x_col, symbol="square"),
-            text=[f"x{i}" for i in xs[1:]], textfont=dict(size=10),
+            marker=dict(size=32 if labels else 8, color=x_col, symbol="square", line=dict(width=1, color="#6b8fb8")),
+            text=[f"x<sub>{i}</sub>" for i in xs[1:]],
+            textfont=dict(size=15, color=["white" if (hl is not None and i == hl) else "#08306b" for i in xs[1:]]),
             hovertext=[f"x_{i}" for i in xs[1:]], hoverinfo="text", showlegend=False))
     gap = 0.22 if labels else 0.12
     tip = 9 if labels else 6
@@ -420,6 +421,10 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
     return _integer_x_ticks(fig)
 
 
+# small scales blue, large red, through purple: every line stays dark enough to read on white
+SWEEP_SCALE = [[0.0, "#1f5fa8"], [0.5, "#7b3f9e"], [1.0, "#c62828"]]
+
+
 def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> go.Figure:
     """‖dL/dh_t‖ over t for several hh_scale values, overlaid on a log axis; the current scale drawn thick."""
     norms = np.asarray(norms, dtype=np.float64)
@@ -430,7 +435,7 @@ def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> 
     for s, row in zip(scales, norms):
         this = bool(np.isclose(s, current))
         frac = 0.5 if hi == lo else float((np.log(s) - lo) / (hi - lo))          # blue (small) → red (large)
-        colour = "black" if this else sample_colorscale("RdYlBu_r", [0.05 + 0.9 * frac])[0]
+        colour = "black" if this else sample_colorscale(SWEEP_SCALE, [frac])[0]
         fig.add_trace(go.Scatter(x=ts, y=_log_values(row), mode="lines",
                                  name=f"hh_scale {s:g}" + (" (current)" if this else ""),
                                  line=dict(width=3 if this else 2, color=colour, dash="solid"),
