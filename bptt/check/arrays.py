@@ -70,8 +70,9 @@ def load_npz(data: bytes, cfg: RNNConfig, max_mb: int = MAX_UPLOAD_MB) -> dict[s
             theirs = None
         if theirs is not None and theirs.replace(bug="none") != cfg.replace(bug="none"):
             diff = {k: v for k, v in theirs.to_dict().items() if cfg.to_dict()[k] != v and k != "bug"}
-            raise ArraysError(f"the file's config_json is for another problem ({', '.join(f'{k}={v}' for k, v in diff.items())}); "
-                              f"set the sidebar to that config, or upload gradients for this page's problem")
+            other = ", ".join(f"{k}={v}" for k, v in diff.items())
+            raise ArraysError(f"the file's config_json is for another problem ({other}); set the sidebar to that "
+                              f"config, or upload gradients for this page's problem")
     required, per_step = expected_shapes(cfg)
     errors = []
     unknown = sorted(set(out) - set(required) - set(per_step) - set(INPUT_KEYS))

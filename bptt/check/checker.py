@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bugs import ZOO
 from ..compare import REL_TOL, agreement, rounding_floor
 from ..config import BUGS, RNNConfig
 from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace, run_engine
@@ -152,6 +153,12 @@ ZOO_WORDS = {
     "tanh-applied-twice": "f' is computed as 1 - tanh(h_t)² instead of 1 - h_t²: h_t is already tanh(a_t)",
     "dh0-not-returned": "the gradient of h0 comes back as zeros: the carry out of step 0 is dropped",
 }
+
+
+def _zoo_note(bug: str) -> str:
+    """The bug registry's own note, for a bug added to the zoo after ZOO_WORDS was written."""
+    note = getattr(ZOO.get(bug), "note", "") or f"see python -m bptt verify --bug {bug}"
+    return note.rstrip(".")
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
@@ -317,7 +324,7 @@ def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: in
     if zoo:
         others = f" (the numbers also equal: {', '.join(zoo[1:])})" if len(zoo) > 1 else ""
         return {"bug": zoo[0], "text": f"Your numbers equal the bug zoo's `{zoo[0]}` on this problem{others}: "
-                                       f"{ZOO_WORDS.get(zoo[0], 'see python -m bptt verify --bug ' + zoo[0])}."}
+                                       f"{ZOO_WORDS.get(zoo[0]) or _zoo_note(zoo[0])}."}
     bad = [r for r in rows if not r["passed"]]
     msgs = [r["message"] for r in bad if r["message"]]
     q, t = fd["quantity"], fd["t"]

@@ -244,7 +244,7 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
         conv = [rec.convert(v, f"dx_list[{i}]", "dx", None, "", "dx_t") for i, v in enumerate(dxl)]
         if all(c is not None for c in conv):
             rec.put("dx", None, np.stack(conv))
-    for g, name in grads.items():
+    for g in grads:
         key = f"{rec.unit}|{rec.job}|{g}_acc|0"
         if key in rec.arrays:
             rec.put(g, None, rec.arrays[key])

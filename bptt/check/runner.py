@@ -1,6 +1,7 @@
 """Run a student's file in a separate process, with a time limit and a memory limit (see child.py)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -116,8 +117,6 @@ def _crash(code: int | None, err: str, memory_mb: int) -> StudentFailure:
 def _kill(proc: subprocess.Popen) -> None:
     """Kill the child's process group (the student's code may have started processes of its own)."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()

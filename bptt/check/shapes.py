@@ -49,7 +49,8 @@ EXPECT: dict[str, dict[str, Expect]] = {
         "h_t": Expect(("B", "H"), "h_prev"), "h": Expect(("T", "B", "H"), "torch.nn.RNN's output, time-major"),
         "dx_t": Expect(("B", "I"), "x_t"), "dh_prev": Expect(("B", "H"), "h_prev"),
         "dx": Expect(("T", "B", "I"), "x, time-major"), "dh0": Expect(("B", "H"), "h0"),
-        "dW_ih": Expect(("H", "I"), "torch.nn.RNN.weight_ih_l0"), "dW_hh": Expect(("H", "H"), "torch.nn.RNN.weight_hh_l0"),
+        "dW_ih": Expect(("H", "I"), "torch.nn.RNN.weight_ih_l0"),
+        "dW_hh": Expect(("H", "H"), "torch.nn.RNN.weight_hh_l0"),
         "db_ih": Expect(("H",), "torch.nn.RNN.bias_ih_l0"), "db_hh": Expect(("H",), "torch.nn.RNN.bias_hh_l0"),
     },
     "cs231n": {
