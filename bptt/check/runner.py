@@ -51,8 +51,16 @@ class RunResult:
         return self.arrays.get(f"{unit}|{job}|{quantity}" + ("" if t is None else f"|{t}"))
 
 
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _read_tail(path: Path, size: int = 65536) -> str:
+    """The last `size` bytes of a file, as text."""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - size))
+        return f.read().decode(errors="replace")
+
+
+def _tail(text: str, lines: int = 20, width: int = 240) -> str:
+    """The last lines of what was printed, each cut to width characters."""
+    return "\n".join(s if len(s) <= width else s[:width] + " …" for s in text.strip().splitlines()[-lines:])
 
 
 def run_student(path: str | Path, jobs: list[Job], timeout: float = DEFAULT_TIMEOUT,
@@ -69,20 +77,24 @@ def run_student(path: str | Path, jobs: list[Job], timeout: float = DEFAULT_TIME
         np.savez(folder / "in.npz", **arrays)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
             os.pathsep), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
-        proc = subprocess.Popen([sys.executable, "-m", "bptt.check.child", str(folder), str(int(memory_mb))],
-                                cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, text=True, errors="replace")
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            _, err = proc.communicate()
+        log = folder / "output.txt"          # what the student's code prints: a file, so no pipe can fill up
+        with open(log, "wb") as out_file:
+            proc = subprocess.Popen([sys.executable, "-m", "bptt.check.child", str(folder), str(int(memory_mb))],
+                                    cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=out_file, stderr=out_file,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=timeout)
+                timed_out = False
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill(proc)
+        err = _read_tail(log)
+        if timed_out:
             return RunResult(failure=StudentFailure(
                 "timeout", "running your code",
                 f"your code did not finish within the time limit of {timeout:g} s (an endless loop?); "
                 f"a slow but correct file can have more with --timeout"), output=_tail(err))
-        finally:
-            _kill(proc)
         result_file = folder / "result.json"
         if proc.returncode != 0 or not result_file.exists():
             return RunResult(failure=_crash(proc.returncode, err, memory_mb), output=_tail(err))
@@ -115,8 +127,8 @@ def _crash(code: int | None, err: str, memory_mb: int) -> StudentFailure:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    """Kill the child's process group (the student's code may have started processes of its own)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    """Kill the child's process group: the child if it still runs, and any process the student's code started
+    (the group outlives its leader while a member is alive, and its id is not reused until then)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
