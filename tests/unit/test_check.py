@@ -257,3 +257,40 @@ def test_arrays_compare_like_code():
     r = arrays.check_arrays(bad, cfg)
     assert not r.passed and r.first_failing()[1].first_divergence["quantity"] == "dW_hh"
     assert np.isfinite(r.configs[0].units[0].rows[0]["max_rel_err"])
+
+
+def test_syntax_error_is_exit_3_with_the_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import numpy as np\n\ndef rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh)\n    return x\n")
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 3 and r.failure.where == "importing your file"
+    assert "SyntaxError" in r.failure.message and "line 3" in r.failure.message
+
+
+def test_processes_started_by_the_students_code_do_not_outlive_the_check(tmp_path):
+    pidfile = tmp_path / "pid.txt"
+    path = tmp_path / "spawns.py"
+    path.write_text(
+        "import subprocess, sys\n"
+        "def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "    raise ValueError('the child process ends here; the one it started must not live on')\n"
+        "def rnn_backward(dh, cache):\n"
+        "    pass\n")
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 3 and r.failure.kind == "exception"
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
