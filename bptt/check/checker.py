@@ -138,27 +138,12 @@ def first_failing(rows: list[dict]) -> dict | None:
 # ----------------------------------------------------------------------------------------------------------------------
 # the bug zoo
 
-ZOO_WORDS = {
-    "forget-carry": "the gradient carried back from step t+1 is dropped: each step sees only its own upstream dh_t, "
-                    "so dh_total = dh_out[t] instead of dh_out[t] + dh_next[t]",
-    "no-activation-derivative": "the factor f'(a_t) is left out: d_pre = dh_total instead of dh_total * (1 - h_t²)",
-    "derivative-of-pre-activation": "tanh's derivative is taken at the pre-activation: 1 - a_t² instead of "
-                                    "1 - h_t² (h_t = tanh(a_t) is already the tanh)",
-    "dWhh-uses-h_t": "dW_hh accumulates d_preᵀ h_t instead of d_preᵀ h_(t-1): the input of step t is h_(t-1)",
-    "carry-transposed": "the carry to step t-1 is d_pre @ W_hhᵀ instead of d_pre @ W_hh",
-    "overwrite-instead-of-accumulate": "the weight gradients are assigned (=) at every step instead of added (+=), "
-                                       "so only the last step processed (t = 0) remains",
-    "drop-upstream": "the upstream gradient dh_out is added only at the last step (t = T-1); the earlier steps get "
-                     "only the carry",
-    "tanh-applied-twice": "f' is computed as 1 - tanh(h_t)² instead of 1 - h_t²: h_t is already tanh(a_t)",
-    "dh0-not-returned": "the gradient of h0 comes back as zeros: the carry out of step 0 is dropped",
-}
 
 
 def _zoo_note(bug: str) -> str:
-    """The bug registry's own note, for a bug added to the zoo after ZOO_WORDS was written."""
-    note = getattr(ZOO.get(bug), "note", "") or f"see python -m bptt verify --bug {bug}"
-    return note.rstrip(".")
+    """What the mistake is, in the bug registry's (bptt.bugs) own words."""
+    note = (getattr(ZOO.get(bug), "note", "") or f"see python -m bptt verify --bug {bug}").rstrip(".")
+    return note + (" (t counted from 1 there, as in the app)" if "t = " in note else "")
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
@@ -324,7 +309,7 @@ def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: in
     if zoo:
         others = f" (the numbers also equal: {', '.join(zoo[1:])})" if len(zoo) > 1 else ""
         return {"bug": zoo[0], "text": f"Your numbers equal the bug zoo's `{zoo[0]}` on this problem{others}: "
-                                       f"{ZOO_WORDS.get(zoo[0]) or _zoo_note(zoo[0])}."}
+                                       f"{_zoo_note(zoo[0])}."}
     bad = [r for r in rows if not r["passed"]]
     msgs = [r["message"] for r in bad if r["message"]]
     q, t = fd["quantity"], fd["t"]
