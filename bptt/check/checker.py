@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,7 @@ def first_failing(rows: list[dict]) -> dict | None:
 def _zoo_note(bug: str) -> str:
     """What the mistake is, in the bug registry's (bptt.bugs) own words."""
     note = (getattr(ZOO.get(bug), "note", "") or f"see python -m bptt verify --bug {bug}").rstrip(".")
-    return note + (" (t counted from 1 there, as in the app)" if "t = " in note else "")
+    return note + (" (t counted from 1 there, as in the app)" if re.search(r"\bt = [0-9T]", note) else "")
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
