@@ -303,8 +303,10 @@ class CheckReport:
         return 0 if self.passed else 1
 
 
-def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: int) -> dict:
+def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh"
+             ) -> dict:
     """{"bug", "text"}: the zoo mistake the numbers equal, else what the first divergence usually means."""
+    f, fprime = ("tanh", "(1 - h_t²)") if nonlinearity == "tanh" else ("relu", "[a_t > 0]")
     if fd is None:
         return {"bug": None, "text": "Every number agrees with PyTorch autograd."}
     if zoo:
@@ -321,17 +323,17 @@ def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: in
                 f"be 0, an np.empty array read before it is written, or an overflow.")
     elif q in ("a", "h"):
         text = (f"The forward pass already differs (h at t = {t}): check a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh "
-                f"and h_t = tanh(a_t), with W_ih of shape (H, I) as torch.nn.RNN keeps it. Every gradient after it "
+                f"and h_t = {f}(a_t), with W_ih of shape (H, I) as torch.nn.RNN keeps it. Every gradient after it "
                 f"is computed from the wrong h.")
     elif q == "dh0":
         text = ("Everything but dh0 agrees: dh0 is what step 0 sends back, d_pre_0 @ W_hh; return it (the carry after "
                 "the last backward step).")
     elif q in ("dh_prev",):
         text = (f"The carry sent back from t = {t} differs: dh_prev = d_pre_t @ W_hh (W_hh as it is, (H, H), "
-                f"not transposed), with d_pre_t = dh_t * (1 - h_t²).")
+                f"not transposed), with d_pre_t = dh_t * {fprime}.")
     elif q in ("dx", "dh_total", "d_pre") and t == T - 1:
         text = ("The very first backward step (t = T-1) differs, before anything is carried between steps: check "
-                "d_pre = dh_t * (1 - h_t²) and dx_t = d_pre @ W_ih.")
+                f"d_pre = dh_t * {fprime} and dx_t = d_pre @ W_ih.")
     elif q in ("dx", "dh_total", "d_pre", "dh_next"):
         text = (f"The last step agrees but t = {t} does not: what reaches step t from later steps is wrong: "
                 f"dh_t = dh_out[t] + (d_pre_(t+1) @ W_hh), the carry added to the step's own upstream gradient.")
@@ -371,7 +373,8 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
-    return UnitResult(unit, rows, fd, diagnose(unit, rows, fd, zoo_hit, T), zoo_hit, probes, explanation, values)
+    diagnosis = diagnose(unit, rows, fd, zoo_hit, T, ref.problem.config.nonlinearity)
+    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values)
 
 
 def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout: float = DEFAULT_TIMEOUT,

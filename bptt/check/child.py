@@ -185,6 +185,11 @@ def run_sequence(mod: Any, job: dict, rec: Recorder) -> None:
             rec.put(n, None, rec.convert(v, n, n, None))
 
 
+def _plain(value: Any) -> Any:
+    """A torch tensor as NumPy (for its shape); anything else as it is."""
+    return value.detach().cpu().numpy() if hasattr(value, "detach") and hasattr(value, "numpy") else value
+
+
 def _list(cell: Any, name: str, rec: Recorder, t: int | None) -> list | None:
     value = getattr(cell, name, None)
     if not isinstance(value, (list, tuple)):
@@ -235,7 +240,8 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
                 continue
             rec.put(g + "_acc", t, rec.convert(total, f"sum({name})", g + "_acc", t, at, g))
         if carry_attr is None:
-            carry_attr = next((a for a in shapes.CARRY_ATTRS if getattr(cell, a, None) is not None), "")
+            carry_attr = next((a for a in shapes.CARRY_ATTRS if np.shape(_plain(getattr(cell, a, None))) ==
+                               (rec.sizes["B"], rec.sizes["H"])), "")
         if carry_attr:
             rec.put("dh_prev", t, rec.convert(getattr(cell, carry_attr), f"cell.{carry_attr}", "dh_prev", t, at,
                                               "dh_prev"))
