@@ -294,3 +294,10 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_cli_memory_limit_is_exit_3_with_json(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "allocates.py"), "--memory", "512", "--json")
+    obj = json.loads(out)
+    assert code == 3 and obj["passed"] is False and obj["error"]["kind"] in ("memory", "crash")
+    assert "512 MiB" in obj["error"]["message"]
