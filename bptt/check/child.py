@@ -63,6 +63,7 @@ class Recorder:
         self.unit, self.job, self.sizes, self.layout = unit, job, sizes, layout
         self.arrays: dict[str, Any] = {}
         self.problems: list[dict] = []
+        self.notes: list[str] = []
 
     def problem(self, quantity: str, t: int | None, message: str) -> None:
         self.problems.append({"unit": self.unit, "job": self.job, "quantity": quantity, "t": t, "message": message})
@@ -256,6 +257,9 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
             rec.put(g, None, rec.arrays[key])
     if carry_attr:
         rec.put("dh0", None, rec.arrays.get(f"{rec.unit}|{rec.job}|dh_prev|0"))
+    else:
+        rec.notes.append(f"{Cls.__name__} keeps no (B, H) array in an attribute named {', '.join(shapes.CARRY_ATTRS)} "
+                         f"after backward, so its carry and dh0 are not checked")
 
 
 RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-sequence": run_sequence,
@@ -306,6 +310,7 @@ def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
                 return result, out
             out.update(rec.arrays)
             result["problems"] += rec.problems
+            result["notes"] += [n for n in rec.notes if n not in result["notes"]]
     return result, out
 
 

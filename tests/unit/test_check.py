@@ -301,3 +301,13 @@ def test_cli_memory_limit_is_exit_3_with_json(capsys):
     obj = json.loads(out)
     assert code == 3 and obj["passed"] is False and obj["error"]["kind"] in ("memory", "crash")
     assert "512 MiB" in obj["error"]["message"]
+
+
+def test_class_without_a_carry_attribute_passes_with_a_note(tmp_path):
+    src = (FILES / "worked_exercise.py").read_text().replace("self.carry", "self._sent_back")
+    path = tmp_path / "cell_without_carry.py"
+    path.write_text(src)
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 0
+    assert any("dh0 are not checked" in n for n in r.notes)
+    assert not any(row["quantity"] in ("dh0", "dh_prev") for row in r.configs[0].units[0].rows)
