@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app, wait_until  # noqa: E402
+from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app  # noqa: E402
 
 SIZES = {
     "defaults": ("defaults, T = 30 (I=4, H=5, B=3)", "seq_len=30"),
@@ -41,18 +41,18 @@ VIEWPORT = {"width": 1400, "height": 1000}
 KEY = "stepper_backward"
 
 ROOT_JS = """() => {
-  const box = document.querySelector('.st-key-%s');
+  const box = document.querySelector('.st-key-KEY');
   if (!box) return null;
   for (const e of [box, ...box.querySelectorAll('*')]) {
     const r = e.shadowRoot && e.shadowRoot.querySelector('[data-testid="bptt-stepper"]');
     if (r) return r;
   }
   return null;
-}""" % KEY
+}""".replace("KEY", KEY)
 
 # the viewer: click next, wait for data-step to change (set after the step is drawn), then two animation frames
 STEP_JS = """async (timeoutMs) => {
-  const root = (%s)();
+  const root = (ROOT_JS)();
   const before = root.dataset.step;
   const t0 = performance.now();
   root.querySelector('[data-testid="bptt-step-next"]').click();
@@ -62,7 +62,7 @@ STEP_JS = """async (timeoutMs) => {
   }
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   return performance.now() - t0;
-}""" % ROOT_JS
+}""".replace("ROOT_JS", ROOT_JS)
 
 # the bare page: click, wait for the rerun to finish and the counter to change, then two animation frames
 BARE_JS = """async (timeoutMs) => {

@@ -4,7 +4,8 @@ Run: python benchmarks/bench_engine.py [--repeats N] [--threads N]
 
 For each config it prints
   - ratio: engine time (run_engine on a pre-drawn Problem, the full per-step record) / torch.nn.RNN forward+backward
-    time on the same data and the same loss L = sum(dh_out * h); target <= 1.0 at the large config;
+    time on the same data and the same loss L = sum(dh_out * h); target <= TARGET (0.5) at the large config
+    (issue 9);
   - GFLOP/s: 6*T*B*H*(H+I) flops / engine time, and that as a fraction of this machine's float64 matmul rate
     (a square numpy matmul, measured in the same run).
 Engine, torch and matmul are timed in interleaved rounds (medians reported), so that load from other processes
@@ -21,8 +22,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,6 +61,7 @@ CONFIGS = {
     LARGE: RNNConfig(input_size=64, hidden_size=128, seq_len=100, batch_size=32),
 }
 MATMUL_N = 512   # the square float64 matmul that stands for this machine's BLAS rate
+TARGET = 0.5     # engine / torch.nn.RNN at the large config (issue 9)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -81,7 +83,7 @@ def per_call(fn: Callable[[], object], min_time: float = 0.02) -> Callable[[], f
 
 
 def torch_step(p: Problem) -> Callable[[], None]:
-    """torch.nn.RNN forward + backward of L = sum(dh_out * h) on the problem's data, with dx and dh0 as in the engine."""
+    """torch.nn.RNN forward + backward of L = sum(dh_out * h) on the problem's data, dx and dh0 as in the engine."""
     rnn = make_torch_rnn(p.config)
     with torch.no_grad():
         for name, w in (("weight_ih_l0", p.W_ih), ("weight_hh_l0", p.W_hh), ("bias_ih_l0", p.b_ih),
@@ -142,10 +144,10 @@ def main(args: argparse.Namespace = ARGS) -> int:
               f"{m['gflops']:>8.2f} {m['peak_gflops']:>15.2f} {m['of_peak']:>10.1%}")
     print()
     print("ratio: engine (run_engine, full per-step record) / torch.nn.RNN forward+backward, same data, same loss;")
-    print(f"  target <= 1.0 at the large config. GFLOP/s: 6*T*B*H*(H+I) / engine time; matmul: a {MATMUL_N}x{MATMUL_N}")
-    print("  numpy float64 matmul timed in the same rounds.")
+    print(f"  target <= {TARGET} at the large config. GFLOP/s: 6*T*B*H*(H+I) / engine time; matmul: a "
+          f"{MATMUL_N}x{MATMUL_N} numpy float64 matmul timed in the same rounds.")
     large = ratios[LARGE]["ratio"]
-    print(f"large config: ratio {large:.2f}, target <= 1.0 {'met' if large <= 1.0 else 'NOT met'}")
+    print(f"large config: ratio {large:.2f}, target <= {TARGET} {'met' if large <= TARGET else 'NOT met'}")
     return 0
 
 

@@ -7,9 +7,9 @@ configuration and window. Layout of the bytes:
 
 The values are step-major. Panel p of step t (0-based, lo <= t < hi) is the (rows × cols, row-major) matrix at float
 header["steps"][t - lo]["at"][p]. A PyTorch panel whose float32 values equal its NumPy twin's at that step (nearly
-always: they agree to ~1e-16) points at the twin's values instead of repeating them. Signed values are float32 (enough for
-colour and a 7-digit hover); log10 |NumPy − PyTorch| is computed in float64 and only then stored as float32, so a
-difference of 1e-16 still shows as -16.
+always: they agree to ~1e-16) points at the twin's values instead of repeating them. Signed values are float32 (enough
+for colour and a 7-digit hover); log10 |NumPy − PyTorch| is computed in float64 and only then stored as float32, so
+a difference of 1e-16 still shows as -16.
 """
 from __future__ import annotations
 
@@ -24,13 +24,11 @@ from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
 from .engine import carry_cut
-from .figures import DIVERGING, colour_range
+from .figures import DIFF_FLOOR, DIVERGING, SEQUENTIAL, colour_range, log_diff
 
 MAGIC = b"BPTT"
 BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets a window of steps
-DIFF_FLOOR = 1e-18           # |diff| below this is drawn as the floor, so exact zeros still have a colour
-DIFF_RANGE = (-18.0, 0.0)    # the fixed colour range of log10 |diff|
-SEQUENTIAL = "Viridis"       # the scale of log10 |diff| (signed values: figures.DIVERGING, red positive, blue negative)
+DIFF_RANGE = (float(np.log10(DIFF_FLOOR)), 0.0)   # the fixed colour range of log10 |diff|
 PAGES = ("forward", "backward")
 WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
 
@@ -46,16 +44,6 @@ def colour_table(name: str) -> list[int]:
     """256 RGB entries (flat, 768 ints) sampled from a Plotly colour scale, so the canvas matches Plotly's colours."""
     rgb = sample_colorscale(get_colorscale(name), list(np.linspace(0.0, 1.0, 256)))
     return [round(float(c)) for s in rgb for c in s[s.index("(") + 1:-1].split(",")]
-
-
-def log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """log10 |impl − ref| in float64, floored at DIFF_FLOOR; the same inf / nan on both sides agrees, else nan."""
-    a, b = np.asarray(impl, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        d = np.abs(a - b)
-        same = (a == b) | (np.isnan(a) & np.isnan(b))
-        d = np.where(np.isfinite(d), d, np.where(same, 0.0, np.nan))
-        return np.log10(np.maximum(d, DIFF_FLOOR))
 
 
 def fmt_err(x: float) -> str:
@@ -283,7 +271,7 @@ def per_step_bytes(analysis: Analysis, page: str) -> int:
     panels = [pn for g in gs for pn in g.panels]
     T = analysis.config.seq_len
     sizes = np.zeros(T, dtype=np.int64)                                        # floats of each step
-    for p, (pn, j) in enumerate(zip(panels, _twins(gs))):
+    for pn, j in zip(panels, _twins(gs)):
         r, c = pn.series(0, 1).shape[1:]
         if j is None:
             sizes += r * c

@@ -1,4 +1,4 @@
-"""The Backward pass page: the step viewer (BPTT t = T … 1 in the browser), the bug note, the finite-difference check."""
+"""The Backward pass page: the step viewer (BPTT, t = T … 1, in the browser), the bug note, the FD spot check."""
 from __future__ import annotations
 
 from ..analysis import Analysis
@@ -19,7 +19,7 @@ def cuts(analysis: Analysis) -> list[int]:
 
 
 def step_view(analysis: Analysis) -> None:
-    """Every backward step, stepped in the browser; then what the engine gets wrong (bug on purpose) and the FD check."""
+    """Every backward step, stepped in the browser; then what a buggy engine computes instead, and the FD check."""
     stepper.viewer("backward")
     flow_panels.bug_equation_note(analysis)
     cell = stepper.clicked_cell()

@@ -1,12 +1,14 @@
 """The gradient-flow lab in the app: the Gradient flow page, the truncation gap, the finite-difference check."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import streamlit as st
 
 from .. import figures
 from ..analysis import Analysis
+from ..bugs import step_of
 from ..config import PRESET_NOTES, PRESETS, RNNConfig, preset
 from ..engine import carry_cut
 from ..fd import FD_EPS, FDCheck, fd_check
@@ -14,9 +16,7 @@ from ..flow import FlowReport, flow_report
 from .panels import chart, fmt_err
 from .state import get_analysis
 
-FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # these presets land on the Gradient flow page
-FLOW_PAGE = "pages/3_Gradient_flow.py"
-LANDING = "flow_landing"          # session_state: a preset button asked to go to the Gradient flow page
+FLOW_PRESETS = ("Vanishing gradients", "Exploding gradients")   # presets the Gradient flow page explains
 FD_W, FD_J, FD_I, FD_GEN = "fd_weight", "fd_j", "fd_i", "fd_gen"   # session_state: the checked entry; box generation
 WIDGET_FD_W, WIDGET_FD_J, WIDGET_FD_I = "w_fd_weight", "w_fd_j", "w_fd_i"   # their widgets (the boxes: + _<gen>)
 FD_WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
@@ -45,26 +45,11 @@ def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# presets that land on the Gradient flow page
+# presets the Gradient flow page explains
 
 def matching_preset(cfg: RNNConfig) -> str | None:
     """The name of the preset this config is exactly (so a shared link explains itself too), else None."""
     return next((name for name in PRESETS if name != "Worked example" and preset(name) == cfg), None)
-
-
-def request_landing(name: str | None) -> None:
-    """Called from the sidebar's preset callback: the flow presets go to the Gradient flow page."""
-    if name in FLOW_PRESETS:
-        st.session_state[LANDING] = True
-
-
-def land_if_requested() -> None:
-    """Switch to the Gradient flow page once, after a flow preset was chosen on another page."""
-    if st.session_state.pop(LANDING, False):
-        try:
-            st.switch_page(FLOW_PAGE)
-        except st.errors.StreamlitAPIException:     # the page is not registered (e.g. a page run alone in a test)
-            pass
 
 
 def preset_note(cfg: RNNConfig) -> None:
@@ -223,10 +208,8 @@ def _fd_set(analysis: Analysis, choice: str, j: int, i: int) -> None:
 
 def select_cell(analysis: Analysis, cell: dict) -> None:
     """A click on a weight-gradient heatmap cell in the step viewer: check that entry."""
-    try:
+    with contextlib.suppress(KeyError, TypeError, ValueError):       # a malformed report changes nothing
         _fd_set(analysis, str(cell["weight"]), int(cell.get("j", 0)), int(cell.get("i", 0)))
-    except (KeyError, TypeError, ValueError):
-        pass
 
 
 def _on_fd_box(name: str, key: str) -> None:
@@ -296,16 +279,6 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # the Backward page: the bug zoo beside the equations
 
-BUG_EQUATIONS = {
-    "forget-carry": r"dh\_total_t = dh\_out_t \quad (\text{the carry } dh\_next_t \text{ is dropped})",
-    "no-activation-derivative": r"d\_pre_t = dh\_total_t \quad (\text{no } \odot f'(a_t))",
-    "derivative-of-pre-activation": r"d\_tanh_t = dh\_total_t \odot (1 - a_t^{2}) "
-                                    r"\quad (\text{instead of } 1 - h_t^{2})",
-    "dWhh-uses-h_t": r"dW_{hh} \mathrel{+}= d\_pre_t^{\top} h_t \quad (\text{instead of } h_{t-1})",
-    "carry-transposed": r"dh\_prev_t = d\_pre_t\, W_{hh}^{\top} \quad (\text{instead of } W_{hh})",
-}
-
-
 def bug_equation_note(analysis: Analysis) -> None:
     """Under the (correct) equations: what the buggy engine computes instead, and where it first diverges."""
     cfg = analysis.config
@@ -316,5 +289,5 @@ def bug_equation_note(analysis: Analysis) -> None:
              "`python -m bptt verify --json`, which counts from 0)" if fd else
              "no number changes in this configuration")
     st.markdown(f":red[The equations above are the correct ones; the engine (bug `{cfg.bug}`) computes instead:]")
-    st.latex(r"\color{#c62828}" + BUG_EQUATIONS[cfg.bug])
+    st.latex(r"\color{#c62828}" + step_of(cfg.bug).equation)
     st.caption(where[0].upper() + where[1:] + ".")

@@ -5,18 +5,10 @@ import pandas as pd
 import streamlit as st
 
 from ..analysis import Analysis
+from ..bugs import step_of
 from ..config import RNNConfig
 from ..stepview import fmt_err
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
-
-BUG_NOTES = {
-    "forget-carry": "the gradient carried in from t+1 (dh_next) is dropped, so dh_t = dh_out_t only.",
-    "no-activation-derivative": "the factor f'(a_t) is left out: d_pre_t = dh_t.",
-    "derivative-of-pre-activation": "tanh's derivative is taken as 1 − a_t² instead of 1 − h_t².",
-    "dWhh-uses-h_t": "dW_hh accumulates d_pre_tᵀ h_t instead of d_pre_tᵀ h_(t−1).",
-    "carry-transposed": "the carry is d_pre_t · W_hhᵀ instead of d_pre_t · W_hh.",
-}
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # page setup
@@ -26,8 +18,6 @@ def page_setup(title: str, icon: str = "🔁") -> tuple[RNNConfig, Analysis]:
     st.set_page_config(page_title=f"{title} · BPTT Explorer", page_icon=icon, layout="wide")
     init_state()
     sidebar()
-    from .flow_panels import land_if_requested
-    land_if_requested()
     cfg = current_config()
     for note in st.session_state.get(NOTICES, []):
         st.warning(note, icon=":material/warning:")
@@ -46,7 +36,7 @@ def bug_banner(analysis: Analysis) -> None:
     fd = analysis.first_divergence
     where = (f"It first diverges from autograd in **{fd['quantity']}** at **t = {fd['t'] + 1}**."
              if fd else "In this configuration it happens not to change any number.")
-    st.error(f"**Bug on purpose: `{bug}`** — {BUG_NOTES.get(bug, '')} {where}", icon=":material/bug_report:")
+    st.error(f"**Bug on purpose: `{bug}`** — {step_of(bug).note} {where}", icon=":material/bug_report:")
 
 
 def nonfinite_banner(analysis: Analysis) -> None:

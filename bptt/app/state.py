@@ -7,11 +7,13 @@ import streamlit as st
 
 from ..analysis import Analysis, analyze
 from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
+from .navigation import SCRIPTS
 
 CONFIG = "config"          # session_state key: the current RNNConfig
 STEP = "step"              # session_state key: the current step, 1..T
 NOTICES = "url_notices"    # session_state key: warnings from parsing the URL, shown until the config changes
 ERROR = "config_error"     # session_state key: the last refused sidebar change, shown once
+PRESET_APPLIED = "preset_applied"   # session_state key: the preset last chosen (None: reset), for its page link
 URL_KEYS = (*FIELDS, "step")
 WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical config is never a widget key
 
@@ -162,9 +164,18 @@ def _on_field_change(name: str) -> None:
 
 
 def _on_preset(name: str | None) -> None:
+    """A preset replaces the config on the page you are on (and links to where it shows best); reset also resets the
+    step."""
     set_config(preset(name) if name else RNNConfig())
-    from .flow_panels import request_landing
-    request_landing(name)                              # "Vanishing/Exploding gradients" go to the Gradient flow page
+    st.session_state[PRESET_APPLIED] = name
+    if name is None:
+        set_step(1)
+
+
+# the page that shows each preset best (a preset never switches page by itself: it links there)
+PRESET_PAGES = {"Worked example": "Backward pass", "Vanishing gradients": "Gradient flow",
+                "Exploding gradients": "Gradient flow", "Long sequence": "Gradient flow"}
+RESET_KEY = "preset_reset"
 
 
 def preset_key(name: str) -> str:
@@ -184,7 +195,11 @@ def sidebar() -> None:
         for name in PRESETS:
             st.button(name, key=preset_key(name), on_click=_on_preset, args=(name,), help=PRESET_NOTES.get(name),
                       width="stretch")
-        st.button("Reset to defaults", key="preset_reset", on_click=_on_preset, args=(None,), width="stretch")
+        st.button("Reset to defaults", key=RESET_KEY, on_click=_on_preset, args=(None,), width="stretch")
+    applied = st.session_state.get(PRESET_APPLIED)
+    if applied and cfg == preset(applied):
+        page = PRESET_PAGES[applied]
+        sb.page_link(SCRIPTS[page], label=f"{applied}: best seen on the {page} page", icon=":material/arrow_outward:")
     for group, names in GROUPS.items():
         sb.caption(group)
         for name in names:

@@ -10,14 +10,27 @@ from .panels import comparison_frame
 from .state import get_gradcheck
 
 
+def _columns(frame) -> dict:
+    """Column settings: every error, tolerance and floor in scientific notation, headers short enough to show."""
+    sci = {"max_abs_err": ("max abs err", "max |implementation − reference|"),
+           "max_rel_err": ("max rel err", "max |implementation − reference| / max |reference|"),
+           "tol": ("tol", "relative tolerance"),
+           "floor": ("floor", "absolute allowance for forward rounding (see above)")}
+    out = {k: st.column_config.NumberColumn(label, help=help, format="%.2e", width="small")
+           for k, (label, help) in sci.items() if k in frame.columns}
+    if "failing_steps" in frame.columns:
+        out["failing_steps"] = st.column_config.NumberColumn("failing t", help="timesteps that fail", width="small")
+    if "nonfinite" in frame.columns:
+        out["nonfinite"] = st.column_config.NumberColumn("inf/nan", help="entries that are inf or nan", width="small")
+    return out
+
+
 def summary_table(analysis: Analysis) -> None:
     """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
     s = summary(analysis.table)
     s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
-    st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True, height=38 + 35 * len(s),
-                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
-                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
-                                "tol": st.column_config.NumberColumn(format="%.0e")})
+    s = s.drop(columns=["passed"])
+    st.dataframe(s, width="stretch", hide_index=True, height=38 + 35 * len(s), column_config=_columns(s))
 
 
 def full_table(analysis: Analysis) -> None:
@@ -26,10 +39,7 @@ def full_table(analysis: Analysis) -> None:
     only_fail = st.toggle("Show only failing rows", key="ver_only_fail")
     if only_fail:
         tab = tab[~tab["passed"]]
-    st.dataframe(tab, width="stretch", hide_index=True, height=360,
-                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
-                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
-                                "tol": st.column_config.NumberColumn(format="%.0e")})
+    st.dataframe(tab, width="stretch", hide_index=True, height=360, column_config=_columns(tab))
 
 
 def _printed(a: np.ndarray, rows: int = 12, cols: int = 8) -> str:

@@ -7,12 +7,15 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from apptools import BACKWARD, FORWARD, app, no_exception
+from streamlit.testing.v1 import AppTest
 from viewertools import panel, payload, report_step, viewer
 
-from bptt.app.navigation import SCRIPTS
+from bptt.app.navigation import SCRIPTS, URL_PATHS
+from bptt.app.state import PRESET_PAGES, RESET_KEY, preset_key
+from bptt.config import PRESETS, RNNConfig, preset
+
+VERIFICATION = SCRIPTS["Verification"]
 
 PAGES = [s for title, s in SCRIPTS.items() if title != "Gradient flow"]   # the Gradient flow page: test_flow_page.py
 LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
@@ -216,21 +219,25 @@ def test_a_refused_sidebar_change_shows_an_error_and_keeps_the_config():
     assert any("seq_len" in str(e.value) for e in at.error)
 
 
-@pytest.mark.parametrize("name", ["Vanishing gradients", "Exploding gradients"])
-def test_presets_apply(name):
-    from bptt.config import preset
-    from bptt.app.state import preset_key
-    at = app(BACKWARD, hidden_size="9")
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_preset_changes_the_config_on_this_page_and_links_to_where_it_shows_best(name):
+    at = app(VERIFICATION, hidden_size="9")
     at.button(key=preset_key(name)).click().run()
     no_exception(at)
     assert at.session_state["config"] == preset(name)
-    want = preset(name)
-    at.switch_page(BACKWARD)                                # these presets land on the Gradient flow page
-    at.run()
-    assert panel(at, "dh_total", "dh_total", want.seq_len - 1).shape == (want.batch_size, want.hidden_size)
-    at.button(key="preset_reset").click().run()
-    from bptt.config import RNNConfig
+    assert any(t.value == "Verification" for t in at.title), "a preset must not switch the page"
+    links = [el.proto for el in at.get("page_link")]
+    assert URL_PATHS[PRESET_PAGES[name]] in [link.page for link in links]
+
+
+def test_reset_resets_the_config_and_the_step():
+    at = app(VERIFICATION, seq_len="6", hidden_size="7", step="4")
+    assert at.session_state["step"] == 4
+    at.button(key=RESET_KEY).click().run()
+    no_exception(at)
     assert at.session_state["config"] == RNNConfig()
+    assert at.session_state["step"] == 1
+    assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
 
 
 def test_bug_banner_names_the_first_divergence():

@@ -1,4 +1,4 @@
-"""The app's figure builders: fixed symmetric colour ranges, non-finite cells, the unrolled strip."""
+"""The app's figure builders: fixed symmetric colour ranges, log-diff floors, non-finite cells, triplets."""
 from __future__ import annotations
 
 import json
@@ -39,6 +39,18 @@ def test_non_finite_cells_are_crossed_and_the_figure_serialises():
     _json(fig)
     marks = fig.data[1]
     assert sorted(zip(np.asarray(marks.x).tolist(), np.asarray(marks.y).tolist())) == [(0, 1), (1, 0)]
+    dz = figures.log_diff(z, np.array([[1.0, np.inf], [0.0, -2.0]]))
+    assert dz[0, 0] == np.log10(figures.DIFF_FLOOR)               # exact agreement draws at the floor
+    assert dz[0, 1] == np.log10(figures.DIFF_FLOOR)               # the same inf on both sides agrees
+    assert np.isnan(dz[1, 0])                                     # nan against a number is a real mismatch
+
+
+def test_log_diff_is_log10_of_the_difference_in_float64():
+    a = np.array([[1.0, 2.0]])
+    b = a + np.array([[1e-3, 4e-16]])
+    dz = figures.log_diff(a, b)
+    assert dz.dtype == np.float64
+    np.testing.assert_array_equal(dz, np.log10(np.abs(a - b)))
 
 
 def test_strip_marks_every_step_and_the_cuts():
@@ -47,3 +59,38 @@ def test_strip_marks_every_step_and_the_cuts():
     assert len(spec["layout"]["annotations"]) == 2                # two ✂ marks
     hovers = [h for tr in spec["data"] for h in (tr.get("hovertext") or []) if "gradient sent" in str(h)]
     assert len(hovers) == 6 - 2                                   # one red arrow per step, minus the cut ones
+
+
+def test_triplet_is_one_figure_of_impl_ref_and_their_log_difference():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(3, 5))
+    b = a + rng.normal(size=(3, 5)) * 1e-9
+    a[1, 2] = np.inf                                              # a mismatch of inf against a number is crossed out
+    fig = figures.triplet_figure(a, b, "dh_total_2", 2.5, "BH", ref_name="torch.nn.RNN")
+    spec = _json(fig)
+    assert [tr.type for tr in fig.data[:3]] == ["heatmap"] * 3
+    impl, ref, diff = fig.data[:3]
+    np.testing.assert_array_equal(np.asarray(impl.z, dtype=np.float64), np.where(np.isfinite(a), a, np.nan))
+    np.testing.assert_array_equal(np.asarray(ref.z, dtype=np.float64), b)
+    for tr in (impl, ref):                                        # both signed panels on one scale, one colour bar
+        assert (tr.zmin, tr.zmax, tr.zmid, tr.colorscale) == (-2.5, 2.5, 0.0, ref.colorscale)
+        assert tr.text is not None                                # 15 cells: values are printed
+    assert impl.showscale is False and ref.showscale is not False and diff.showscale is not False
+    np.testing.assert_array_equal(np.asarray(diff.z), figures.log_diff(a, b).astype(np.float32))   # the right panel
+    assert (diff.zmin, diff.zmax, diff.colorbar.title.text) == (np.log10(figures.DIFF_FLOOR), 0.0, "log10 |diff|")
+    assert [(tr.xaxis, tr.yaxis) for tr in fig.data[:3]] == [("x", "y"), ("x2", "y2"), ("x3", "y3")]
+    doms = [spec["layout"][f"xaxis{s}"]["domain"] for s in ("", "2", "3")]
+    assert all(d0[1] < d1[0] for d0, d1 in zip(doms, doms[1:]))  # side by side, no overlap
+    assert [an["text"] for an in spec["layout"]["annotations"]] == [
+        "NumPy engine · dh_total_2", "torch.nn.RNN · dh_total_2", "log10 |NumPy − PyTorch|"]
+    assert spec["layout"]["yaxis"]["title"]["text"] == "batch b"
+    assert {spec["layout"][f"xaxis{s}"]["title"]["text"] for s in ("", "2", "3")} == {"hidden unit j"}
+    crosses = {(tr.xaxis, (int(tr.x[0]), int(tr.y[0]))) for tr in fig.data[3:]}
+    assert crosses == {("x", (2, 1)), ("x3", (2, 1))}             # on the NumPy panel and on the difference
+
+
+def test_large_triplets_print_no_cell_values():
+    z = np.ones((128, 128))
+    fig = figures.triplet_figure(z, z, "dW_hh", 1.0, "HH")
+    assert all(tr.text is None for tr in fig.data[:3])
+    _json(fig)

@@ -219,7 +219,7 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
             rows, cols = int(canvas.get_attribute("height")), int(canvas.get_attribute("width"))
             v.page.mouse.move(box["x"] + (j + 0.5) * box["width"] / cols, box["y"] + (b + 0.5) * box["height"] / rows)
             tip = v.root.locator("[data-testid=bptt-tooltip]")
-            wait_until(lambda: tip.is_visible() and tip.get_attribute("data-quantity") == quantity, 10,
+            wait_until(lambda tip=tip, q=quantity: tip.is_visible() and tip.get_attribute("data-quantity") == q, 10,
                        what=f"the tooltip of {quantity}")
             text = tip.inner_text()
             assert text.startswith(f"t = {t + 1} · {quantity}[b = {b}, ")

@@ -82,7 +82,7 @@ def test_log_diff_is_computed_in_float64_before_rounding():
     assert -17 < d[0, 2] < -16                                  # 3e-17: visible, not rounded away
     inf = np.array([np.inf, np.nan, np.inf])
     d = sv.log_diff(inf, np.array([np.inf, np.nan, 1.0]))
-    assert d[0] == d[1] == -18.0 and np.isnan(d[2])             # the same inf / nan agrees; inf against 1 does not
+    assert d[0, 0] == d[0, 1] == -18.0 and np.isnan(d[0, 2])    # the same inf / nan agrees; inf against 1 does not
 
 
 def test_colour_ranges_are_fixed_over_all_steps_and_symmetric(an):
