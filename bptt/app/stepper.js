@@ -181,7 +181,7 @@ class View {
   prefetch() {
     // when the window is partial and the view nears its edge, ask for the next window before it runs out
     const { lo, hi } = this.h;
-    if ((lo === 0 && hi === this.T) || this.inflight) return;
+    if ((lo === 0 && hi === this.T) || (this.inflight && performance.now() - this.inflight < STALL_MS)) return;
     const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor((2 * n) / 3));
     const dir = this.playing || !this.dir ? (this.backward ? -1 : 1) : this.dir;   // unmoved: the pass's direction
     if (dir > 0 && hi < this.T && hi - 1 - t < margin) this.ask(this.k, 1);
@@ -250,6 +250,9 @@ class View {
     speed.onchange = () => { this.speed = Number(speed.value); if (this.playing) this.schedule(); };
     slider.oninput = () => this.go(this.kOf(Number(slider.value) - 1));
     root.addEventListener("keydown", (e) => this.key(e));
+    root.addEventListener("keyup", (e) => {                       // Space plays: it must not also click a button
+      if ((e.key === " " || e.code === "Space") && e.target && e.target.tagName === "BUTTON") e.preventDefault();
+    });
     this.ui = { first, prev, next, last, play, slider };
 
     const caption = el("div", { class: "bptt-caption" });
