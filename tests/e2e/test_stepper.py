@@ -53,30 +53,35 @@ CLICK_JS = """async ([key, rootJs, testid, timeoutMs]) => {
 # helpers
 
 class Console:
-    """Console errors, page errors and failed requests of one page (Streamlit's own 404 probes aside)."""
+    """Console errors, page errors and failed requests of one page; `errors()` leaves out only Streamlit's own 404
+    probes and the offline favicon (each also logs one console line, in either order with its response)."""
+
+    NOT_FOUND = "console: Failed to load resource: the server responded with a status of 404 (Not Found)"
+    UNRESOLVED = "console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED"
 
     def __init__(self, page):
-        self.errors: list[str] = []
-        self.bad_404 = 0
-        page.on("console", self._console)
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.raw: list[str] = []
+        self.failed: list[str] = []
+        self.probes = 0
+        page.on("console", lambda m: self.raw.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.raw.append(f"pageerror: {e}"))
         page.on("response", self._response)
         page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
-        self.failed: list[str] = []
 
     def _response(self, r) -> None:
-        if r.status >= 400 and not (r.status == 404 and ALLOWED_404.search(r.url.split("?")[0])):
-            self.errors.append(f"HTTP {r.status} {r.url}")
-        elif r.status == 404:
-            self.bad_404 += 1
+        if r.status == 404 and ALLOWED_404.search(r.url.split("?")[0]):
+            self.probes += 1
+        elif r.status >= 400:
+            self.raw.append(f"HTTP {r.status} {r.url}")
 
-    def _console(self, m) -> None:
-        if m.type != "error":
-            return
-        if "Failed to load resource" in m.text and "404" in m.text and self.bad_404 > 0:
-            self.bad_404 -= 1                                  # the console line of an allowed probe
-            return
-        self.errors.append(f"console: {m.text}")
+    def errors(self) -> list[str]:
+        out = list(self.raw)
+        for line, n in ((self.NOT_FOUND, self.probes), (self.UNRESOLVED, sum(map(bool, map(OFFLINE.match,
+                                                                                           self.failed))))):
+            for _ in range(n):
+                if line in out:
+                    out.remove(line)
+        return out
 
 
 @pytest.fixture
@@ -96,12 +101,7 @@ def open_viewer(new_page):
 
     yield make
     for page, console in opened:
-        offline = [f for f in console.failed if OFFLINE.match(f)]
-        errors = list(console.errors)
-        for _ in offline:                                  # each offline favicon also logs one console line
-            if "console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED" in errors:
-                errors.remove("console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED")
-        assert errors == [], (errors, console.failed)
+        assert console.errors() == [], (console.errors(), console.failed)
         assert page.get_by_text("BidiComponent Error").count() == 0
         assert exceptions(page) == []
 
