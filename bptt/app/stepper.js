@@ -3,7 +3,7 @@
 // the step when the user settles, pauses or play ends (setStateValue "step"). Above the payload budget the server
 // sends a window of steps; the viewer asks for the next one before it runs out, and shows "loading" while it waits.
 
-const SETTLE_MS = 350;            // report the step to Python this long after the last move
+const SETTLE_MS = 600;            // report the step to Python this long after the last move (a run costs the page)
 const SPEEDS = [["1 s / step", 1000], ["½ s / step", 500], ["¼ s / step", 250], ["0.1 s / step", 100]];
 const STALL_MS = 15000;           // a window that has not come after this long says so
 
