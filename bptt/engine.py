@@ -56,7 +56,7 @@ class Trace:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def carry_cut(t, truncate):
+def carry_cut(t: int, truncate: int) -> bool:
     """Whether truncated BPTT cuts the carry from step t to step t-1 (h_{t-1} is detached before step t)."""
     return truncate > 0 and t > 0 and t % truncate == 0
 
@@ -69,7 +69,8 @@ def activation_derivative(config: RNNConfig, a: np.ndarray, h: np.ndarray) -> np
 # ----------------------------------------------------------------------------------------------------------------------
 # the plain form: the derivation, line by line
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity):
+def rnn_forward(x: np.ndarray, h0: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b_ih: np.ndarray,
+                b_hh: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, np.ndarray]:
     """a_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh and h_t = f(a_t) for t = 0 ... T-1: a, h, each (T, B, H)."""
     T, B, _ = x.shape
     H = W_hh.shape[0]
@@ -83,7 +84,8 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity):
     return a, h
 
 
-def bptt(x, h0, dh_out, W_ih, W_hh, a, h, nonlinearity, truncate, step=Step):
+def bptt(x: np.ndarray, h0: np.ndarray, dh_out: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, a: np.ndarray,
+         h: np.ndarray, nonlinearity: str, truncate: int, step: type[Step] = Step) -> dict[str, np.ndarray]:
     """Backpropagation through time by hand, t = T-1 ... 0: every per-step quantity, (T, ...) time-major.
 
     x (T, B, I), h0 (B, H), dh_out (T, B, H) the gradient arriving at each h_t from its output, a and h (T, B, H)
