@@ -1,4 +1,6 @@
-"""`python -m bptt`: verify the engine against autograd, or export a trace, from the command line."""
+"""`python -m bptt`: verify the engine against autograd, export a trace or the reproduction script, gradient flow.
+
+Each command is one entry of COMMANDS (help, its own flags, its handler); every command also takes the config flags."""
 from __future__ import annotations
 
 import argparse
@@ -165,7 +167,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # flow
 
 def _flow_flags(parser: argparse.ArgumentParser) -> None:
-    """The flow command's own flags (the config flags are added by bptt.cli)."""
+    """The flow command's own flags (build_parser adds the config flags to every command)."""
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON (time 0-based)")
     parser.add_argument("--batch-element", dest="batch_element", default="0", metavar="B",
                         help="the batch element whose Jacobian products are shown; 0..batch_size-1 (default 0)")

@@ -56,6 +56,24 @@ class Trace:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True)
+class Totals:
+    """The outputs and whole-sequence gradients of one implementation (torch.nn.RNN, the hand-written torch operator),
+    as numpy float64; compare.whole_rows reads these, or the same names of a Trace."""
+    h: np.ndarray      # (T, B, H)
+    dx: np.ndarray     # (T, B, I)
+    dh0: np.ndarray    # (B, H)
+    dW_ih: np.ndarray  # (H, I)
+    dW_hh: np.ndarray  # (H, H)
+    db_ih: np.ndarray  # (H,)
+    db_hh: np.ndarray  # (H,)
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The full weight gradients dW_ih, dW_hh, db_ih, db_hh."""
+        return {"dW_ih": self.dW_ih, "dW_hh": self.dW_hh, "db_ih": self.db_ih, "db_hh": self.db_hh}
+
+
 def carry_cut(t: int, truncate: int) -> bool:
     """Whether truncated BPTT cuts the carry from step t to step t-1 (h_{t-1} is detached before step t)."""
     return truncate > 0 and t > 0 and t % truncate == 0
