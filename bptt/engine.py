@@ -3,9 +3,10 @@
 Two forms of the same computation:
 - the plain form, `rnn_forward` and `bptt`: one loop iteration is the Backward page's equations, in the same order
   and with the same names. This is the form to read (and the reproduction script runs exactly this code);
-- the fast form, `run_engine`: the same hooks in the same order, but only the recurrence (dh_total, d_pre, dh_prev)
-  stays in the loop; dx and the weight gradients of all steps are batched products after it, written into one
-  allocation. tests/unit/test_engine.py checks that both forms give bitwise equal numbers.
+- the fast form, `run_engine`: the same hooks in the same order, but only the step's (B, H) quantities (dh_next,
+  dh_total, d_pre, dx, dh_prev) stay in the loop; the weight-gradient contributions of all steps are batched products
+  after it, and everything is written into one preallocated block. Each matrix product keeps the plain form's shapes,
+  so tests/unit/test_engine.py checks that both forms give bitwise equal numbers (for every bug).
 A deliberate bug (config.bug) is a bptt.bugs.Step whose hooks both forms call.
 """
 from __future__ import annotations
