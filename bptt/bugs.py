@@ -210,6 +210,9 @@ def step_of(name: str) -> type[Step]:
 
 
 def first_divergence(name: str, T: int) -> dict | None:
-    """{"quantity", "t"} (0-based) where the bug's first wrong number is expected in a T-step comparison, or None."""
+    """{"quantity", "t"} (0-based) where the bug's first wrong number is expected in a T-step comparison; None for
+    no bug, or when the sequence is too short to have that step (e.g. forget-carry at T = 1: no carry exists)."""
     d = ZOO[name].diverges
-    return None if d is None else {"quantity": d[0], "t": d[1] % T}
+    if d is None or not -T <= d[1] < T:
+        return None
+    return {"quantity": d[0], "t": d[1] % T}
