@@ -3,10 +3,12 @@
 Two forms of the same computation:
 - the plain form, `rnn_forward` and `bptt`: one loop iteration is the Backward page's equations, in the same order
   and with the same names. This is the form to read (and the reproduction script runs exactly this code);
-- the fast form, `run_engine`: the same hooks in the same order, but only the step's (B, H) quantities (dh_next,
-  dh_total, d_pre, dx, dh_prev) stay in the loop; the weight-gradient contributions of all steps are batched products
-  after it, and everything is written into one preallocated block. Each matrix product keeps the plain form's shapes,
-  so tests/unit/test_engine.py checks that both forms give bitwise equal numbers (for every bug).
+- the fast form, `run_engine`: the same hooks in the same order, but only the recurrence (dh_next, dh_total, d_pre,
+  dh_prev; h_{t-1} W_hhᵀ forward) stays in the loop; the input projection, dx and the weight-gradient contributions
+  of all steps are batched products outside it, and everything is written into one preallocated block. Fewer, larger
+  BLAS calls is what makes it fast (small multi-threaded products wait on each other). A batched product may round
+  differently in the last bit from T small ones, so tests/unit/test_engine.py checks the two forms step by step: on
+  the same inputs every quantity agrees to 1e-15 relative (max-abs), for every bug.
 A deliberate bug (config.bug) is a bptt.bugs.Step whose hooks both forms call.
 """
 from __future__ import annotations
@@ -175,7 +177,7 @@ def _arena(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
 
 
 def forward(p: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """a, h: (T, B, H) each, by the fast form (equal to rnn_forward's)."""
+    """a, h: (T, B, H) each, by the fast form (each step equal to rnn_forward's to 1e-15)."""
     T, B, _ = p.x.shape
     H = p.W_hh.shape[0]
     a, hh = np.empty((T, B, H)), np.empty((T + 1, B, H))
@@ -186,17 +188,19 @@ def forward(p: Problem) -> tuple[np.ndarray, np.ndarray]:
 def _forward_into(p: Problem, a: np.ndarray, hh: np.ndarray) -> None:
     """rnn_forward into a (T, B, H) and hh = [h0, h_0, ..., h_{T-1}] (T+1, B, H), so h = hh[1:], h_{t-1} = hh[:-1].
 
-    rnn_forward's arithmetic in rnn_forward's order and with the same matrix shapes (one (T*B, I) product for all
-    steps would round differently), written into preallocated arrays: the numbers are bitwise the same."""
-    T, B, _ = p.x.shape
+    The input part x_t W_ihᵀ + b_ih of every step is one (T*B, I) product before the loop (it does not depend on h);
+    the loop adds h_{t-1} W_hhᵀ + b_hh in rnn_forward's order. One big product instead of T small ones can round
+    differently in the last bit (BLAS takes other paths), so each step agrees with rnn_forward's to ~1e-16."""
+    T, B, I = p.x.shape
     H = p.W_hh.shape[0]
+    np.matmul(p.x.reshape(T * B, I), p.W_ih.T, out=a.reshape(T * B, H))           # (T, B, H) x_t W_ihᵀ, every t
+    a += p.b_ih
     hh[0] = p.h0
+    W_hhT = np.ascontiguousarray(p.W_hh.T)                                        # (H, H), rows read in order
     rec = np.empty((B, H))                                                        # (B, H) h_{t-1} W_hhᵀ, reused
     with np.errstate(all="ignore"):
         for t in range(T):
-            np.matmul(p.x[t], p.W_ih.T, out=a[t])
-            a[t] += p.b_ih
-            np.matmul(hh[t], p.W_hh.T, out=rec)
+            np.matmul(hh[t], W_hhT, out=rec)
             a[t] += rec
             a[t] += p.b_hh
             if p.config.nonlinearity == "tanh":
@@ -223,7 +227,7 @@ def _accumulate(step: type[Step], steps: np.ndarray, out: np.ndarray) -> np.ndar
 
 
 def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
-    """Forward, then BPTT by hand for t = T-1 ... 0 (the fast form; equal to run_plain, bitwise).
+    """Forward, then BPTT by hand for t = T-1 ... 0 (the fast form; equal to run_plain to 1e-15, step by step).
 
     forward_values (a, h), if given, replace the engine's own forward pass: the backward then runs on another
     implementation's forward values (compare.py uses this to tell rounding in the forward pass from the backward's)."""
@@ -242,7 +246,7 @@ def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None 
         a[...], hh[0], hh[1:] = forward_values[0], p.h0, forward_values[1]
     h, h_prev = hh[1:], hh[:-1]                                                    # (T, B, H) h_t and h_{t-1}, views
     with np.errstate(all="ignore"):
-        # the recurrence: bptt's dh_next, dh_total, d_pre, dx, dh_prev lines
+        # the recurrence: bptt's dh_next, dh_total, d_pre, dh_prev lines
         for t in range(T - 1, -1, -1):
             if t == T - 1 or carry_cut(t + 1, cfg.truncate):
                 dh_next[t] = 0.0
@@ -250,11 +254,11 @@ def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None 
                 dh_next[t] = dh_prev[t + 1]
             dh_total[t] = step.total_gradient(p.dh_out[t], dh_next[t], t, T)
             np.multiply(dh_total[t], step.fprime(cfg.nonlinearity, a[t], h[t]), out=d_pre[t])
-            np.matmul(d_pre[t], p.W_ih, out=r["dx"][t])         # one (T*B, H) product would round differently
             dh_prev[t] = step.carry(d_pre[t], p.W_hh, t)
         r["dh0"][...] = dh_prev[0]
 
-        # bptt's contribution lines for all steps at once
+        # bptt's dx and contribution lines for all steps at once: they do not feed the recurrence
+        np.matmul(d_pre.reshape(T * B, H), p.W_ih, out=r["dx"].reshape(T * B, I))                # (T, B, I)
         d_preT = d_pre.transpose(0, 2, 1)                                                          # (T, H, B)
         np.matmul(d_preT, p.x, out=r["dW_ih_step"])                                                # (T, H, I)
         np.matmul(d_preT, step.dW_hh_input(h_prev, h), out=r["dW_hh_step"])                        # (T, H, H)
