@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from bptt import repro
 from bptt.bugs import NAMES, ZOO
 from bptt.config import NONLINEARITIES, UPSTREAMS, RNNConfig
-from bptt.engine import run_engine
+from bptt.engine import run_plain
 from bptt.export import repro_script
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference
@@ -107,7 +107,7 @@ def test_the_scripts_numbers_are_the_packages(cfg: RNNConfig) -> None:
     for k in ("x", "h0", "dh_out", "W_ih", "W_hh", "b_ih", "b_hh"):
         np.testing.assert_array_equal(p[k], getattr(problem, k), err_msg=k)
     mine = repro.numpy_bptt(p, values, ZOO[cfg.bug])
-    eng = run_engine(problem)
+    eng = run_plain(problem)                       # the script runs the engine's plain form (fast form: test_engine)
     expected = {"h": eng.h, "dx": eng.dx, "dh0": eng.dh0, **eng.gradients}
     for q in repro.WHOLE:
         np.testing.assert_array_equal(mine[q], expected[q], err_msg=q)
