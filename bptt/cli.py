@@ -15,6 +15,9 @@ import pandas as pd
 
 from . import flow as _flow
 from .analysis import analyze
+from .check import checker as _check
+from .check import report as _check_report
+from .check import runner as _check_runner
 from .compare import summary
 from .config import FIELDS, ConfigError, RNNConfig, parse_value
 from .engine import run_engine
@@ -190,6 +193,48 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# check: a student's own BPTT against the reference
+
+def _check_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN "
+                                                   "or CS231n layout) or the worked exercise's class")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", default=str(_check_runner.DEFAULT_TIMEOUT), metavar="S",
+                   help=f"seconds your code may run in all (default {_check_runner.DEFAULT_TIMEOUT:g})")
+    p.add_argument("--memory", default=str(_check_runner.DEFAULT_MEMORY_MB), metavar="MB",
+                   help=f"memory limit of the process that runs your code, in MiB "
+                        f"(default {_check_runner.DEFAULT_MEMORY_MB})")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`python -m bptt check FILE.py`: exit 0 all agree, 1 something differs, 2 bad usage, 3 your code failed."""
+    for name in ("bug", "truncate"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"{_flag(name)} is not allowed with check: your code is compared with full BPTT without "
+                             f"a bug (see python -m bptt verify {_flag(name)} for those)")
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 3600:
+        raise UsageError(f"--timeout must be a number of seconds in (0, 3600], got {args.timeout!r}")
+    try:
+        memory = int(args.memory)
+    except ValueError:
+        memory = -1
+    if not 256 <= memory <= 65536:
+        raise UsageError(f"--memory must be an integer number of MiB in 256..65536, got {args.memory!r}")
+    explicit = any(getattr(args, n) is not None for n in FIELDS)
+    configs = [config_from_args(args)] if explicit else None
+    report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory)
+    if report.usage:
+        raise UsageError(report.usage)
+    print(json.dumps(_check_report.report_json(report), indent=2) if args.json
+          else _check_report.report_text(report))
+    return report.exit_code
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # entry point
 
 def _verify_flags(p: argparse.ArgumentParser) -> None:
@@ -211,6 +256,8 @@ COMMANDS["verify"] = ("check every per-step quantity against PyTorch autograd (e
                       _verify_flags, cmd_verify)
 COMMANDS["export"] = ("write the trace to .npz or .csv, or the reproduction script to .py", _export_flags,
                       cmd_export)
+COMMANDS["check"] = ("check your own BPTT code against the reference, step by step (exit 1 differs, 3 your code "
+                     "failed)", _check_flags, cmd_check)
 COMMANDS["flow"] = ("gradient flow: ‖dL/dh_t‖ per t, Jacobian norms, W_hh's spectrum, the truncation gap",
                     _flow_flags, cmd_flow)
 

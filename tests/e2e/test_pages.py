@@ -14,6 +14,7 @@ EXPECT = {
     "Gradient flow": ("[data-testid='stMain'] h1", 1),
     "Verification": ("[data-testid='stDataFrame']", 0),
     "Derivation": ("[data-testid='stMain'] .katex", 0),
+    "Check your code": ("[data-testid='stFileUploader']", 0),
 }
 
 
