@@ -135,7 +135,7 @@ class OverwriteInsteadOfAccumulate(Step):
     remains."""
     name = "overwrite-instead-of-accumulate"
     note = ("each weight gradient is assigned, not added, at every step, so only the contribution of the last step "
-            "processed (t = 1) remains; dx and dh0 are untouched.")
+            "processed (the first timestep) remains; dx and dh0 are untouched.")
     equation = (r"dW_{ih} = d\_pre_t^{\top} x_t,\ dW_{hh} = d\_pre_t^{\top} h_{t-1},\ db = \textstyle\sum_b d\_pre_t"
                 r" \quad (= \text{ instead of } \mathrel{+}=)")
     diverges = ("dW_ih_acc", -2)    # at T-1 the total is that step's contribution anyway
@@ -179,8 +179,8 @@ class TanhAppliedTwice(Step):
 class Dh0NotReturned(Step):
     """BUG (on purpose): the gradient of h0 comes back as zeros (the last carry, from step t = 0, is dropped)."""
     name = "dh0-not-returned"
-    note = "the gradient of h0 comes back as zeros: the carry of the last step processed (t = 1) is dropped."
-    equation = r"dh\_prev_1 = dL/dh_0 = 0 \quad (\text{instead of } d\_pre_1\, W_{hh})"
+    note = "the gradient of h0 comes back as zeros: the carry the first timestep sends back is dropped."
+    equation = r"dL/dh_0 = 0 \quad (\text{instead of } dh\_prev_1 = d\_pre_1\, W_{hh})"
     diverges = ("dh_prev", 0)       # the carry step t = 0 sends to h0; the whole-sequence dh0 row fails too
     script = ("dh0",)
 
@@ -210,6 +210,9 @@ def step_of(name: str) -> type[Step]:
 
 
 def first_divergence(name: str, T: int) -> dict | None:
-    """{"quantity", "t"} (0-based) where the bug's first wrong number is expected in a T-step comparison, or None."""
+    """{"quantity", "t"} (0-based) where the bug's first wrong number is expected in a T-step comparison; None for
+    no bug, or when the sequence is too short to have that step (e.g. forget-carry at T = 1: no carry exists)."""
     d = ZOO[name].diverges
-    return None if d is None else {"quantity": d[0], "t": d[1] % T}
+    if d is None or not -T <= d[1] < T:
+        return None
+    return {"quantity": d[0], "t": d[1] % T}

@@ -3,9 +3,12 @@
 Two forms of the same computation:
 - the plain form, `rnn_forward` and `bptt`: one loop iteration is the Backward page's equations, in the same order
   and with the same names. This is the form to read (and the reproduction script runs exactly this code);
-- the fast form, `run_engine`: the same hooks in the same order, but only the recurrence (dh_total, d_pre, dh_prev)
-  stays in the loop; dx and the weight gradients of all steps are batched products after it, written into one
-  allocation. tests/unit/test_engine.py checks that both forms give bitwise equal numbers.
+- the fast form, `run_engine`: the same hooks in the same order, but only the recurrence (dh_next, dh_total, d_pre,
+  dh_prev; h_{t-1} W_hhᵀ forward) stays in the loop; the input projection, dx and the weight-gradient contributions
+  of all steps are batched products outside it, and everything is written into one preallocated block. Fewer, larger
+  BLAS calls is what makes it fast (small multi-threaded products wait on each other). A batched product may round
+  differently in the last bit from T small ones, so tests/unit/test_engine.py checks the two forms step by step: on
+  the same inputs every quantity agrees to 1e-15 relative (max-abs), for every bug.
 A deliberate bug (config.bug) is a bptt.bugs.Step whose hooks both forms call.
 """
 from __future__ import annotations
@@ -56,7 +59,25 @@ class Trace:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def carry_cut(t, truncate):
+@dataclass(frozen=True)
+class Totals:
+    """The outputs and whole-sequence gradients of one implementation (torch.nn.RNN, the hand-written torch operator),
+    as numpy float64; compare.whole_rows reads these, or the same names of a Trace."""
+    h: np.ndarray      # (T, B, H)
+    dx: np.ndarray     # (T, B, I)
+    dh0: np.ndarray    # (B, H)
+    dW_ih: np.ndarray  # (H, I)
+    dW_hh: np.ndarray  # (H, H)
+    db_ih: np.ndarray  # (H,)
+    db_hh: np.ndarray  # (H,)
+
+    @property
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The full weight gradients dW_ih, dW_hh, db_ih, db_hh."""
+        return {"dW_ih": self.dW_ih, "dW_hh": self.dW_hh, "db_ih": self.db_ih, "db_hh": self.db_hh}
+
+
+def carry_cut(t: int, truncate: int) -> bool:
     """Whether truncated BPTT cuts the carry from step t to step t-1 (h_{t-1} is detached before step t)."""
     return truncate > 0 and t > 0 and t % truncate == 0
 
@@ -69,7 +90,8 @@ def activation_derivative(config: RNNConfig, a: np.ndarray, h: np.ndarray) -> np
 # ----------------------------------------------------------------------------------------------------------------------
 # the plain form: the derivation, line by line
 
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity):
+def rnn_forward(x: np.ndarray, h0: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, b_ih: np.ndarray,
+                b_hh: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, np.ndarray]:
     """a_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh and h_t = f(a_t) for t = 0 ... T-1: a, h, each (T, B, H)."""
     T, B, _ = x.shape
     H = W_hh.shape[0]
@@ -83,7 +105,8 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, nonlinearity):
     return a, h
 
 
-def bptt(x, h0, dh_out, W_ih, W_hh, a, h, nonlinearity, truncate, step=Step):
+def bptt(x: np.ndarray, h0: np.ndarray, dh_out: np.ndarray, W_ih: np.ndarray, W_hh: np.ndarray, a: np.ndarray,
+         h: np.ndarray, nonlinearity: str, truncate: int, step: type[Step] = Step) -> dict[str, np.ndarray]:
     """Backpropagation through time by hand, t = T-1 ... 0: every per-step quantity, (T, ...) time-major.
 
     x (T, B, I), h0 (B, H), dh_out (T, B, H) the gradient arriving at each h_t from its output, a and h (T, B, H)
@@ -154,7 +177,7 @@ def _arena(shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
 
 
 def forward(p: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """a, h: (T, B, H) each, by the fast form (equal to rnn_forward's)."""
+    """a, h: (T, B, H) each, by the fast form (each step equal to rnn_forward's to 1e-15)."""
     T, B, _ = p.x.shape
     H = p.W_hh.shape[0]
     a, hh = np.empty((T, B, H)), np.empty((T + 1, B, H))
@@ -165,17 +188,19 @@ def forward(p: Problem) -> tuple[np.ndarray, np.ndarray]:
 def _forward_into(p: Problem, a: np.ndarray, hh: np.ndarray) -> None:
     """rnn_forward into a (T, B, H) and hh = [h0, h_0, ..., h_{T-1}] (T+1, B, H), so h = hh[1:], h_{t-1} = hh[:-1].
 
-    rnn_forward's arithmetic in rnn_forward's order and with the same matrix shapes (one (T*B, I) product for all
-    steps would round differently), written into preallocated arrays: the numbers are bitwise the same."""
-    T, B, _ = p.x.shape
+    The input part x_t W_ihᵀ + b_ih of every step is one (T*B, I) product before the loop (it does not depend on h);
+    the loop adds h_{t-1} W_hhᵀ + b_hh in rnn_forward's order. One big product instead of T small ones can round
+    differently in the last bit (BLAS takes other paths), so each step agrees with rnn_forward's to ~1e-16."""
+    T, B, I = p.x.shape
     H = p.W_hh.shape[0]
+    np.matmul(p.x.reshape(T * B, I), p.W_ih.T, out=a.reshape(T * B, H))           # (T, B, H) x_t W_ihᵀ, every t
+    a += p.b_ih
     hh[0] = p.h0
+    W_hhT = np.ascontiguousarray(p.W_hh.T)                                        # (H, H), rows read in order
     rec = np.empty((B, H))                                                        # (B, H) h_{t-1} W_hhᵀ, reused
     with np.errstate(all="ignore"):
         for t in range(T):
-            np.matmul(p.x[t], p.W_ih.T, out=a[t])
-            a[t] += p.b_ih
-            np.matmul(hh[t], p.W_hh.T, out=rec)
+            np.matmul(hh[t], W_hhT, out=rec)
             a[t] += rec
             a[t] += p.b_hh
             if p.config.nonlinearity == "tanh":
@@ -184,8 +209,25 @@ def _forward_into(p: Problem, a: np.ndarray, hh: np.ndarray) -> None:
                 np.maximum(a[t], 0.0, out=hh[t + 1])
 
 
+def _accumulate(step: type[Step], steps: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """bptt's += lines for every step: out[t] = step.accumulate(out[t+1], steps[t]) for t = T-1 ... 0, from zero.
+
+    The correct += is written in place (np.add(total, contribution, out=...): the same sums in the same order, without
+    a temporary per step, which at H = 128 is a fresh 128 KiB block, page-faulted in every time)."""
+    T = steps.shape[0]
+    if step.accumulate is Step.accumulate:
+        out[T - 1] = steps[T - 1]
+        for t in range(T - 2, -1, -1):
+            np.add(out[t + 1], steps[t], out=out[t])
+        return out
+    out[T - 1] = step.accumulate(np.zeros_like(steps[T - 1]), steps[T - 1])
+    for t in range(T - 2, -1, -1):
+        out[t] = step.accumulate(out[t + 1], steps[t])
+    return out
+
+
 def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None = None) -> Trace:
-    """Forward, then BPTT by hand for t = T-1 ... 0 (the fast form; equal to run_plain, bitwise).
+    """Forward, then BPTT by hand for t = T-1 ... 0 (the fast form; equal to run_plain to 1e-15, step by step).
 
     forward_values (a, h), if given, replace the engine's own forward pass: the backward then runs on another
     implementation's forward values (compare.py uses this to tell rounding in the forward pass from the backward's)."""
@@ -204,7 +246,7 @@ def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None 
         a[...], hh[0], hh[1:] = forward_values[0], p.h0, forward_values[1]
     h, h_prev = hh[1:], hh[:-1]                                                    # (T, B, H) h_t and h_{t-1}, views
     with np.errstate(all="ignore"):
-        # the recurrence: bptt's dh_next, dh_total, d_pre, dx, dh_prev lines
+        # the recurrence: bptt's dh_next, dh_total, d_pre, dh_prev lines
         for t in range(T - 1, -1, -1):
             if t == T - 1 or carry_cut(t + 1, cfg.truncate):
                 dh_next[t] = 0.0
@@ -212,21 +254,17 @@ def run_engine(p: Problem, forward_values: tuple[np.ndarray, np.ndarray] | None 
                 dh_next[t] = dh_prev[t + 1]
             dh_total[t] = step.total_gradient(p.dh_out[t], dh_next[t], t, T)
             np.multiply(dh_total[t], step.fprime(cfg.nonlinearity, a[t], h[t]), out=d_pre[t])
-            np.matmul(d_pre[t], p.W_ih, out=r["dx"][t])         # one (T*B, H) product would round differently
             dh_prev[t] = step.carry(d_pre[t], p.W_hh, t)
         r["dh0"][...] = dh_prev[0]
 
-        # bptt's contribution lines for all steps at once
+        # bptt's dx and contribution lines for all steps at once: they do not feed the recurrence
+        np.matmul(d_pre.reshape(T * B, H), p.W_ih, out=r["dx"].reshape(T * B, I))                # (T, B, I)
         d_preT = d_pre.transpose(0, 2, 1)                                                          # (T, H, B)
         np.matmul(d_preT, p.x, out=r["dW_ih_step"])                                                # (T, H, I)
         np.matmul(d_preT, step.dW_hh_input(h_prev, h), out=r["dW_hh_step"])                        # (T, H, H)
         np.sum(d_pre, axis=1, out=r["db_step"])                                                    # (T, H)
-        # bptt's += lines: acc[t] = accumulate(acc[t+1], step t's contribution), acc[T-1] from zero
         for k in ("dW_ih", "dW_hh", "db"):
-            steps, acc = r[k + "_step"], r[k + "_acc"]
-            acc[T - 1] = step.accumulate(np.zeros_like(steps[T - 1]), steps[T - 1])
-            for t in range(T - 2, -1, -1):
-                acc[t] = step.accumulate(acc[t + 1], steps[t])
+            _accumulate(step, r[k + "_step"], out=r[k + "_acc"])
         return Trace(
             a=a, h=h, dh_next=dh_next, dh_total=dh_total, d_pre=d_pre, dx=r["dx"], dh_prev=dh_prev, dh0=r["dh0"],
             dW_ih_step=r["dW_ih_step"], dW_hh_step=r["dW_hh_step"], db_ih_step=r["db_step"],

@@ -24,12 +24,14 @@ def render(cfg: RNNConfig) -> None:
     f = r"\tanh" if tanh else r"\operatorname{relu}"
     fp = r"1 - h_t^{2}" if tanh else r"\mathbb{1}[a_t > 0]"
     st.markdown("Rows of every matrix are the batch: $x_t$ is B × I, $h_t$ is B × H, so the layer reads "
-                r"$a_t = x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b$ in code; below, vectors are written as in the maths. "
+                r"$a_t = x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b$ in code; below, vectors are written as in the "
+                "maths. "
                 "Time runs t = 1..T (the downloads use 0-based t).")
     st.markdown("#### The model and the loss")
-    st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), \qquad t = 1,\dots,T")
-    st.markdown("Any loss that depends on the outputs $h_1 \\dots h_T$ only through its gradient $dh\\_out_t = \\partial L/\\partial h_t$ can be "
-                "written, for the purpose of backpropagation, as")
+    st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), "
+             r"\qquad t = 1,\dots,T")
+    st.markdown(r"Any loss that depends on the outputs $h_1 \dots h_T$ only through its gradient "
+                r"$dh\_out_t = \partial L/\partial h_t$ can be written, for the purpose of backpropagation, as")
     st.latex(r"L = \sum_{t=1}^{T} \langle dh\_out_t,\, h_t \rangle")
     st.markdown("which is what PyTorch computes when you call `output.backward(dh_out)`.")
     st.markdown("#### Two paths into h_t")

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from ..analysis import Analysis
+from ..autograd_op import GRADCHECK_MAX_NUMBERS, gradcheck_numbers
 from ..compare import summary
 from .panels import comparison_frame
 from .state import get_gradcheck
@@ -68,7 +69,7 @@ def side_by_side(analysis: Analysis) -> None:
 def gradcheck(analysis: Analysis) -> None:
     """torch.autograd.gradcheck of the hand-written operator, run on request at large sizes."""
     cfg = analysis.config
-    small = cfg.seq_len * cfg.batch_size * (cfg.input_size + cfg.hidden_size) <= 2000
+    small = gradcheck_numbers(cfg) <= GRADCHECK_MAX_NUMBERS
     if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key="ver_gradcheck"):
         res = get_gradcheck(cfg)
         (st.success if res.passed else st.error)(res.message)

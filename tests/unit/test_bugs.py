@@ -122,6 +122,14 @@ def test_bug_with_nothing_to_break(name: str, cfg: RNNConfig) -> None:
     assert an.all_passed
 
 
+@pytest.mark.parametrize("name", REAL_BUGS)
+def test_first_divergence_at_one_step(name: str) -> None:
+    # at T = 1 there is no carry and no second step: the bugs that show first at T-2 change nothing
+    an = analyze(RNNConfig(seq_len=1, bug=name))
+    assert an.first_divergence == first_divergence(name, 1)
+    assert (first_divergence(name, 1) is None) == (ZOO[name].diverges[1] == -2)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # what each bug computes, defined again here independently of bptt/bugs.py
 

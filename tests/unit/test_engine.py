@@ -173,32 +173,63 @@ def test_trace_arrays_are_separate(cfg: RNNConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 5a. the plain form (the derivation, line by line) and the fast form give bitwise the same numbers, for every bug
+# 5a. the plain form (the derivation, line by line) and the fast form agree, step by step, for every bug
 #     (where each bug first diverges, and what it computes: tests/unit/test_bugs.py)
+#
+# The fast form batches the input projection and dx into one (T*B, .) product each; BLAS may round a big product
+# differently in the last bit from T small ones. So the forms are compared step by step on the same inputs, to
+# 1e-15 relative to the terms' magnitudes (sum |terms|, the scale of a floating-point error bound), everything else
+# bitwise. (Whole trajectories are not compared: in a saturated or exploding RNN a last-bit difference in a_t grows
+# with t, which is the problem's conditioning, not either form's doing.)
+STEP_TOL = 1e-15
+
 
 @st.composite
 def configs_with_bugs(draw: st.DrawFn) -> RNNConfig:
-    """Any bug on sizes up to the benchmark's in one dimension at a time (BLAS takes other paths on larger matrices)."""
+    """Any bug, on small sizes or one size at the benchmark's (BLAS takes other paths on larger matrices)."""
     cfg = draw(configs())
     sizes = draw(st.sampled_from([{}, {"input_size": 64}, {"hidden_size": 128}, {"batch_size": 32},
                                   {"hidden_size": 33, "batch_size": 17, "input_size": 9}]))
     return cfg.replace(bug=draw(st.sampled_from(BUGS)), **sizes)
 
 
+def assert_within_terms(got: np.ndarray, want: np.ndarray, terms: np.ndarray, what: str) -> None:
+    """|got - want| <= STEP_TOL * max(terms), terms = the sum of the absolute values of what was added up."""
+    err = float(np.max(np.abs(got - want), initial=0.0))
+    assert err <= STEP_TOL * float(np.max(terms, initial=0.0)), f"{what}: {err:.3e} vs terms {np.max(terms):.3e}"
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs_with_bugs())
 @example(cfg=RNNConfig(input_size=64, hidden_size=128, seq_len=6, batch_size=32, hh_scale=10.0)).via("saturated")
 @example(cfg=RNNConfig(nonlinearity="relu", hh_scale=10.0, seq_len=6, truncate=4, bug="carry-transposed"))
-def test_plain_form_equals_fast_form_bitwise(cfg: RNNConfig) -> None:
+def test_plain_form_equals_fast_form_step_by_step(cfg: RNNConfig, close) -> None:
     p = draw_problem(cfg)
-    fast, plain = run_engine(p), run_plain(p)
-    for name, value in fast.arrays().items():
-        np.testing.assert_array_equal(value, getattr(plain, name), err_msg=name)
-    # and on another implementation's forward values (the rounding-floor replay)
+    # forward: each fast step against rnn_forward's step from the same h_{t-1}
+    a, h = engine.forward(p)
+    h_prev = np.concatenate([p.h0[None], h[:-1]])                            # (T, B, H)
+    for t in range(cfg.seq_len):
+        a_t, h_t = engine.rnn_forward(p.x[t:t + 1], h_prev[t], p.W_ih, p.W_hh, p.b_ih, p.b_hh, cfg.nonlinearity)
+        terms = np.abs(p.x[t]) @ np.abs(p.W_ih.T) + np.abs(p.b_ih) + np.abs(h_prev[t]) @ np.abs(p.W_hh.T) + np.abs(
+            p.b_hh)
+        assert_within_terms(a[t], a_t[0], terms, f"a[{t}]")
+        np.testing.assert_array_equal(h[t], np.tanh(a[t]) if cfg.nonlinearity == "tanh" else np.maximum(a[t], 0.0))
+    # backward: both forms on the same forward values (the engine's own, and the rounding-floor replay's)
     ref = unrolled_reference(p)
-    fast, plain = run_engine(p, (ref.a, ref.h)), run_plain(p, (ref.a, ref.h))
-    for name, value in fast.arrays().items():
-        np.testing.assert_array_equal(value, getattr(plain, name), err_msg=f"{name} (replay)")
+    for values in ((a, h), (ref.a, ref.h)):
+        fast, plain = run_engine(p, values), run_plain(p, values)
+        for name, value in fast.arrays().items():
+            if name == "dx":                                                 # one (T*B, H) @ (H, I) product
+                assert_within_terms(value, plain.dx, np.abs(plain.d_pre) @ np.abs(p.W_ih), "dx")
+            else:
+                np.testing.assert_array_equal(value, getattr(plain, name), err_msg=name)
+    # and a whole run of the plain form is the engine the tests and the script trust: it agrees with autograd
+    if cfg.bug == "none":
+        tr = run_plain(p)
+        rnn = torch_rnn_reference(p)
+        replay = run_plain(p, (ref.a, ref.h)) if cfg.nonlinearity == "tanh" else None
+        for q in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
+            close(tr.gradients[q], rnn.gradients[q], q, floor=rounding_floor(tr, replay, q))
 
 
 def test_the_plain_step_reads_like_the_backward_page() -> None:
