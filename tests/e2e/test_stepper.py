@@ -288,9 +288,10 @@ def test_clicking_a_weight_gradient_cell_runs_the_fd_check_on_it(open_viewer):
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     rows, cols = 5, 4
+    wait_for_app(v.page)                                         # no run in flight that could swallow the click
     before = runs(v.page)
     v.page.mouse.click(box["x"] + 2.5 * box["width"] / cols, box["y"] + 3.5 * box["height"] / rows)   # j = 3, i = 2
-    wait_until(lambda: runs(v.page) > before and "dW_ih[3, 2]" in main_text(v.page), 30,
+    wait_until(lambda: runs(v.page) > before and "dW_ih[3, 2]" in main_text(v.page), 90,
                what="the FD check of dW_ih[3, 2]")
     wait_for_app(v.page)
     assert v.step == 1                                           # the viewer stayed where it was
