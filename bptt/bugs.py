@@ -25,11 +25,11 @@ import numpy as np
 
 class Step:
     """The correct BPTT step's five mistake points; every bug is a Step that overrides one of them."""
-    name = "none"
-    note = ""
-    equation = ""
-    diverges: tuple[str, int] | None = None
-    script: tuple[str, ...] = ()
+    name = "none"                               # the --bug value
+    note = ""                                   # one sentence for the app's banner
+    equation = ""                               # LaTeX of what a bug computes instead
+    diverges: tuple[str, int] | None = None     # (quantity, t) of a bug's first wrong number; t = -1 is T-1
+    script: tuple[str, ...] = ()                # the results a bug's reproduction script reports as wrong
 
     @staticmethod
     def total_gradient(dh_out_t: np.ndarray, dh_next_t: np.ndarray, t: int, T: int) -> np.ndarray:
