@@ -25,36 +25,36 @@ import numpy as np
 
 class Step:
     """The correct BPTT step's five mistake points; every bug is a Step that overrides one of them."""
-    name = "none"
-    note = ""
-    equation = ""
-    diverges: tuple[str, int] | None = None
-    script: tuple[str, ...] = ()
+    name = "none"                               # the --bug value
+    note = ""                                   # one sentence for the app's banner
+    equation = ""                               # LaTeX of what a bug computes instead
+    diverges: tuple[str, int] | None = None     # (quantity, t) of a bug's first wrong number; t = -1 is T-1
+    script: tuple[str, ...] = ()                # the results a bug's reproduction script reports as wrong
 
     @staticmethod
-    def total_gradient(dh_out_t, dh_next_t, t, T):
+    def total_gradient(dh_out_t: np.ndarray, dh_next_t: np.ndarray, t: int, T: int) -> np.ndarray:
         """dh_total_t = dh_out_t + dh_next_t: the gradient from the output plus the carry from step t+1. (B, H)"""
         return dh_out_t + dh_next_t
 
     @staticmethod
-    def fprime(nonlinearity, a_t, h_t):
+    def fprime(nonlinearity: str, a_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         """f'(a_t): 1 - h_t² for tanh (as (1 - h_t)(1 + h_t), exact near saturation), [a_t > 0] for relu. (B, H)"""
         if nonlinearity == "tanh":
             return (1.0 - h_t) * (1.0 + h_t)
         return (a_t > 0).astype(np.float64)
 
     @staticmethod
-    def carry(d_pre_t, W_hh, t):
+    def carry(d_pre_t: np.ndarray, W_hh: np.ndarray, t: int) -> np.ndarray:
         """dh_prev_t = d_pre_t W_hh: what step t sends back to h_{t-1} (at t = 0 that is dL/dh0). (B, H)"""
         return d_pre_t @ W_hh
 
     @staticmethod
-    def dW_hh_input(h_prev_t, h_t):
+    def dW_hh_input(h_prev_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         """The hidden state that dW_hh's contribution d_pre_tᵀ (.) multiplies: h_{t-1}. (B, H)"""
         return h_prev_t
 
     @staticmethod
-    def accumulate(total, contribution):
+    def accumulate(total: np.ndarray, contribution: np.ndarray) -> np.ndarray:
         """A weight gradient after one more step: the running total plus this step's contribution (+=)."""
         return total + contribution
 
@@ -72,7 +72,7 @@ class ForgetCarry(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def total_gradient(dh_out_t, dh_next_t, t, T):
+    def total_gradient(dh_out_t: np.ndarray, dh_next_t: np.ndarray, t: int, T: int) -> np.ndarray:
         return dh_out_t  # BUG (on purpose): + dh_next_t is missing
 
 
@@ -85,7 +85,7 @@ class NoActivationDerivative(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def fprime(nonlinearity, a_t, h_t):
+    def fprime(nonlinearity: str, a_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         return np.ones_like(h_t)  # BUG (on purpose): f'(a_t) taken as 1
 
 
@@ -98,7 +98,7 @@ class DerivativeOfPreActivation(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def fprime(nonlinearity, a_t, h_t):
+    def fprime(nonlinearity: str, a_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         if nonlinearity == "tanh":
             return 1.0 - a_t * a_t  # BUG (on purpose): 1 - a_t², not 1 - h_t²
         return (a_t > 0).astype(np.float64)  # relu's [a_t > 0] read at a_t is right
@@ -113,7 +113,7 @@ class DWhhUsesHt(Step):
     script = ("dW_hh",)
 
     @staticmethod
-    def dW_hh_input(h_prev_t, h_t):
+    def dW_hh_input(h_prev_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         return h_t  # BUG (on purpose): h_t, not h_{t-1}
 
 
@@ -126,7 +126,7 @@ class CarryTransposed(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def carry(d_pre_t, W_hh, t):
+    def carry(d_pre_t: np.ndarray, W_hh: np.ndarray, t: int) -> np.ndarray:
         return d_pre_t @ W_hh.T  # BUG (on purpose): W_hh transposed
 
 
@@ -142,7 +142,7 @@ class OverwriteInsteadOfAccumulate(Step):
     script = ("dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def accumulate(total, contribution):
+    def accumulate(total: np.ndarray, contribution: np.ndarray) -> np.ndarray:
         return contribution  # BUG (on purpose): total + contribution, with the total thrown away
 
 
@@ -155,7 +155,7 @@ class DropUpstream(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def total_gradient(dh_out_t, dh_next_t, t, T):
+    def total_gradient(dh_out_t: np.ndarray, dh_next_t: np.ndarray, t: int, T: int) -> np.ndarray:
         if t == T - 1:
             return dh_out_t + dh_next_t
         return dh_next_t  # BUG (on purpose): dh_out_t is dropped before the last step
@@ -170,7 +170,7 @@ class TanhAppliedTwice(Step):
     script = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
     @staticmethod
-    def fprime(nonlinearity, a_t, h_t):
+    def fprime(nonlinearity: str, a_t: np.ndarray, h_t: np.ndarray) -> np.ndarray:
         if nonlinearity == "tanh":
             return 1.0 - np.tanh(h_t) ** 2  # BUG (on purpose): tanh(h_t) = tanh(tanh(a_t))
         return (a_t > 0).astype(np.float64)  # relu(relu(a)) has the same derivative: nothing to break
@@ -185,7 +185,7 @@ class Dh0NotReturned(Step):
     script = ("dh0",)
 
     @staticmethod
-    def carry(d_pre_t, W_hh, t):
+    def carry(d_pre_t: np.ndarray, W_hh: np.ndarray, t: int) -> np.ndarray:
         if t == 0:
             return np.zeros_like(d_pre_t)  # BUG (on purpose): dL/dh0 is never computed
         return d_pre_t @ W_hh
