@@ -1,4 +1,4 @@
-"""Plotly figure builders for the app: heatmaps, triplets, the unrolled strip, the gradient-flow figures. No streamlit."""
+"""Plotly figure builders for the app: heatmaps, triplets, the unrolled strip, the gradient-flow figures."""
 from __future__ import annotations
 
 from typing import Sequence
