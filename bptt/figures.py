@@ -1,7 +1,7 @@
 """Plotly figure builders for the app: heatmaps, triplets, the unrolled strip, the gradient-flow figures."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -136,7 +136,7 @@ def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
 
 
 def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
-    """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
+    """A signed matrix on the diverging scale, symmetric about zero (fixed range ±zmax); non-finite cells crossed."""
     z = as_matrix(values).astype(np.float64, copy=False)
     rows, cols = z.shape
     return _figure([_heat_trace(z, name, zmax, axes), _nonfinite_markers(z)], title or name, rows, cols, axes)
