@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from .config import RNNConfig
+from .engine import Totals
 from .problem import Problem
 
 
@@ -51,29 +52,16 @@ class RNNFunction(torch.autograd.Function):
         return dx, dh0, dW_ih, dW_hh, db, db.clone(), None, None
 
 
-def rnn_function(p: Problem, requires_grad: bool = True) -> tuple[torch.Tensor, ...]:
-    """The problem's tensors (x, h0, W_ih, W_hh, b_ih, b_hh) as float64 leaves for RNNFunction."""
+def rnn_function(p: Problem) -> tuple[torch.Tensor, ...]:
+    """The problem's tensors (x, h0, W_ih, W_hh, b_ih, b_hh) as float64 leaves (requiring grad) for RNNFunction."""
     arrays = (p.x, p.h0, p.W_ih, p.W_hh, p.b_ih, p.b_hh)
-    return tuple(torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad) for a in arrays)
+    return tuple(torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays)
 
 
-@dataclass(frozen=True)
-class OpResult:
-    """The hand-written torch operator's outputs and gradients, as numpy float64."""
-    h: np.ndarray
-    dx: np.ndarray
-    dh0: np.ndarray
-    dW_ih: np.ndarray
-    dW_hh: np.ndarray
-    db_ih: np.ndarray
-    db_hh: np.ndarray
-
-    @property
-    def gradients(self) -> dict[str, np.ndarray]:
-        return {"dW_ih": self.dW_ih, "dW_hh": self.dW_hh, "db_ih": self.db_ih, "db_hh": self.db_hh}
+OpResult = Totals   # the operator's results have the same fields as every other implementation's totals
 
 
-def run_op(p: Problem) -> OpResult:
+def run_op(p: Problem) -> Totals:
     """Forward and backward through RNNFunction with the problem's upstream gradient."""
     cfg = p.config
     leaves = rnn_function(p)
@@ -81,18 +69,27 @@ def run_op(p: Problem) -> OpResult:
     h.backward(torch.from_numpy(p.dh_out))
     n = lambda t: t.detach().numpy().copy()  # noqa: E731
     x, h0, W_ih, W_hh, b_ih, b_hh = leaves
-    return OpResult(n(h), n(x.grad), n(h0.grad), n(W_ih.grad), n(W_hh.grad), n(b_ih.grad), n(b_hh.grad))
+    return Totals(n(h), n(x.grad), n(h0.grad), n(W_ih.grad), n(W_hh.grad), n(b_ih.grad), n(b_hh.grad))
 
 
-# gradcheck perturbs every input entry twice; above this many entries the fast (random-projection) mode is used
-GRADCHECK_FULL_LIMIT = 600
+# gradcheck perturbs every input number twice and backpropagates every output number once: it checks the full
+# Jacobian up to this many input numbers (x, h0 and the four weights), and uses fast mode (random projections) above.
+# The Verification page runs it by itself up to this size too, and on request above.
+GRADCHECK_MAX_NUMBERS = 600
+
+
+def gradcheck_numbers(config: RNNConfig) -> int:
+    """How many input numbers gradcheck perturbs: x (T, B, I), h0 (B, H), W_ih, W_hh, b_ih, b_hh."""
+    T, B, I, H = config.seq_len, config.batch_size, config.input_size, config.hidden_size
+    return T * B * I + B * H + H * I + H * H + 2 * H
 
 
 @dataclass(frozen=True)
 class GradcheckResult:
+    """torch.autograd.gradcheck's verdict on RNNFunction, in words for the app."""
     passed: bool
-    fast_mode: bool
-    n_inputs: int
+    fast_mode: bool      # random projections instead of the full Jacobian (above GRADCHECK_MAX_NUMBERS inputs)
+    n_inputs: int        # gradcheck_numbers(config)
     message: str
 
 
@@ -104,8 +101,8 @@ def gradcheck_op(p: Problem) -> GradcheckResult:
     checked against torch.nn.RNN with h.detach() in the comparison table."""
     cfg = p.config
     leaves = rnn_function(p)
-    n_inputs = sum(t.numel() for t in leaves)
-    fast = n_inputs > GRADCHECK_FULL_LIMIT
+    n_inputs = gradcheck_numbers(cfg)
+    fast = n_inputs > GRADCHECK_MAX_NUMBERS
     cuts = 0 < cfg.truncate < cfg.seq_len
     truncate = 0 if cuts else cfg.truncate
     fn = lambda *ts: RNNFunction.apply(*ts, cfg.nonlinearity, truncate)  # noqa: E731

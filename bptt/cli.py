@@ -1,21 +1,32 @@
-"""`python -m bptt`: verify the engine against autograd, or export a trace, from the command line."""
+"""`python -m bptt`: verify the engine against autograd, export a trace or the reproduction script, gradient flow.
+
+Each command is one entry of COMMANDS (help, its own flags, its handler); every command also takes the config flags."""
 from __future__ import annotations
 
 import argparse
 import json
 import math
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import flow as _flow
-from .engine import run_engine
-from .problem import draw_problem
+from .analysis import analyze
+from .check import checker as _check
+from .check import report as _check_report
+from .check import runner as _check_runner
+from .compare import summary
 from .config import FIELDS, ConfigError, RNNConfig, parse_value
+from .engine import run_engine
+from .export import write_export, write_script
+from .problem import draw_problem
+from .repro import WHOLE, side_by_side
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+EXPORT_SUFFIXES = (".npz", ".csv", ".py")
 
 
 class UsageError(Exception):
@@ -65,13 +76,11 @@ def _fmt(v: float) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .analysis import analyze
-    from .compare import summary
     cfg = config_from_args(args)
     an = analyze(cfg)
     summ = summary(an.table)
     if args.json:
-        print(json.dumps({
+        report = {
             "config": cfg.to_dict(),
             "passed": an.all_passed,
             "worst_rel_err": an.worst_rel_err if math.isfinite(an.worst_rel_err) else str(an.worst_rel_err),
@@ -80,7 +89,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "quantities": [
                 {k: (_json_num(v)) for k, v in row.items()} for row in summ.to_dict(orient="records")
             ],
-        }, indent=2))
+        }
+        if args.values:
+            report["values"] = {q: {"numpy": _json_values(mine), "torch": _json_values(ref)}
+                                for q, mine, ref in _final_values(an)}
+        print(json.dumps(report, indent=2))
     else:
         print(f"BPTT Explorer verify: {_describe(cfg)}")
         w = max(len(q) for q in summ["quantity"]) + 2
@@ -116,28 +129,37 @@ def _describe(cfg: RNNConfig) -> str:
     return ", ".join(f"{k}={v}" for k, v in cfg.to_dict().items())
 
 
+def _final_values(an) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, numpy engine, torch.nn.RNN) of h, dx, dh0 and the four weight gradients."""
+    mine = {"h": an.engine.h, "dx": an.engine.dx, "dh0": an.engine.dh0, **an.engine.gradients}
+    ref = {"h": an.torch_rnn.h, "dx": an.torch_rnn.dx, "dh0": an.torch_rnn.dh0, **an.torch_rnn.gradients}
+    return [(q, mine[q], ref[q]) for q in WHOLE]
+
+
+def _json_values(x: Any) -> Any:
+    """An array as nested lists of full-precision floats (inf and nan as strings, like the rest of the JSON)."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    return [_json_values(v) for v in x] if isinstance(x, list) else _json_num(x)
+
+
 def _print_values(an) -> None:
-    """The final values side by side, as the worked example printed them, to 6 decimals."""
-    np.set_printoptions(precision=6, suppress=True, linewidth=120)
-    rows = [("h", an.engine.h, an.torch_rnn.h), ("dx", an.engine.dx, an.torch_rnn.dx),
-            ("dh0", an.engine.dh0, an.torch_rnn.dh0),
-            *((k, v, an.torch_rnn.gradients[k]) for k, v in an.engine.gradients.items())]
-    for name, mine, ref in rows:
-        print(f"\n{name} (numpy engine)\n{mine}\n{name} (torch.nn.RNN)\n{ref}")
+    """The final values, NumPy engine | torch.nn.RNN side by side to 6 decimals, as the worked example printed them."""
+    for q, mine, ref in _final_values(an):
+        print()
+        print(side_by_side(q, mine, ref))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # export
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .analysis import analyze
-    from .export import write_export
     cfg = config_from_args(args)
-    if not args.output.lower().endswith((".npz", ".csv")):
-        raise UsageError(f"--output must end in .npz or .csv, got {args.output!r}")
-    an = analyze(cfg)
+    if not args.output.lower().endswith(EXPORT_SUFFIXES):
+        raise UsageError(f"--output must end in {', '.join(EXPORT_SUFFIXES)}, got {args.output!r}")
     try:
-        path = write_export(an, args.output)
+        path = (write_script(cfg, args.output) if args.output.lower().endswith(".py") else
+                write_export(analyze(cfg), args.output))
     except OSError as err:
         raise UsageError(f"--output: cannot write {args.output!r}: {err.strerror or err}") from None
     print(f"wrote {path}")
@@ -148,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # flow
 
 def _flow_flags(parser: argparse.ArgumentParser) -> None:
-    """The flow command's own flags (the config flags are added by bptt.cli)."""
+    """The flow command's own flags (build_parser adds the config flags to every command)."""
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON (time 0-based)")
     parser.add_argument("--batch-element", dest="batch_element", default="0", metavar="B",
                         help="the batch element whose Jacobian products are shown; 0..batch_size-1 (default 0)")
@@ -171,22 +193,71 @@ def cmd_flow(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# check: a student's own BPTT against the reference
+
+def _check_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN "
+                                                   "or CS231n layout) or the worked exercise's class")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", default=str(_check_runner.DEFAULT_TIMEOUT), metavar="S",
+                   help=f"seconds your code may run in all (default {_check_runner.DEFAULT_TIMEOUT:g})")
+    p.add_argument("--memory", default=str(_check_runner.DEFAULT_MEMORY_MB), metavar="MB",
+                   help=f"memory limit of the process that runs your code, in MiB "
+                        f"(default {_check_runner.DEFAULT_MEMORY_MB})")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """`python -m bptt check FILE.py`: exit 0 all agree, 1 something differs, 2 bad usage, 3 your code failed."""
+    for name in ("bug", "truncate"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"{_flag(name)} is not allowed with check: your code is compared with full BPTT without "
+                             f"a bug (see python -m bptt verify {_flag(name)} for those)")
+    try:
+        timeout = float(args.timeout)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 3600:
+        raise UsageError(f"--timeout must be a number of seconds in (0, 3600], got {args.timeout!r}")
+    try:
+        memory = int(args.memory)
+    except ValueError:
+        memory = -1
+    if not 256 <= memory <= 65536:
+        raise UsageError(f"--memory must be an integer number of MiB in 256..65536, got {args.memory!r}")
+    explicit = any(getattr(args, n) is not None for n in FIELDS)
+    configs = [config_from_args(args)] if explicit else None
+    report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory)
+    if report.usage:
+        raise UsageError(report.usage)
+    print(json.dumps(_check_report.report_json(report), indent=2) if args.json
+          else _check_report.report_text(report))
+    return report.exit_code
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # entry point
 
 def _verify_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--values", action="store_true", help="also print the final values side by side")
+    p.add_argument("--values", action="store_true",
+                   help="also print the final values, NumPy | PyTorch side by side (with --json: as a \"values\" "
+                        "object, full precision)")
 
 
 def _export_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", "-o", required=True, help="where to write: a path ending in .npz or .csv")
+    p.add_argument("--output", "-o", required=True,
+                   help="where to write: a path ending in .npz or .csv (the trace), or .py (the reproduction script, "
+                        "which ends with PASS or FAIL)")
 
 
 # name -> (help, add its own flags, run); every command also takes the config flags
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 COMMANDS["verify"] = ("check every per-step quantity against PyTorch autograd (exit 1 on a mismatch)",
                       _verify_flags, cmd_verify)
-COMMANDS["export"] = ("write the trace to .npz or .csv", _export_flags, cmd_export)
+COMMANDS["export"] = ("write the trace to .npz or .csv, or the reproduction script to .py", _export_flags,
+                      cmd_export)
+COMMANDS["check"] = ("check your own BPTT code against the reference, step by step (exit 1 differs, 3 your code "
+                     "failed)", _check_flags, cmd_check)
 COMMANDS["flow"] = ("gradient flow: ‖dL/dh_t‖ per t, Jacobian norms, W_hh's spectrum, the truncation gap",
                     _flow_flags, cmd_flow)
 

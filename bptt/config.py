@@ -4,22 +4,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+
+import numpy as np
+
+from .bugs import NAMES
 
 # ----------------------------------------------------------------------------------------------------------------------
 # bounds
 
 NONLINEARITIES = ("tanh", "relu")
 UPSTREAMS = ("all", "last")
-BUGS = (
-    "none",
-    "forget-carry",
-    "no-activation-derivative",
-    "derivative-of-pre-activation",
-    "dWhh-uses-h_t",
-    "carry-transposed",
-)
+BUGS = NAMES              # "none" and the bug zoo (bptt/bugs.py defines each bug)
 # the per-step gradient history holds seq_len * hidden * (hidden + input) numbers; 64 MiB of float64 at most
 HISTORY_BUDGET = 8_388_608
 
@@ -108,13 +106,13 @@ class RNNConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "RNNConfig":
+    def from_dict(cls, values: Mapping[str, Any]) -> RNNConfig:
         unknown = sorted(set(values) - set(FIELDS))
         if unknown:
             raise ConfigError(unknown[0], f"unknown config field {unknown[0]!r}; known: {', '.join(FIELDS)}")
         return cls(**dict(values))
 
-    def replace(self, **changes: Any) -> "RNNConfig":
+    def replace(self, **changes: Any) -> RNNConfig:
         return dataclasses.replace(self, **changes)
 
     def differs_from_default(self) -> dict[str, Any]:
@@ -135,23 +133,15 @@ def check_value(field: Field, value: Any) -> Any:
     if field.kind is int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, int):
-            try:
-                import numpy as np  # numpy integers are welcome
-                if isinstance(value, np.integer):
-                    value = int(value)
-            except ImportError:  # pragma: no cover
-                pass
+        if isinstance(value, np.integer):  # numpy integers are welcome
+            value = int(value)
         if not isinstance(value, int):
             raise bad
     else:
         if isinstance(value, int):
             value = float(value)
-        if not isinstance(value, float):
-            try:
-                value = float(value) if type(value).__module__ == "numpy" else value
-            except (TypeError, ValueError):
-                raise bad from None
+        if isinstance(value, (np.floating, np.integer)):  # numpy numbers are welcome
+            value = float(value)
         if not isinstance(value, float) or not math.isfinite(value):
             raise bad
     if not (field.lo <= value <= field.hi):

@@ -1,7 +1,7 @@
-"""Plotly figure builders for the app: heatmaps, difference maps, the unrolled-network strip, the animation. No streamlit."""
+"""Plotly figure builders for the app: heatmaps, triplets, the unrolled strip, the gradient-flow figures."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -111,14 +111,15 @@ def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
     return trace
 
 
-def _log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """log10 |impl − ref| floored at 1e-18, as float32; the same inf / nan on both sides is agreement, else nan."""
+def log_diff(impl: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """log10 |impl − ref| in float64, floored at DIFF_FLOOR; the same inf / nan on both sides agrees, else nan.
+    Computed in float64 because float32 cannot hold a difference of 1e-16 (callers may store the result as float32)."""
     a, b = as_matrix(impl).astype(np.float64), as_matrix(ref).astype(np.float64)
     with np.errstate(all="ignore"):
         d = np.abs(a - b)
         same_nonfinite = (a == b) | (np.isnan(a) & np.isnan(b))
         d = np.where(np.isfinite(d), d, np.where(same_nonfinite, 0.0, np.nan))
-        return np.log10(np.maximum(d, DIFF_FLOOR)).astype(np.float32)    # nan stays nan: a real mismatch of inf/nan
+        return np.log10(np.maximum(d, DIFF_FLOOR))                     # nan stays nan: a real mismatch of inf/nan
 
 
 def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
@@ -135,19 +136,10 @@ def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
 
 
 def heatmap(values: np.ndarray, name: str, zmax: float, axes: str = "BH", title: str | None = None) -> go.Figure:
-    """A signed matrix on the diverging scale, symmetric about zero with a fixed range ±zmax; non-finite cells crossed."""
+    """A signed matrix on the diverging scale, symmetric about zero (fixed range ±zmax); non-finite cells crossed."""
     z = as_matrix(values).astype(np.float64, copy=False)
     rows, cols = z.shape
     return _figure([_heat_trace(z, name, zmax, axes), _nonfinite_markers(z)], title or name, rows, cols, axes)
-
-
-def diff_heatmap(impl: np.ndarray, ref: np.ndarray, name: str, axes: str = "BH",
-                 title: str | None = None) -> go.Figure:
-    """log10 |impl − ref| (floored at 1e-18) on a sequential scale, as float32 to keep the payload small."""
-    z = _log_diff(impl, ref)
-    rows, cols = z.shape
-    marks = _nonfinite_markers(np.where(np.isnan(z), np.inf, 0.0))
-    return _figure([_diff_trace(z, name, axes), marks], title or "|NumPy − PyTorch|", rows, cols, axes)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -167,7 +159,7 @@ def triplet_figure(impl: np.ndarray, ref: np.ndarray, name: str, zmax: float, ax
     """
     a = as_matrix(impl).astype(np.float64, copy=False)
     b = as_matrix(ref).astype(np.float64, copy=False)
-    d = _log_diff(a, b)
+    d = log_diff(a, b).astype(np.float32)                         # float32 keeps the figure small
     rows, cols = a.shape
     titles = tuple(titles) or tuple(t.format(name=name, ref_name=ref_name) for t in TRIPLET_TITLES)
     ylab, xlab = AXES.get(axes, ("", ""))
@@ -213,15 +205,16 @@ def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[floa
     h_col = ["#d62728" if (hl is not None and i == hl) else "#4c78a8" for i in xs]
     data.append(dict(
         type="scatter", x=xs, y=[y_h] * (T + 1), mode="markers+text" if labels else "markers",
-        marker=dict(size=26 if labels else 10, color=h_col, line=dict(width=0)),
-        text=[f"h{i}" for i in xs], textfont=dict(color="white", size=10),
+        marker=dict(size=36 if labels else 10, color=h_col, line=dict(width=0)),
+        text=[f"h<sub>{i}</sub>" for i in xs], textfont=dict(color="white", size=15),
         hovertext=[f"h_{i}" for i in xs], hoverinfo="text", showlegend=False))
     if show_x:
-        x_col = ["#d62728" if (hl is not None and i == hl) else "#9ecae9" for i in xs[1:]]
+        x_col = ["#d62728" if (hl is not None and i == hl) else "#c6dbef" for i in xs[1:]]
         data.append(dict(
             type="scatter", x=xs[1:], y=[y_x] * T, mode="markers+text" if labels else "markers",
-            marker=dict(size=22 if labels else 8, color=x_col, symbol="square"),
-            text=[f"x{i}" for i in xs[1:]], textfont=dict(size=10),
+            marker=dict(size=32 if labels else 8, color=x_col, symbol="square", line=dict(width=1, color="#6b8fb8")),
+            text=[f"x<sub>{i}</sub>" for i in xs[1:]],
+            textfont=dict(size=15, color=["white" if (hl is not None and i == hl) else "#08306b" for i in xs[1:]]),
             hovertext=[f"x_{i}" for i in xs[1:]], hoverinfo="text", showlegend=False))
     gap = 0.22 if labels else 0.12
     tip = 9 if labels else 6
@@ -268,51 +261,6 @@ def unrolled_strip(T: int, current: int | None = None, grad_norms: Sequence[floa
                   showlegend=False, xaxis=dict(visible=False, range=[-0.6, T + 0.6]),
                   yaxis=dict(visible=False, range=[-0.55, 1.35 if show_x else 0.4]))
     return go.Figure(dict(data=data, layout=layout))
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# the client-side animation
-
-def backward_animation(series: dict[str, np.ndarray], axes: str = "BH", frame_ms: int = 600) -> go.Figure:
-    """Heatmaps of each (T, rows, cols) series side by side, animated in the browser over t = T..1 (backward order)."""
-    names = list(series)
-    first = next(iter(series.values()))
-    T = first.shape[0]
-    zmax = {n: colour_range(a) for n, a in series.items()}
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.08)
-    order = list(range(T - 1, -1, -1))
-
-    def traces(t: int) -> list[go.Heatmap]:
-        out = []
-        for k, n in enumerate(names):
-            z = np.asarray(series[n][t], dtype=np.float32)
-            out.append(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax[n], zmax=zmax[n], zmid=0.0,
-                                  colorscale=DIVERGING, showscale=False,
-                                  hovertemplate=f"{n}[b=%{{y}}, j=%{{x}}] = %{{z:.6g}}<extra></extra>"))
-        return out
-
-    for k, tr in enumerate(traces(order[0])):
-        fig.add_trace(tr, row=1, col=k + 1)
-    fig.frames = [go.Frame(data=traces(t), name=str(t + 1), traces=list(range(len(names)))) for t in order]
-    ylab, xlab = AXES.get(axes, ("", ""))
-    fig.update_yaxes(autorange="reversed", title_text=ylab)
-    fig.update_xaxes(title_text=xlab)
-    rows, cols = first.shape[1], first.shape[2]
-    fig.update_layout(
-        height=_height(rows, cols * len(names), min_h=260, max_h=520) + 80, margin=dict(l=10, r=10, t=40, b=10),
-        updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.08, xanchor="left", yanchor="top",
-                          buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(frame=dict(duration=frame_ms, redraw=True),
-                                                         transition=dict(duration=0), fromcurrent=True)]),
-                                   dict(label="⏸ pause", method="animate",
-                                        args=[[None], dict(frame=dict(duration=0, redraw=False),
-                                                           mode="immediate")])])],
-        sliders=[dict(active=0, x=0.18, y=-0.08, len=0.8, yanchor="top", currentvalue=dict(prefix="t = "),
-                      steps=[dict(label=str(t + 1), method="animate",
-                                  args=[[str(t + 1)], dict(frame=dict(duration=0, redraw=True), mode="immediate")])
-                             for t in order])],
-    )
-    return fig
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -420,6 +368,10 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
     return _integer_x_ticks(fig)
 
 
+# small scales blue, large red, through purple: every line stays dark enough to read on white
+SWEEP_SCALE = [[0.0, "#1f5fa8"], [0.5, "#7b3f9e"], [1.0, "#c62828"]]
+
+
 def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> go.Figure:
     """‖dL/dh_t‖ over t for several hh_scale values, overlaid on a log axis; the current scale drawn thick."""
     norms = np.asarray(norms, dtype=np.float64)
@@ -430,7 +382,7 @@ def sweep_figure(scales: Sequence[float], norms: np.ndarray, current: float) -> 
     for s, row in zip(scales, norms):
         this = bool(np.isclose(s, current))
         frac = 0.5 if hi == lo else float((np.log(s) - lo) / (hi - lo))          # blue (small) → red (large)
-        colour = "black" if this else sample_colorscale("RdYlBu_r", [0.05 + 0.9 * frac])[0]
+        colour = "black" if this else sample_colorscale(SWEEP_SCALE, [frac])[0]
         fig.add_trace(go.Scatter(x=ts, y=_log_values(row), mode="lines",
                                  name=f"hh_scale {s:g}" + (" (current)" if this else ""),
                                  line=dict(width=3 if this else 2, color=colour, dash="solid"),
@@ -452,42 +404,4 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
                        "relative error", log_y=False, height=280)
     finite = [v for v in vals if np.isfinite(v)]
     fig.update_yaxes(range=[0, max(finite + [1e-12]) * 1.25], tickformat=".0%")
-    return fig
-
-
-# above this a heatmap gets no click targets (the index inputs remain): every target is an SVG point the browser
-# redraws on each step, and at 128 × 128 they made a step click ~4x slower (benchmarks/bench_app.py)
-PICKER_MAX_CELLS = 1_024
-
-
-# the picker's place in a triplet figure: right after the three heatmaps, so a selection names it by curve_number
-PICKER_CURVE = 3
-
-
-def add_cell_picker(fig: go.Figure, values: np.ndarray, name: str, axes: str = "HI") -> go.Figure:
-    """Invisible click targets on every cell of a heatmap (in a triplet: its left panel, as data[PICKER_CURVE]).
-
-    Plotly heatmaps cannot be selected, scatter points can: clicking a cell selects its point (x = column, y = row),
-    which st.plotly_chart(on_select=...) reports with its curve_number.
-    """
-    z = as_matrix(values).astype(np.float64, copy=False)
-    rows, cols = z.shape
-    if z.size > PICKER_MAX_CELLS:
-        return fig
-    yy, xx = np.mgrid[0:rows, 0:cols]
-    yname, xname = _names(axes)
-    picker = go.Scatter(
-        x=xx.ravel(), y=yy.ravel(), mode="markers", customdata=z.ravel(), showlegend=False, name="pick",
-        xaxis="x", yaxis="y",
-        marker=dict(symbol="square", size=max(6, min(30, 300 // max(rows, cols))), color="rgba(0,0,0,0)"),
-        selected=dict(marker=dict(color="rgba(0,0,0,0.25)")), unselected=dict(marker=dict(opacity=1)),
-        hovertemplate=(f"{name}[{yname}=%{{y}}, {xname}=%{{x}}]" if rows > 1 else f"{name}[{xname}=%{{x}}]")
-        + " = %{customdata:.17g}<br>click: finite-difference check<extra></extra>")
-    fig.add_trace(picker)
-    if len(fig.data) > PICKER_CURVE + 1 and all(tr.type == "heatmap" for tr in fig.data[:PICKER_CURVE]):
-        fig.data = fig.data[:PICKER_CURVE] + fig.data[-1:] + fig.data[PICKER_CURVE:-1]    # a triplet: picker 4th
-    # keep the heatmap's own extent, so the panel lines up with its NumPy / PyTorch neighbours
-    reversed_y = fig.layout.yaxis.autorange == "reversed"
-    fig.update_layout(xaxis=dict(range=[-0.5, cols - 0.5], autorange=False),
-                      yaxis=dict(range=[rows - 0.5, -0.5] if reversed_y else [-0.5, rows - 0.5], autorange=False))
     return fig

@@ -6,12 +6,10 @@ Truncated BPTT is the training-loop idiom in both: h = h.detach() before steps K
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from .engine import Trace
+from .engine import Totals, Trace
 from .problem import Problem, make_torch_rnn
 
 
@@ -33,23 +31,10 @@ def _loss(h: torch.Tensor, dh_out: np.ndarray) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------------
 # (a) torch.nn.RNN
 
-@dataclass(frozen=True)
-class TorchRNNResult:
-    """torch.nn.RNN's outputs and autograd gradients, as numpy float64."""
-    h: np.ndarray      # (T, B, H)
-    dx: np.ndarray     # (T, B, I)
-    dh0: np.ndarray    # (B, H)
-    dW_ih: np.ndarray  # (H, I)
-    dW_hh: np.ndarray  # (H, H)
-    db_ih: np.ndarray  # (H,)
-    db_hh: np.ndarray  # (H,)
-
-    @property
-    def gradients(self) -> dict[str, np.ndarray]:
-        return {"dW_ih": self.dW_ih, "dW_hh": self.dW_hh, "db_ih": self.db_ih, "db_hh": self.db_hh}
+TorchRNNResult = Totals   # torch.nn.RNN's results have the same fields as every other implementation's totals
 
 
-def torch_rnn_reference(p: Problem) -> TorchRNNResult:
+def torch_rnn_reference(p: Problem) -> Totals:
     """Run torch.nn.RNN (float64) with the problem's weights on (x, h0) and backpropagate dh_out through it."""
     cfg = p.config
     rnn = make_torch_rnn(cfg)
@@ -65,7 +50,7 @@ def torch_rnn_reference(p: Problem) -> TorchRNNResult:
     out = torch.cat(outs)
     _loss(out, p.dh_out).backward()
     g = lambda t: t.grad.detach().numpy().copy()  # noqa: E731
-    return TorchRNNResult(out.detach().numpy().copy(), g(x), g(h0)[0], g(rnn.weight_ih_l0), g(rnn.weight_hh_l0),
+    return Totals(out.detach().numpy().copy(), g(x), g(h0)[0], g(rnn.weight_ih_l0), g(rnn.weight_hh_l0),
                           g(rnn.bias_ih_l0), g(rnn.bias_hh_l0))
 
 

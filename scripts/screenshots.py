@@ -42,6 +42,8 @@ def shoot(browser, url: str, path: Path) -> None:
     page.goto(url)
     wait_for_app(page, expect="[data-testid='stMain'] [data-testid='stElementContainer']", timeout=300, settle=0.5)
     wait_until(lambda: page.evaluate(DRAWN_JS), 120, what="every plotly chart to draw")
+    if "_pass" in url:                               # the Forward / Backward page's step viewer (canvas, not Plotly)
+        page.wait_for_selector("[data-testid=bptt-stepper][data-step]", state="attached", timeout=300_000)
     # Streamlit scrolls inside its main container, so a full-page shot needs a viewport as tall as the content
     height = page.evaluate(HEIGHT_JS)
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, VIEWPORT["height"]), MAX_HEIGHT)})

@@ -1,17 +1,25 @@
-"""The Backward pass page's pieces: header, strip, equations, the gradient rows, weight gradients, the animation."""
+"""The Backward pass page: the step viewer (BPTT, t = T … 1, in the browser), what a buggy engine computes instead,
+the finite-difference spot check on a clicked cell, and what truncation costs."""
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+
 import streamlit as st
 
 from .. import figures
-from . import flow_panels
 from ..analysis import Analysis
-from ..engine import carry_cut
-from .panels import chart, d_pre_label, fmt_err, step_badges, triplet, zmax
+from ..bugs import step_of
+from ..fd import FD_EPS
+from . import stepper
+from .panels import chart, cuts, fmt_err
+from .state import current_step, get_fd, get_flow
 
-WEIGHTS = {"dW_ih": ("dW_ih_acc", "HI"), "dW_hh": ("dW_hh_acc", "HH"), "db_ih": ("db_ih_acc", "1H"),
-           "db_hh": ("db_hh_acc", "1H")}
+FD_W, FD_J, FD_I, FD_GEN = "fd_weight", "fd_j", "fd_i", "fd_gen"   # session_state: the checked entry; box generation
+WIDGET_FD_W, WIDGET_FD_J, WIDGET_FD_I = "w_fd_weight", "w_fd_j", "w_fd_i"   # their widgets (the boxes: + _<gen>)
+FD_WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
+GAP_WEIGHT_KEY = "bw_gap_weight"                   # widget: which weight's truncation gap is drawn
+GAP_BARS_KEY, GAP_HEAT_KEY = "bw_gap_bars", "bw_gap_heat"   # the truncation gap's charts
+DOWNLOADS_KEY = "bw_dl"
 
 
 def t_of(k: int, T: int) -> int:
@@ -19,127 +27,145 @@ def t_of(k: int, T: int) -> int:
     return T - k
 
 
-def describe(k: int, T: int) -> str:
-    """Caption under the step controls."""
-    t = t_of(k, T)
-    return (f"Step {k} of {T} of the backward pass: t = {t + 1}, going backwards from t = {T} to t = 1. "
-            f"Time is shown 1-based (t = 1..T); in the downloads this is t = {t}.")
+def step_view(analysis: Analysis) -> None:
+    """Every backward step, stepped in the browser; then what a buggy engine computes instead, and the FD check."""
+    stepper.viewer("backward")
+    bug_equation_note(analysis)
+    cell = stepper.clicked_cell()
+    if cell is not None:
+        select_cell(analysis, cell)
+    fd_spot_check(analysis, t_of(current_step(), analysis.config.seq_len))
 
 
-def cuts(analysis: Analysis) -> list[int]:
-    """0-based t where truncated BPTT cuts the carry from step t to t-1."""
+# ----------------------------------------------------------------------------------------------------------------------
+# what a buggy engine computes instead
+
+def bug_equation_note(analysis: Analysis) -> None:
+    """Under the (correct) equations: what the buggy engine computes instead, and where it first diverges."""
     cfg = analysis.config
-    return [t for t in range(cfg.seq_len) if carry_cut(t, cfg.truncate)]
+    if cfg.bug == "none":
+        return
+    fd = analysis.first_divergence
+    where = (f"first divergence: **{fd['quantity']}** at **t = {fd['t'] + 1}** (t = {fd['t']} in "
+             "`python -m bptt verify --json`, which counts from 0)" if fd else
+             "no number changes in this configuration")
+    st.markdown(f":red[The equations above are the correct ones; the engine (bug `{cfg.bug}`) computes instead:]")
+    st.latex(r"\color{#c62828}" + step_of(cfg.bug).equation)
+    st.caption(where[0].upper() + where[1:] + ".")
 
 
-def header(analysis: Analysis, k: int) -> None:
-    """Title with t and the verdict of this step."""
-    T = analysis.config.seq_len
-    t = t_of(k, T)
-    checks = step_badges(analysis, t)
-    bad = [q for q, (ok, _) in checks.items() if not ok and q not in ("a", "h")]
-    worst = max((r for q, (_, r) in checks.items()), default=0.0)
-    n = sum(1 for q in checks if q not in ("a", "h"))
-    verdict = (f":green[:material/check_circle:] all {n} quantities of this step match PyTorch (max rel. err {fmt_err(worst)})" if not bad else
-               f":red[:material/cancel:] {len(bad)} of {n} quantities differ from PyTorch: {', '.join(bad)}")
-    st.subheader(f"Backward pass · step {k} of {T} (t = {t + 1}, going backwards)")
-    st.markdown(verdict)
+# ----------------------------------------------------------------------------------------------------------------------
+# the finite-difference spot check
+
+def _fd_shape(analysis: Analysis, choice: str) -> tuple[int, ...]:
+    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is."""
+    return analysis.problem.weights[choice[1:]].shape
 
 
-def strip(analysis: Analysis, k: int) -> None:
-    """The unrolled network with the current t highlighted; red arrow widths ∝ the gradient each step sends back."""
-    T = analysis.config.seq_len
-    t = t_of(k, T)
-    norms = np.linalg.norm(analysis.engine.dh_prev.reshape(T, -1), axis=1)
-    chart(figures.unrolled_strip(T, current=t, grad_norms=norms, cuts=cuts(analysis), height=170), "bw_strip")
+def _fd_set(analysis: Analysis, choice: str, j: int, i: int) -> None:
+    """Make (choice, j, i) the checked entry, clamped into the weight's shape; the boxes are re-created with it."""
+    shape = _fd_shape(analysis, choice)
+    st.session_state[FD_W] = choice
+    st.session_state[FD_J] = min(max(int(j), 0), shape[0] - 1)
+    st.session_state[FD_I] = min(max(int(i), 0), shape[1] - 1) if len(shape) == 2 else 0
+    # new widget keys: a box still holding a refused entry (j = 99) cannot keep showing it beside the index used
+    st.session_state[FD_GEN] = st.session_state.get(FD_GEN, 0) + 1
 
 
-def equations(analysis: Analysis, k: int) -> None:
-    """The equations of this step with t filled in (1-based)."""
+def select_cell(analysis: Analysis, cell: dict) -> None:
+    """A click on a weight-gradient heatmap cell in the step viewer: check that entry."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):       # a malformed report changes nothing
+        _fd_set(analysis, str(cell["weight"]), int(cell.get("j", 0)), int(cell.get("i", 0)))
+
+
+def _on_fd_box(name: str, key: str) -> None:
+    st.session_state[name] = st.session_state[key]
+
+
+def _on_fd_weight(analysis: Analysis) -> None:
+    _fd_set(analysis, st.session_state[WIDGET_FD_W] or "dW_hh", st.session_state.get(FD_J, 0),
+            st.session_state.get(FD_I, 0))
+
+
+def fd_spot_check(analysis: Analysis, t: int) -> None:
+    """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
     cfg = analysis.config
-    T = cfg.seq_len
-    t = t_of(k, T)
-    s, p, n = t + 1, t, t + 2
-    dl = d_pre_label(cfg).replace("_", r"\_")
-    fp = rf"(1 - h_{{{s}}}^{{2}})" if cfg.nonlinearity == "tanh" else rf"\mathbb{{1}}[a_{{{s}}} > 0]"
-    carry = (rf"dh\_next_{{{s}}} = dh\_prev_{{{n}}}" if s < T and not carry_cut(t + 1, cfg.truncate)
-             else rf"dh\_next_{{{s}}} = 0" + (r"\ \text{(last step)}" if s == T else r"\ \text{(truncated)}"))
-    st.latex(rf"{carry}, \qquad dh\_total_{{{s}}} = dh\_out_{{{s}}} + dh\_next_{{{s}}}, \qquad "
-             rf"{dl}_{{{s}}} = dh\_total_{{{s}}} \odot {fp}")
-    st.latex(rf"dx_{{{s}}} = {dl}_{{{s}}}\, W_{{ih}}, \qquad dh\_prev_{{{s}}} = {dl}_{{{s}}}\, W_{{hh}} "
-             rf"\ \ \text{{(sent to }} h_{{{p}}}\text{{)}}")
-    st.latex(rf"dW_{{ih}} \mathrel{{+}}= {dl}_{{{s}}}^{{\top}} x_{{{s}}}, \quad "
-             rf"dW_{{hh}} \mathrel{{+}}= {dl}_{{{s}}}^{{\top}} h_{{{p}}}, \quad "
-             rf"db_{{ih}} \mathrel{{+}}= \textstyle\sum_b {dl}_{{{s}}}, \quad db_{{hh}} \mathrel{{+}}= "
-             rf"\textstyle\sum_b {dl}_{{{s}}}")
+    st.markdown("**Finite-difference spot check** — click a cell of a running sum above (NumPy engine), or choose "
+                "the weight and its indices:")
+    choice = st.session_state.get(FD_W, "dW_hh")
+    if choice not in FD_WEIGHTS:
+        choice = "dW_hh"
+    weight = choice[1:]                                            # "dW_hh" -> "W_hh"
+    shape = _fd_shape(analysis, choice)
+    gen = st.session_state.get(FD_GEN, 0)
+    j = min(max(int(st.session_state.get(FD_J, 0)), 0), shape[0] - 1)
+    i = min(max(int(st.session_state.get(FD_I, 0)), 0), shape[1] - 1) if len(shape) == 2 else 0
+    st.session_state[FD_J], st.session_state[FD_I] = j, i
+    cols = st.columns([1.4, 1, 1, 2.6])
+    st.session_state[WIDGET_FD_W] = choice
+    cols[0].selectbox("weight gradient", FD_WEIGHTS, key=WIDGET_FD_W, on_change=_on_fd_weight, args=(analysis,))
+    kj = f"{WIDGET_FD_J}_{gen}"
+    st.session_state[kj] = j
+    cols[1].number_input("row j (hidden unit)", 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
+    if len(shape) == 2:
+        ki = f"{WIDGET_FD_I}_{gen}"
+        st.session_state[ki] = i
+        i_label = "column i (input)" if weight == "W_ih" else "column k (unit of h_t−1)"
+        cols[2].number_input(i_label, 0, shape[1] - 1, key=ki, on_change=_on_fd_box, args=(FD_I, ki))
+        index: tuple[int, ...] = (j, i)
+    else:
+        index = (j,)
+    r = get_fd(cfg, weight, index)
+    name = f"{choice}[{', '.join(map(str, index))}]"
+    diff = lambda v: f"rel. diff {fmt_err(r.rel_err(v))}"  # noqa: E731
+    m = st.columns(4 if cfg.truncate else 3)
+    m[0].metric(f"central difference, ε = {FD_EPS:g}", f"{r.estimate:.10g}",
+                help="(L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true gradient")
+    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", diff(r.engine), delta_color="off",
+                delta_arrow="off")
+    m[2].metric("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), f"{r.torch_rnn:.10g}",
+                diff(r.torch_rnn), delta_color="off", delta_arrow="off")
+    if cfg.truncate:
+        m[3].metric("torch.nn.RNN, full BPTT", f"{r.torch_full:.10g}", diff(r.torch_full), delta_color="off",
+                    delta_arrow="off")
+    notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
+    if t != 0:
+        notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "
+                     "need not match.")
+    if cfg.truncate:
+        notes.append(f"With truncate = {cfg.truncate} the engine and torch.nn.RNN compute the truncated gradient; "
+                     "the finite difference estimates the true one, which torch.nn.RNN gives without detaching.")
+    if cfg.bug != "none":
+        notes.append(f"The engine makes the bug `{cfg.bug}` on purpose, so its value is expected to differ.")
+    if r.exact:
+        notes.append("All three agree up to the finite difference's own error (about 1e-9 relative).")
+    st.caption(" ".join(notes))
 
 
-def gradient_rows(analysis: Analysis, k: int) -> None:
-    """dh_out, the carry in, their sum, d_pre, then dx and the carry sent on; each beside PyTorch."""
+# ----------------------------------------------------------------------------------------------------------------------
+# what truncation costs
+
+def truncation_gap(analysis: Analysis) -> None:
+    """What truncated BPTT costs: per-weight relative error against full BPTT and a heatmap of the difference."""
     cfg = analysis.config
-    T = cfg.seq_len
-    t = t_of(k, T)
-    s = t + 1
-    eng, ref, p = analysis.engine, analysis.unrolled, analysis.problem
-    checks = step_badges(analysis, t)
-    dl = d_pre_label(cfg)
-    cut_in = t < T - 1 and carry_cut(t + 1, cfg.truncate)     # no carry into h_t: h_t is detached before step t+1
-    st.markdown(f"#### The gradient reaching h_{s}")
-    st.markdown(f"**dh_out_{s}** — the upstream gradient ∂L/∂h_{s} from the output at t = {s} (an input of the "
-                f"problem, the same on both sides" + (", zero except at t = T: upstream = last" if cfg.upstream ==
-                                                    "last" else "") + ").")
-    c = st.columns(3)
+    if cfg.truncate == 0:
+        return
+    gap = get_flow(cfg).gap
+    cut = cuts(cfg)
+    st.subheader(f"Truncated BPTT (K = {cfg.truncate}): what it costs")
+    where = ", ".join(f"h_{t} and h_{t + 1}" for t in cut[:12]) + (" …" if len(cut) > 12 else "")
+    st.markdown(f"The hidden state is detached every {cfg.truncate} steps, like `h = h.detach()` in a training loop: "
+                f"windows start at t = 1, {cfg.truncate + 1}, {2 * cfg.truncate + 1}, … and no gradient flows from a "
+                f"window into the one before it. The carry is cut between {where or 'nothing (K ≥ T)'} "
+                "(marked ✂ in the strip). PyTorch, detaching the same way, agrees with the engine; "
+                "the gap below is against full BPTT.")
+    c = st.columns([1.2, 2])
     with c[0]:
-        chart(figures.heatmap(p.dh_out[t], f"dh_out_{s}", figures.colour_range(p.dh_out), "BH",
-                              title=f"dh_out_{s}  (B × H)"), "bw_dh_out")
-    rows = [
-        ("dh_next", f"dh_next_{s} — " + ("nothing comes in after the last step" if t == T - 1 else
-                                          f"the carry from t = {s + 1}, cut by truncation" if cut_in else
-                                          f"the carry in from t = {s + 1}"),
-         "the gradient step t+1 sent back to h_t (zero at the last step and where truncation cuts)"),
-        ("dh_total", f"dh_total_{s} = dh_out_{s} + dh_next_{s} = ∂L/∂h_{s}", "everything that reaches h_t"),
-        ("d_pre", f"{dl}_{s} = dh_total_{s} ⊙ f'(a_{s}) = ∂L/∂a_{s}", "the gradient at the pre-activation"),
-    ]
-    for q, label, explain in rows:
-        triplet(label, f"{q if q != 'd_pre' else dl}_{s}", getattr(eng, q)[t], getattr(ref, q)[t], zmax(analysis, q),
-                "BH", f"bw_{q}", checks.get(q), explain)
-    st.markdown("#### Sent onwards")
-    triplet(f"dx_{s} = {dl}_{s} · W_ih", f"dx_{s}", eng.dx[t], ref.dx[t], zmax(analysis, "dx"), "BI", "bw_dx",
-            checks.get("dx"), "the gradient of the input x_t (B × I)")
-    triplet(f"dh_prev_{s} = {dl}_{s} · W_hh — the carry sent to h_{t}", f"dh_prev_{s}", eng.dh_prev[t],
-            ref.dh_prev[t], zmax(analysis, "dh_prev"), "BH", "bw_dh_prev", checks.get("dh_prev"),
-            "becomes dh_next at t − 1" + (" (this step's carry is cut by truncation)" if carry_cut(t, cfg.truncate)
-                                          else "") + (" — at t = 1 it is dL/dh_0" if t == 0 else ""))
-
-
-def weight_gradients(analysis: Analysis, k: int) -> None:
-    """One accumulated weight gradient at a time (chosen with a segmented control), after this step."""
-    T = analysis.config.seq_len
-    t = t_of(k, T)
-    s = t + 1
-    st.markdown(f"#### Accumulated weight gradients after this step (steps t = {T} … {s})")
-    choice = st.segmented_control("weight gradient", list(WEIGHTS), default="dW_hh", key="bw_weight",
-                                  label_visibility="collapsed") or "dW_hh"
-    q, axes = WEIGHTS[choice]
-    checks = step_badges(analysis, t)
-    full = " — this is the full gradient" if t == 0 else ""
-    local = st.toggle("Colour range of this step only", key="bw_w_local",
-                      help="Off: one range over all steps, so you see the sum grow as steps are added. "
-                           "On: the range of this step's partial sum, to see its pattern.")
-    eng, ref = getattr(analysis.engine, q)[t], getattr(analysis.unrolled, q)[t]
-    zm = figures.colour_range(eng, ref) if local else zmax(analysis, q)
-    triplet(f"{choice} after step t = {s}{full}", choice, eng, ref, zm, axes, "bw_w", checks.get(q),
-            "rows: hidden unit j; columns: input i" if axes == "HI" else
-            "rows: hidden unit j; columns: hidden unit k (of h_(t−1))" if axes == "HH" else "one entry per hidden unit j",
-            on_select=flow_panels.on_cell_select)
-    flow_panels.fd_spot_check(analysis, choice, t)
-
-
-def animation(analysis: Analysis) -> None:
-    """The client-side animation of dh_total and d_pre over t = T..1, built only when asked for."""
-    with st.expander("▶ Animate the whole backward pass in the browser (no server round trip per frame)"):
-        if st.toggle("Build the animation", key="bw_anim", help="Large configurations make a large figure."):
-            dl = d_pre_label(analysis.config)
-            fig = figures.backward_animation({"dh_total": analysis.engine.dh_total, dl: analysis.engine.d_pre})
-            chart(fig, "bw_animation")
-            st.caption("Frames run from t = T down to t = 1; the colour ranges are fixed over all frames.")
+        chart(figures.gap_figure(gap.rel_err, cfg.truncate), GAP_BARS_KEY)
+    with c[1]:
+        w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key=GAP_WEIGHT_KEY,
+                                 label_visibility="collapsed") or "dW_hh"
+        axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
+        d = gap.diff[w]
+        chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
+                              title=f"{w}: truncated − full BPTT (colour range of the full gradient)"), GAP_HEAT_KEY)

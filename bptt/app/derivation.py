@@ -10,11 +10,11 @@ NAMES = [
     ("h_t", "h_t", "(B × H)", "the hidden state; h_0 is given"),
     ("a_t", "a_t", "(B × H)", "the pre-activation"),
     ("dh\\_out_t", "dh_out_t", "(B × H)", "∂L/∂h_t coming directly from the output at t"),
-    ("dh\\_next_t", "dh_next_t", "(B × H)", "the carry: ∂L/∂h_t through h_(t+1)"),
+    ("dh\\_next_t", "dh_next_t", "(B × H)", "the carry: ∂L/∂h_t through h_t+1"),
     ("dh\\_total_t", "dh_total_t", "(B × H)", "∂L/∂h_t, everything that reaches h_t"),
     ("\\delta_t", "d_tanh_t / d_relu_t (d_pre)", "(B × H)", "∂L/∂a_t"),
     ("dx_t", "dx_t", "(B × I)", "∂L/∂x_t"),
-    ("dh\\_prev_t", "dh_prev_t", "(B × H)", "what step t sends to h_(t−1)"),
+    ("dh\\_prev_t", "dh_prev_t", "(B × H)", "what step t sends to h_t−1"),
 ]
 
 
@@ -23,24 +23,30 @@ def render(cfg: RNNConfig) -> None:
     tanh = cfg.nonlinearity == "tanh"
     f = r"\tanh" if tanh else r"\operatorname{relu}"
     fp = r"1 - h_t^{2}" if tanh else r"\mathbb{1}[a_t > 0]"
-    st.markdown("Rows of every matrix are the batch: x_t is B × I, h_t is B × H, so the layer reads "
-                "a_t = x_t W_ihᵀ + h_(t−1) W_hhᵀ + b in code; below, vectors are written as in the maths. "
+    st.markdown("Rows of every matrix are the batch: $x_t$ is B × I, $h_t$ is B × H, so the layer reads "
+                r"$a_t = x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b$ in code; below, vectors are written as in the "
+                "maths. "
                 "Time runs t = 1..T (the downloads use 0-based t).")
     st.markdown("#### The model and the loss")
-    st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), \qquad t = 1,\dots,T")
-    st.markdown("Any loss that depends on the outputs $h_1 \\dots h_T$ only through its gradient $dh\\_out_t = \\partial L/\\partial h_t$ can be "
-                "written, for the purpose of backpropagation, as")
+    st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), "
+             r"\qquad t = 1,\dots,T")
+    st.markdown(r"Any loss that depends on the outputs $h_1 \dots h_T$ only through its gradient "
+                r"$dh\_out_t = \partial L/\partial h_t$ can be written, for the purpose of backpropagation, as")
     st.latex(r"L = \sum_{t=1}^{T} \langle dh\_out_t,\, h_t \rangle")
     st.markdown("which is what PyTorch computes when you call `output.backward(dh_out)`.")
     st.markdown("#### Two paths into h_t")
-    st.markdown("$h_t$ influences $L$ directly (its own output) and through $h_(t+1)$. The chain rule adds both:")
+    st.markdown("$h_t$ influences $L$ directly (its own output) and through $h_{t+1}$. The chain rule adds both:")
     st.latex(r"dh\_total_t = \frac{\partial L}{\partial h_t} = dh\_out_t + \underbrace{\Big(\frac{\partial a_{t+1}}"
              r"{\partial h_t}\Big)^{\!\top} \delta_{t+1}}_{dh\_next_t} = dh\_out_t + W_{hh}^{\top}\,\delta_{t+1}, "
              r"\qquad dh\_next_T = 0")
     st.markdown("#### Through the nonlinearity")
     st.latex(rf"\delta_t = \frac{{\partial L}}{{\partial a_t}} = dh\_total_t \odot f'(a_t), \qquad f'(a_t) = {fp}")
-    if tanh:
-        st.markdown("For tanh the derivative is read from the output: $\\tanh'(a_t) = 1 - \\tanh^2(a_t) = 1 - h_t^2$.")
+    st.markdown("For tanh the derivative is read from the output: $\\tanh'(a_t) = 1 - \\tanh^2(a_t) = 1 - h_t^2$, "
+                "so the backward pass needs only the stored $h_t$. For relu it is a step function: "
+                "$\\operatorname{relu}'(a_t) = \\mathbb{1}[a_t > 0]$, 1 where the unit was active and 0 where it was "
+                "not, so a unit that was off at step t passes no gradient back through that step (at $a_t = 0$ "
+                "PyTorch, and this engine, take the derivative as 0). The other nonlinearity is one click away in "
+                "the sidebar.")
     st.markdown(f"The heatmaps call $\\delta_t$ **d_{cfg.nonlinearity}** (d_pre in the code and the downloads).")
     st.markdown("#### What step t sends on")
     st.latex(r"dx_t = W_{ih}^{\top} \delta_t, \qquad dh\_prev_t = W_{hh}^{\top} \delta_t "

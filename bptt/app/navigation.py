@@ -26,6 +26,8 @@ PAGES: tuple[PageInfo, ...] = (
              "Every comparison, the final gradients, gradcheck."),
     PageInfo("Derivation", "pages/5_Derivation.py", "Derivation", ":material/functions:",
              "The maths, from the loss to each weight gradient."),
+    PageInfo("Check your code", "pages/6_Check_your_code.py", "Check_your_code", ":material/rule:",
+             "Your own BPTT, as arrays or code, against autograd step by step."),
 )
 URL_PATHS: dict[str, str] = {p.title: p.url_path for p in PAGES}     # page title -> URL path
 SCRIPTS: dict[str, str] = {p.title: p.script for p in PAGES if p.script}   # page title -> page script

@@ -1,28 +1,15 @@
-"""Shared page pieces: page setup, banners, verdicts, error badges, NumPy | PyTorch | |diff| triplets, downloads."""
+"""Shared page pieces: page setup, banners, verdicts, charts, downloads."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import budget, figures
 from ..analysis import Analysis
+from ..bugs import step_of
 from ..config import RNNConfig
+from ..engine import carry_cut
+from ..stepview import fmt_err
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
-
-BUG_NOTES = {
-    "forget-carry": "the gradient carried in from t+1 (dh_next) is dropped, so dh_t = dh_out_t only.",
-    "no-activation-derivative": "the factor f'(a_t) is left out: d_pre_t = dh_t.",
-    "derivative-of-pre-activation": "tanh's derivative is taken as 1 − a_t² instead of 1 − h_t².",
-    "dWhh-uses-h_t": "dW_hh accumulates d_pre_tᵀ h_t instead of d_pre_tᵀ h_(t−1).",
-    "carry-transposed": "the carry is d_pre_t · W_hhᵀ instead of d_pre_t · W_hh.",
-}
-
-
-def d_pre_label(cfg: RNNConfig) -> str:
-    """The UI name of d_pre: d_tanh or d_relu."""
-    return f"d_{cfg.nonlinearity}"
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # page setup
@@ -32,8 +19,6 @@ def page_setup(title: str, icon: str = "🔁") -> tuple[RNNConfig, Analysis]:
     st.set_page_config(page_title=f"{title} · BPTT Explorer", page_icon=icon, layout="wide")
     init_state()
     sidebar()
-    from .flow_panels import land_if_requested
-    land_if_requested()
     cfg = current_config()
     for note in st.session_state.get(NOTICES, []):
         st.warning(note, icon=":material/warning:")
@@ -52,7 +37,7 @@ def bug_banner(analysis: Analysis) -> None:
     fd = analysis.first_divergence
     where = (f"It first diverges from autograd in **{fd['quantity']}** at **t = {fd['t'] + 1}**."
              if fd else "In this configuration it happens not to change any number.")
-    st.error(f"**Bug on purpose: `{bug}`** — {BUG_NOTES.get(bug, '')} {where}", icon=":material/bug_report:")
+    st.error(f"**Bug on purpose: `{bug}`** — {step_of(bug).note} {where}", icon=":material/bug_report:")
 
 
 def nonfinite_banner(analysis: Analysis) -> None:
@@ -64,8 +49,9 @@ def nonfinite_banner(analysis: Analysis) -> None:
                    "finite. Lower hh_scale or seq_len to see finite numbers.", icon=":material/local_fire_department:")
 
 
-def fmt_err(x: float) -> str:
-    return "0" if x == 0 else f"{x:.1e}"
+def cuts(cfg: RNNConfig) -> list[int]:
+    """0-based t where truncated BPTT cuts the carry from step t to t-1 (marked ✂ on the strips)."""
+    return [t for t in range(cfg.seq_len) if carry_cut(t, cfg.truncate)]
 
 
 def verdict(analysis: Analysis) -> str:
@@ -73,64 +59,21 @@ def verdict(analysis: Analysis) -> str:
     tab = analysis.table
     n = tab["quantity"].nunique()
     if analysis.all_passed:
-        return (f":green[:material/check_circle:] **Every number matches PyTorch**: {n} quantities, {len(tab):,} comparisons, "
-                f"largest relative error {fmt_err(analysis.worst_rel_err)} (tolerance {tab['tol'].iloc[0]:g}).")
+        return (f":green[:material/check_circle:] **Every number matches PyTorch**: {n} quantities, "
+                f"{len(tab):,} comparisons, largest relative error {fmt_err(analysis.worst_rel_err)} "
+                f"(tolerance {tab['tol'].iloc[0]:g}).")
     bad = tab[~tab["passed"]]
-    return (f":red[:material/cancel:] **{len(bad):,} of {len(tab):,} comparisons fail** ({', '.join(sorted(bad['quantity'].unique()))}); "
+    failing = ", ".join(sorted(bad["quantity"].unique()))
+    return (f":red[:material/cancel:] **{len(bad):,} of {len(tab):,} comparisons fail** ({failing}); "
             f"largest relative error {fmt_err(analysis.worst_rel_err)}.")
 
 
-def badge(passed: bool, rel: float) -> str:
-    """A markdown error badge: pass/fail and the max relative error."""
-    if passed:
-        return f":green-badge[✓ matches · rel err {fmt_err(rel)}]"
-    return f":red-badge[✗ differs · rel err {fmt_err(rel)}]"
-
-
-def step_badges(analysis: Analysis, t: int) -> dict[str, tuple[bool, float]]:
-    """quantity -> (passed, max_rel_err) of timestep t (0-based), engine vs unrolled autograd."""
-    rows = analysis.step_rows(t)
-    return {r.quantity: (bool(r.passed), float(r.max_rel_err)) for r in rows.itertuples()}
-
-
 # ----------------------------------------------------------------------------------------------------------------------
-# heatmap triplets
+# charts
 
-def chart(fig, key: str, on_select=None):
-    """A Plotly chart; with on_select (a callback), clicking a point reruns with the selection in session_state[key]."""
-    if on_select is None:
-        return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
-    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False}, on_select=on_select,
-                           selection_mode="points")
-
-
-def triplet(label: str, name: str, impl: np.ndarray, ref: np.ndarray, zmax: float, axes: str, key: str,
-            check: tuple[bool, float] | None, explain: str = "", ref_name: str = "PyTorch (unrolled autograd)",
-            on_select=None) -> None:
-    """One quantity: a heading with its error badge, then NumPy | PyTorch | log10 |difference| as one chart `key`."""
-    head = f"**{label}**" + (f" &nbsp; {badge(*check)}" if check else "")
-    st.markdown(head + (f"  \n<span style='color:#666'>{explain}</span>" if explain else ""),
-                unsafe_allow_html=True)
-    fig = figures.triplet_figure(impl, ref, name, zmax, axes, ref_name=ref_name)    # one chart: ~4x faster to redraw
-    chart(fig if on_select is None else figures.add_cell_picker(fig, impl, name, axes), key, on_select)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# colour ranges (one per quantity over all timesteps, cached per config)
-
-SMALL_ENTRY = 256          # bytes a scalar cache entry is counted as (so that the budget bounds their number too)
-
-
-def zmax(analysis: Analysis, quantity: str, ref=None) -> float:
-    """The fixed colour range of a quantity: max finite |value| over all t of engine and reference (cached)."""
-    ref = ref if ref is not None else analysis.unrolled
-    role = getattr(ref, "role", type(ref).__name__)
-
-    def compute() -> float:
-        a = getattr(analysis.engine, quantity)
-        return figures.colour_range(a, getattr(ref, quantity, a))
-
-    return budget.cached(("zmax", analysis.config, quantity, role), compute, nbytes=SMALL_ENTRY, heavy=False)
+def chart(fig, key: str):
+    """A Plotly chart without the mode bar."""
+    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -169,7 +112,8 @@ def downloads(cfg: RNNConfig, key: str) -> None:
                 "self-contained script that recomputes these numbers with NumPy and PyTorch.")
     c = st.columns(3)
     for col, (label, (fname, mime, make)) in zip(c, download_data(cfg).items()):
-        col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime, key=f"{key}_{fname.rsplit('.')[-1]}",
+        col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime,
+                            key=f"{key}_{fname.rsplit('.')[-1]}",
                             width="stretch", on_click="ignore")
 
 

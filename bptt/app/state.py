@@ -7,14 +7,18 @@ from typing import Any
 import streamlit as st
 
 from .. import budget
-from ..analysis import Analysis, analyze, trace_bytes, work_bytes
+from ..analysis import Analysis, analyze, forward_bytes, trace_bytes, work_bytes
 from ..autograd_op import GradcheckResult, gradcheck_op
 from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
+from ..fd import FDCheck, fd_check
+from ..flow import FlowReport, flow_report
+from .navigation import SCRIPTS
 
 CONFIG = "config"          # session_state key: the current RNNConfig
 STEP = "step"              # session_state key: the current step, 1..T
 NOTICES = "url_notices"    # session_state key: warnings from parsing the URL, shown until the config changes
 ERROR = "config_error"     # session_state key: the last refused sidebar change, shown once
+PRESET_APPLIED = "preset_applied"   # session_state key: the preset last chosen (None: reset), for its page link
 URL_KEYS = (*FIELDS, "step")
 WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical config is never a widget key
 
@@ -23,6 +27,7 @@ WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical 
 # cached numerical work: all of it in the process's one memory budget (bptt.budget), keyed on the RNNConfig, read-only
 
 PROGRESS_AFTER = 1.0       # seconds a page waits before it says what for
+SMALL_ENTRY = 256          # bytes a scalar cache entry is counted as (so that the budget bounds their number too)
 STAGE_TEXT = {
     "engine": "engine: the NumPy forward and backward pass",
     "references": "references: torch.nn.RNN, the unrolled autograd graph and the hand-written operator",
@@ -74,6 +79,24 @@ def get_gradcheck(cfg: RNNConfig) -> GradcheckResult:
     problem = get_analysis(cfg).problem
     return cached_work(("gradcheck", cfg), lambda: gradcheck_op(problem), "Running torch.autograd.gradcheck",
                        reserve=trace_bytes(cfg))
+
+
+def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
+    """The (cached, read-only) gradient-flow report of this config for batch element b."""
+    an = get_analysis(cfg)
+    return cached_work(("flow", cfg, b), lambda: flow_report(an.problem, an.engine, b),
+                       "Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)",
+                       reserve=2 * trace_bytes(cfg))
+
+
+def get_fd(cfg: RNNConfig, weight: str, index: tuple[int, ...]) -> FDCheck:
+    """The (cached) finite-difference check of one weight entry at this config."""
+    an = get_analysis(cfg)
+    compute = lambda: fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)  # noqa: E731
+    if cfg.truncate == 0:       # two forward passes: light work, not queued behind other sessions' analyses
+        return budget.cached(("fd", cfg, weight, index), compute, heavy=False, reserve=2 * forward_bytes(cfg))
+    return cached_work(("fd", cfg, weight, index), compute, "Finite-difference check (and torch.nn.RNN without "
+                       "truncation)", reserve=trace_bytes(cfg))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -193,9 +216,18 @@ def _on_field_change(name: str) -> None:
 
 
 def _on_preset(name: str | None) -> None:
+    """A preset replaces the config on the page you are on (and links to where it shows best); reset also resets the
+    step."""
     set_config(preset(name) if name else RNNConfig())
-    from .flow_panels import request_landing
-    request_landing(name)                              # "Vanishing/Exploding gradients" go to the Gradient flow page
+    st.session_state[PRESET_APPLIED] = name
+    if name is None:
+        set_step(1)
+
+
+# the page that shows each preset best (a preset never switches page by itself: it links there)
+PRESET_PAGES = {"Worked example": "Backward pass", "Vanishing gradients": "Gradient flow",
+                "Exploding gradients": "Gradient flow", "Long sequence": "Gradient flow"}
+RESET_KEY = "preset_reset"
 
 
 def preset_key(name: str) -> str:
@@ -215,7 +247,11 @@ def sidebar() -> None:
         for name in PRESETS:
             st.button(name, key=preset_key(name), on_click=_on_preset, args=(name,), help=PRESET_NOTES.get(name),
                       width="stretch")
-        st.button("Reset to defaults", key="preset_reset", on_click=_on_preset, args=(None,), width="stretch")
+        st.button("Reset to defaults", key=RESET_KEY, on_click=_on_preset, args=(None,), width="stretch")
+    applied = st.session_state.get(PRESET_APPLIED)
+    if applied and cfg == preset(applied):
+        page = PRESET_PAGES[applied]
+        sb.page_link(SCRIPTS[page], label=f"{applied}: best seen on the {page} page", icon=":material/arrow_outward:")
     for group, names in GROUPS.items():
         sb.caption(group)
         for name in names:

@@ -5,31 +5,45 @@ import numpy as np
 import streamlit as st
 
 from ..analysis import Analysis
+from ..autograd_op import GRADCHECK_MAX_NUMBERS, gradcheck_numbers
 from ..compare import summary
 from .panels import comparison_frame
 from .state import get_gradcheck
+
+ONLY_FAIL_KEY, QUANTITY_KEY, GRADCHECK_KEY = "ver_only_fail", "ver_quantity", "ver_gradcheck"   # widgets
+DOWNLOADS_KEY = "ver_dl"
+
+
+def _columns(frame) -> dict:
+    """Column settings: every error, tolerance and floor in scientific notation, headers short enough to show."""
+    sci = {"max_abs_err": ("max abs err", "max |implementation − reference|"),
+           "max_rel_err": ("max rel err", "max |implementation − reference| / max |reference|"),
+           "tol": ("tol", "relative tolerance"),
+           "floor": ("floor", "absolute allowance for forward rounding (see above)")}
+    out = {k: st.column_config.NumberColumn(label, help=help, format="%.2e", width="small")
+           for k, (label, help) in sci.items() if k in frame.columns}
+    if "failing_steps" in frame.columns:
+        out["failing_steps"] = st.column_config.NumberColumn("failing t", help="timesteps that fail", width="small")
+    if "nonfinite" in frame.columns:
+        out["nonfinite"] = st.column_config.NumberColumn("inf/nan", help="entries that are inf or nan", width="small")
+    return out
 
 
 def summary_table(analysis: Analysis) -> None:
     """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
     s = summary(analysis.table)
     s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
-    st.dataframe(s.drop(columns=["passed"]), width="stretch", hide_index=True, height=38 + 35 * len(s),
-                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
-                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
-                                "tol": st.column_config.NumberColumn(format="%.0e")})
+    s = s.drop(columns=["passed"])
+    st.dataframe(s, width="stretch", hide_index=True, height=38 + 35 * len(s), column_config=_columns(s))
 
 
 def full_table(analysis: Analysis) -> None:
     """Every comparison row (per quantity and timestep), filterable."""
     tab = comparison_frame(analysis)
-    only_fail = st.toggle("Show only failing rows", key="ver_only_fail")
+    only_fail = st.toggle("Show only failing rows", key=ONLY_FAIL_KEY)
     if only_fail:
         tab = tab[~tab["passed"]]
-    st.dataframe(tab, width="stretch", hide_index=True, height=360,
-                 column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
-                                "max_rel_err": st.column_config.NumberColumn(format="%.2e"),
-                                "tol": st.column_config.NumberColumn(format="%.0e")})
+    st.dataframe(tab, width="stretch", hide_index=True, height=360, column_config=_columns(tab))
 
 
 def _printed(a: np.ndarray, rows: int = 12, cols: int = 8) -> str:
@@ -48,7 +62,7 @@ def side_by_side(analysis: Analysis) -> None:
                "torch operator (hand-written backward)": (analysis.op.h, analysis.op.dx, analysis.op.gradients),
                "torch.nn.RNN (autograd)": (analysis.torch_rnn.h, analysis.torch_rnn.dx, analysis.torch_rnn.gradients)}
     name = st.segmented_control("quantity", ["h", "dx", "dW_ih", "dW_hh", "db_ih", "db_hh"], default="dW_hh",
-                                key="ver_quantity") or "dW_hh"
+                                key=QUANTITY_KEY) or "dW_hh"
     for src, (h, dx, g) in sources.items():
         arr = {"h": h, "dx": dx}.get(name, g.get(name))
         st.markdown(f"**{src}**")
@@ -58,7 +72,7 @@ def side_by_side(analysis: Analysis) -> None:
 def gradcheck(analysis: Analysis) -> None:
     """torch.autograd.gradcheck of the hand-written operator, run on request at large sizes."""
     cfg = analysis.config
-    small = cfg.seq_len * cfg.batch_size * (cfg.input_size + cfg.hidden_size) <= 2000
-    if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key="ver_gradcheck"):
+    small = gradcheck_numbers(cfg) <= GRADCHECK_MAX_NUMBERS
+    if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key=GRADCHECK_KEY):
         res = get_gradcheck(cfg)
         (st.success if res.passed else st.error)(res.message)

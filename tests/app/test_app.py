@@ -1,4 +1,5 @@
-"""AppTest checks of the Streamlit app: every page runs, steps move, the URL is honoured, presets and downloads work."""
+"""AppTest checks of the Streamlit app: every page runs, the step viewer gets its payload and reports the step, the URL
+is honoured, presets and downloads work."""
 from __future__ import annotations
 
 import io
@@ -6,19 +7,18 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from apptools import BACKWARD, FORWARD, app, no_exception
 from streamlit.testing.v1 import AppTest
+from viewertools import panel, payload, report_step, viewer
 
-from apptools import BACKWARD, FORWARD, app, decode, figures, no_exception
+from bptt.app.navigation import SCRIPTS, URL_PATHS
+from bptt.app.state import PRESET_PAGES, RESET_KEY, preset_key
+from bptt.config import PRESETS, RNNConfig, preset
 
-from bptt.app.navigation import SCRIPTS
+VERIFICATION = SCRIPTS["Verification"]
 
 PAGES = [s for title, s in SCRIPTS.items() if title != "Gradient flow"]   # the Gradient flow page: test_flow_page.py
 LARGE = dict(hidden_size="128", input_size="64", seq_len="50", batch_size="16")
-
-
-def z_of(at: AppTest, key: str, panel: int = 0) -> np.ndarray:
-    """The z of one heatmap of a chart; in a triplet chart panel 0 = NumPy, 1 = reference, 2 = log10 |diff|."""
-    return decode(figures(at)[key]["data"][panel]["z"])
 
 
 def warnings_text(at: AppTest) -> str:
@@ -45,85 +45,111 @@ def test_all_pages_run_at_a_large_config():
         no_exception(at)
     at.switch_page(BACKWARD)
     at.run()
-    assert z_of(at, "bw_dh_total").shape == (16, 128)
-    assert z_of(at, "bw_dx").shape == (16, 64)
-    assert z_of(at, "bw_w").shape == (128, 128)             # dW_hh, the default choice
+    assert panel(at, "dh_total", "dh_total", 49).shape == (16, 128)
+    assert panel(at, "dx", "dx", 49).shape == (16, 64)
+    assert panel(at, "dW_hh", "dW_hh_acc", 49).shape == (128, 128)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# steps
+# steps: the viewer steps in the browser; Python hears the step the browser settles on
 
-def test_step_buttons_move_the_step_and_change_the_heatmaps():
+@pytest.mark.parametrize("page, name", [(BACKWARD, "backward"), (FORWARD, "forward")])
+def test_each_page_mounts_the_viewer_with_the_payload_of_the_urls_config(page, name):
+    from bptt import stepview
+    from bptt.analysis import analyze
+    from bptt.config import RNNConfig
+    at = app(page, seq_len="4", hidden_size="6", batch_size="2", seed="9", nonlinearity="relu", step="3")
+    no_exception(at)
+    cfg = RNNConfig(seq_len=4, hidden_size=6, batch_size=2, seed=9, nonlinearity="relu")
+    want = stepview.build_payload(analyze(cfg), name, 0, 4, start=3)
+    assert viewer(at).proto.bytes == want                       # the whole payload, byte for byte
+    header, _ = payload(at)
+    assert (header["page"], header["T"], header["start"]) == (name, 4, 3)
+    assert header["config"] == cfg.to_dict()
+
+
+def test_a_reported_step_reaches_the_session_and_the_url_without_resending_the_data():
     at = app(BACKWARD, seq_len="5", hidden_size="6", batch_size="2")
     assert at.session_state["step"] == 1
-    seen = [z_of(at, "bw_dh_total")]
-
-    at.button(key="step_next").click().run()
+    before = viewer(at).proto.bytes
+    report_step(at, 4)
     no_exception(at)
-    assert at.session_state["step"] == 2
-    seen.append(z_of(at, "bw_dh_total"))
-    assert not np.allclose(seen[0], seen[1])
-    assert at.query_params["step"] == "2"
-
-    at.button(key="step_last").click().run()
-    assert at.session_state["step"] == 5
-    seen.append(z_of(at, "bw_dh_total"))
-    assert not np.allclose(seen[1], seen[2])
-
-    at.button(key="step_prev").click().run()
     assert at.session_state["step"] == 4
+    assert at.query_params["step"] == "4"
+    assert viewer(at).proto.bytes == before                     # the browser is there already: nothing to send
+    report_step(at, 2, seq=2)
+    assert at.session_state["step"] == 2 and at.query_params["step"] == "2"
+    assert viewer(at).proto.bytes == before
 
-    at.button(key="step_first").click().run()
-    assert at.session_state["step"] == 1
-    np.testing.assert_allclose(z_of(at, "bw_dh_total"), seen[0], rtol=0, atol=0)
+
+def test_a_reported_step_out_of_range_is_clamped():
+    at = app(BACKWARD, seq_len="5")
+    report_step(at, 99)
     no_exception(at)
+    assert at.session_state["step"] == 5 and at.query_params["step"] == "5"
+    report_step(at, "not a number", seq=2)                      # ignored: the step stays where it was
+    assert at.session_state["step"] == 5
 
 
 def test_backward_step_k_shows_t_equal_T_minus_k_plus_1():
-    at = app(BACKWARD, seq_len="4", step="2")
     from bptt.analysis import analyze
     from bptt.config import RNNConfig
+    at = app(BACKWARD, seq_len="4", step="2")
     an = analyze(RNNConfig(seq_len=4))
-    np.testing.assert_allclose(z_of(at, "bw_dh_total"), an.engine.dh_total[4 - 2], rtol=0, atol=0)
-    assert any("t = 3, going backwards" in str(h.value) for h in at.subheader)
+    header, _ = payload(at)
+    assert header["start"] == 2
+    step = header["steps"][4 - 2 - header["lo"]]
+    assert step["k"] == 2 and step["title"].startswith("t = 3 · backward step 2 of 4")
+    np.testing.assert_array_equal(panel(at, "dh_total", "dh_total", 4 - 2), an.engine.dh_total[2].astype(np.float32))
 
 
 def test_forward_step_shows_t_equal_k():
-    at = app(FORWARD, seq_len="4", step="3")
     from bptt.analysis import analyze
     from bptt.config import RNNConfig
+    at = app(FORWARD, seq_len="4", step="3")
     an = analyze(RNNConfig(seq_len=4))
-    np.testing.assert_allclose(z_of(at, "fw_h"), an.engine.h[2], rtol=0, atol=0)
-    np.testing.assert_allclose(z_of(at, "fw_h_cmp", 1), an.torch_rnn.h[2], rtol=0, atol=0)
+    header, _ = payload(at)
+    assert header["start"] == 3 and header["steps"][2]["title"].startswith("t = 3 · forward step 3 of 4")
+    np.testing.assert_array_equal(panel(at, "h_cmp", "h", 2), an.engine.h[2].astype(np.float32))
+    np.testing.assert_array_equal(panel(at, "h_cmp", "torch_h", 2), an.torch_rnn.h[2].astype(np.float32))
 
 
-def test_play_toggles_and_pause_stops():
-    at = app(BACKWARD, seq_len="4")
-    at.button(key="step_play").click().run()
+def test_changing_the_config_keeps_the_step_where_it_exists_and_clamps_it_otherwise():
+    at = app(BACKWARD, seq_len="6", step="2")
+    report_step(at, 5)
+    at.number_input(key="w_hidden_size").set_value(4).run()      # the step still exists: kept
     no_exception(at)
-    assert at.session_state["step_playing"] is True
-    at.button(key="step_play").click().run()
-    assert at.session_state["step_playing"] is False
-    no_exception(at)
-
-
-def test_the_client_side_animation_is_built_on_request_with_one_frame_per_step():
-    at = app(BACKWARD, seq_len="4", hidden_size="3")
-    assert "bw_animation" not in figures(at)
-    at.toggle(key="bw_anim").set_value(True).run()
-    no_exception(at)
-    fig = figures(at)["bw_animation"]
-    assert [f["name"] for f in fig["frames"]] == ["4", "3", "2", "1"]
-    assert decode(fig["frames"][0]["data"][0]["z"]).shape == (3, 3)
-
-
-def test_changing_the_config_clamps_the_step():
-    at = app(BACKWARD, seq_len="6", step="6")
-    assert at.session_state["step"] == 6
-    at.number_input(key="w_seq_len").set_value(3).run()
+    assert at.session_state["step"] == 5 and payload(at)[0]["start"] == 5
+    at.number_input(key="w_seq_len").set_value(3).run()          # it does not: the last step
     no_exception(at)
     assert at.session_state["step"] == 3
     assert at.query_params["seq_len"] == "3" and at.query_params["step"] == "3"
+    header, _ = payload(at)
+    assert (header["T"], header["start"]) == (3, 3)
+
+
+def test_a_window_request_sends_the_window_around_the_step(monkeypatch):
+    from bptt import stepview
+    monkeypatch.setattr(stepview, "BUDGET", 1)                   # every step over budget: windows of one step
+    at = app(BACKWARD, seq_len="6")
+    header, _ = payload(at)
+    assert (header["lo"], header["hi"]) == (5, 6)                 # step 1 is t = T
+    report_step(at, 3, window=True, ahead=-1)
+    no_exception(at)
+    header, _ = payload(at)
+    assert (header["lo"], header["hi"]) == (3, 4) and at.session_state["step"] == 3
+
+
+def test_a_page_switch_reopens_the_viewer_at_the_sessions_step():
+    at = app(BACKWARD, seq_len="6")
+    report_step(at, 4)
+    at.switch_page(FORWARD)
+    at.run()
+    assert payload(at)[0]["start"] == 4                        # the URL's step keeps its meaning on each page
+    at.switch_page(BACKWARD)
+    at.run()
+    no_exception(at)
+    assert payload(at)[0]["start"] == 4
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -133,9 +159,9 @@ def test_query_string_sizes_appear_in_the_figures():
     at = app(BACKWARD, hidden_size="7", batch_size="2", input_size="3")
     no_exception(at)
     assert not at.warning
-    assert z_of(at, "bw_dh_total").shape == (2, 7)
-    assert z_of(at, "bw_dx").shape == (2, 3)
-    assert z_of(at, "bw_dx", 2).shape == (2, 3)
+    assert panel(at, "dh_total", "dh_total", 0).shape == (2, 7)
+    assert panel(at, "dx", "dx", 0).shape == (2, 3)
+    assert panel(at, "dx", "log10_diff_dx", 0).shape == (2, 3)
 
 
 @pytest.mark.parametrize("params, name", [
@@ -157,7 +183,7 @@ def test_bad_url_values_warn_and_fall_back(params, name):
     if name != "step":
         assert getattr(cfg, name) == getattr(RNNConfig(), name)
     assert 1 <= at.session_state["step"] <= cfg.seq_len
-    assert at.get("plotly_chart")
+    assert payload(at)[0]["T"] == cfg.seq_len
 
 
 def test_good_url_values_are_kept_and_written_back():
@@ -181,7 +207,7 @@ def test_sidebar_change_survives_a_page_switch():
     no_exception(at)
     assert at.session_state["config"].hidden_size == 6
     assert at.number_input(key="w_hidden_size").value == 6
-    assert z_of(at, "bw_dh_total").shape == (3, 6)
+    assert panel(at, "dh_total", "dh_total", 0).shape == (3, 6)
 
 
 def test_a_refused_sidebar_change_shows_an_error_and_keeps_the_config():
@@ -193,21 +219,25 @@ def test_a_refused_sidebar_change_shows_an_error_and_keeps_the_config():
     assert any("seq_len" in str(e.value) for e in at.error)
 
 
-@pytest.mark.parametrize("name", ["Vanishing gradients", "Exploding gradients"])
-def test_presets_apply(name):
-    from bptt.config import preset
-    from bptt.app.state import preset_key
-    at = app(BACKWARD, hidden_size="9")
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_preset_changes_the_config_on_this_page_and_links_to_where_it_shows_best(name):
+    at = app(VERIFICATION, hidden_size="9")
     at.button(key=preset_key(name)).click().run()
     no_exception(at)
     assert at.session_state["config"] == preset(name)
-    want = preset(name)
-    at.switch_page(BACKWARD)                                # these presets land on the Gradient flow page
-    at.run()
-    assert z_of(at, "bw_dh_total").shape == (want.batch_size, want.hidden_size)
-    at.button(key="preset_reset").click().run()
-    from bptt.config import RNNConfig
+    assert any(t.value == "Verification" for t in at.title), "a preset must not switch the page"
+    links = [el.proto for el in at.get("page_link")]
+    assert URL_PATHS[PRESET_PAGES[name]] in [link.page for link in links]
+
+
+def test_reset_resets_the_config_and_the_step():
+    at = app(VERIFICATION, seq_len="6", hidden_size="7", step="4")
+    assert at.session_state["step"] == 4
+    at.button(key=RESET_KEY).click().run()
+    no_exception(at)
     assert at.session_state["config"] == RNNConfig()
+    assert at.session_state["step"] == 1
+    assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
 
 
 def test_bug_banner_names_the_first_divergence():
@@ -247,13 +277,3 @@ def test_download_data_at_a_nondefault_config():
     from bptt.config import RNNConfig
     made = {fname.rsplit(".", 1)[-1]: make() for fname, _, make in download_data(RNNConfig(seq_len=2, seed=5)).values()}
     _check_files(made)
-
-
-def test_the_step_slider_moves_the_step():
-    at = app(BACKWARD, seq_len="6")
-    at.slider[0].set_value(4).run()
-    no_exception(at)
-    assert at.session_state["step"] == 4
-    assert at.slider[0].value == 4
-    at.button(key="step_prev").click().run()
-    assert at.session_state["step"] == 3 and at.slider[0].value == 3

@@ -1,4 +1,4 @@
-"""The app's figure builders: fixed symmetric colour ranges, log-diff floors, non-finite cells, animation frames."""
+"""The app's figure builders: fixed symmetric colour ranges, log-diff floors, non-finite cells, triplets."""
 from __future__ import annotations
 
 import json
@@ -39,20 +39,18 @@ def test_non_finite_cells_are_crossed_and_the_figure_serialises():
     _json(fig)
     marks = fig.data[1]
     assert sorted(zip(np.asarray(marks.x).tolist(), np.asarray(marks.y).tolist())) == [(0, 1), (1, 0)]
-    diff = figures.diff_heatmap(z, np.array([[1.0, np.inf], [0.0, -2.0]]), "h_3")
-    dz = np.asarray(diff.data[0].z, dtype=np.float64)
+    dz = figures.log_diff(z, np.array([[1.0, np.inf], [0.0, -2.0]]))
     assert dz[0, 0] == np.log10(figures.DIFF_FLOOR)               # exact agreement draws at the floor
     assert dz[0, 1] == np.log10(figures.DIFF_FLOOR)               # the same inf on both sides agrees
     assert np.isnan(dz[1, 0])                                     # nan against a number is a real mismatch
-    assert len(diff.data) == 2                                    # ... and is crossed out
-    _json(diff)
 
 
-def test_diff_heatmap_shows_log10_of_the_difference():
+def test_log_diff_is_log10_of_the_difference_in_float64():
     a = np.array([[1.0, 2.0]])
-    b = a + np.array([[1e-3, 1e-12]])
-    dz = np.asarray(figures.diff_heatmap(a, b, "x").data[0].z, dtype=np.float64)
-    np.testing.assert_allclose(dz, np.log10(np.abs(a - b)), atol=1e-5)
+    b = a + np.array([[1e-3, 4e-16]])
+    dz = figures.log_diff(a, b)
+    assert dz.dtype == np.float64
+    np.testing.assert_array_equal(dz, np.log10(np.abs(a - b)))
 
 
 def test_strip_marks_every_step_and_the_cuts():
@@ -61,14 +59,6 @@ def test_strip_marks_every_step_and_the_cuts():
     assert len(spec["layout"]["annotations"]) == 2                # two ✂ marks
     hovers = [h for tr in spec["data"] for h in (tr.get("hovertext") or []) if "gradient sent" in str(h)]
     assert len(hovers) == 6 - 2                                   # one red arrow per step, minus the cut ones
-
-
-def test_backward_animation_has_one_frame_per_timestep_in_backward_order():
-    series = np.random.default_rng(1).normal(size=(4, 2, 3))
-    fig = figures.backward_animation({"dh_total": series, "d_tanh": -series})
-    assert [f.name for f in fig.frames] == ["4", "3", "2", "1"]
-    np.testing.assert_allclose(np.asarray(fig.frames[0].data[0].z, dtype=np.float64), series[3], rtol=1e-6)
-    assert fig.layout.sliders and fig.layout.updatemenus
 
 
 def test_triplet_is_one_figure_of_impl_ref_and_their_log_difference():
@@ -86,9 +76,8 @@ def test_triplet_is_one_figure_of_impl_ref_and_their_log_difference():
         assert (tr.zmin, tr.zmax, tr.zmid, tr.colorscale) == (-2.5, 2.5, 0.0, ref.colorscale)
         assert tr.text is not None                                # 15 cells: values are printed
     assert impl.showscale is False and ref.showscale is not False and diff.showscale is not False
-    alone = figures.diff_heatmap(a, b, "dh_total_2").data[0]      # the right panel is exactly diff_heatmap's trace
-    np.testing.assert_array_equal(np.asarray(diff.z, dtype=np.float64), np.asarray(alone.z, dtype=np.float64))
-    assert (diff.zmin, diff.zmax, diff.colorbar.title.text) == (alone.zmin, alone.zmax, "log10 |diff|")
+    np.testing.assert_array_equal(np.asarray(diff.z), figures.log_diff(a, b).astype(np.float32))   # the right panel
+    assert (diff.zmin, diff.zmax, diff.colorbar.title.text) == (np.log10(figures.DIFF_FLOOR), 0.0, "log10 |diff|")
     assert [(tr.xaxis, tr.yaxis) for tr in fig.data[:3]] == [("x", "y"), ("x2", "y2"), ("x3", "y3")]
     doms = [spec["layout"][f"xaxis{s}"]["domain"] for s in ("", "2", "3")]
     assert all(d0[1] < d1[0] for d0, d1 in zip(doms, doms[1:]))  # side by side, no overlap
@@ -105,15 +94,3 @@ def test_large_triplets_print_no_cell_values():
     fig = figures.triplet_figure(z, z, "dW_hh", 1.0, "HH")
     assert all(tr.text is None for tr in fig.data[:3])
     _json(fig)
-
-
-def test_cell_picker_on_a_triplet_is_the_fourth_trace_on_the_numpy_panel():
-    a = np.arange(12.0).reshape(3, 4)
-    a[0, 0] = np.nan
-    fig = figures.add_cell_picker(figures.triplet_figure(a, a, "dW_ih", 12.0, "HI"), a, "dW_ih", "HI")
-    pick = fig.data[figures.PICKER_CURVE]
-    assert pick.type == "scatter" and pick.name == "pick" and (pick.xaxis, pick.yaxis) == ("x", "y")
-    assert len(pick.x) == a.size and [tr.type for tr in fig.data[:3]] == ["heatmap"] * 3
-    assert tuple(fig.layout.xaxis.range) == (-0.5, 3.5) and tuple(fig.layout.yaxis.range) == (2.5, -0.5)
-    big = np.ones((64, 64))                                       # above PICKER_MAX_CELLS: no click targets
-    assert len(figures.add_cell_picker(figures.triplet_figure(big, big, "dW_hh", 1.0, "HH"), big, "dW_hh").data) == 3

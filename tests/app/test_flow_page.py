@@ -2,18 +2,18 @@
 page, the bug banner and diff heatmaps, the finite-difference spot check, and truncate= / bug= in the URL."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from apptools import BACKWARD, FLOW, app, figures, no_exception
+from apptools import decode as _arr
 from streamlit.testing.v1 import AppTest
+from viewertools import click_cell, panel, payload
 
 from bptt.analysis import analyze
+from bptt.app import backward, gradient_flow
 from bptt.config import RNNConfig, preset
 from bptt.fd import fd_estimate
 from bptt.flow import flow_report
-
-from apptools import BACKWARD, FLOW, app, figures, no_exception
-from apptools import decode as _arr
 
 SMALL = dict(hidden_size="4", input_size="3", seq_len="5", batch_size="2")
 
@@ -34,7 +34,7 @@ def cfg_of(**params: str) -> RNNConfig:
 # ----------------------------------------------------------------------------------------------------------------------
 # the Gradient flow page
 
-FLOW_CHARTS = {"flow_norms", "flow_jacobian", "flow_spectrum", "flow_saturation", "flow_sweep"}
+FLOW_CHARTS = set(gradient_flow.CHART_KEYS)
 
 
 @pytest.mark.parametrize("params", [
@@ -46,7 +46,7 @@ def test_flow_page_runs_and_shows_every_chart(params):
     at = app(FLOW, **params)
     no_exception(at)
     assert not at.warning
-    assert FLOW_CHARTS <= set(figures(at))
+    assert set(figures(at)) >= FLOW_CHARTS
 
 
 def test_flow_page_numbers_are_the_packages():
@@ -55,7 +55,7 @@ def test_flow_page_numbers_are_the_packages():
     an = analyze(cfg)
     rep = flow_report(an.problem, an.engine)
     figs = figures(at)
-    norms = figs["flow_norms"]["data"][-1]                                  # the whole-batch curve, last trace
+    norms = figs[gradient_flow.NORMS_KEY]["data"][-1]                      # the whole-batch curve, last trace
     np.testing.assert_allclose(_arr(norms["x"]), np.arange(1, cfg.seq_len + 1))   # t shown 1-based
     np.testing.assert_allclose(_arr(norms["y"]), rep.grad_norms.per_t, rtol=1e-12)
     np.testing.assert_allclose(_arr(figs["flow_jacobian"]["data"][0]["y"]), rep.jacobian.norms, rtol=1e-12)
@@ -72,7 +72,7 @@ def test_flow_page_numbers_are_the_packages():
 def test_batch_element_changes_the_jacobian_curve():
     at = app(FLOW, **SMALL)
     before = _arr(figures(at)["flow_jacobian"]["data"][0]["y"])
-    at.number_input(key="flow_b").set_value(1).run()
+    at.number_input(key=gradient_flow.BATCH_KEY).set_value(1).run()
     no_exception(at)
     after = _arr(figures(at)["flow_jacobian"]["data"][0]["y"])
     assert not np.allclose(before, after)
@@ -110,22 +110,14 @@ def test_bad_truncate_or_bug_in_the_url_warns(params, name):
 
 
 @pytest.mark.parametrize("name", ["Vanishing gradients", "Exploding gradients"])
-def test_flow_presets_land_on_the_flow_page_with_an_explanation(name):
+def test_flow_presets_explain_themselves_on_the_flow_page(name):
     from bptt.app.state import preset_key
-    at = app(None)
+    at = app(FLOW)
     at.button(key=preset_key(name)).click().run()
     no_exception(at)
     assert at.session_state["config"] == preset(name)
-    assert FLOW_CHARTS <= set(figures(at)), "did not land on the Gradient flow page"
+    assert set(figures(at)) >= FLOW_CHARTS
     assert any(name in str(i.value) for i in at.info)
-
-
-def test_other_presets_stay_on_the_page():
-    from bptt.app.state import preset_key
-    at = app(BACKWARD)
-    at.button(key=preset_key("Long sequence")).click().run()
-    no_exception(at)
-    assert "bw_dh_total" in figures(at) and not FLOW_CHARTS & set(figures(at))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -138,21 +130,20 @@ def test_backward_page_marks_the_cut_and_shows_the_truncation_gap():
     an = analyze(cfg)
     gap = flow_report(an.problem, an.engine, sweep=False).gap
     figs = figures(at)
-    bars = figs["bw_gap_bars"]["data"][0]
+    bars = figs[backward.GAP_BARS_KEY]["data"][0]
     assert list(bars["x"]) == list(gap.rel_err)
     np.testing.assert_allclose(_arr(bars["y"]), list(gap.rel_err.values()), rtol=1e-12)
-    np.testing.assert_allclose(_arr(figs["bw_gap_heat"]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
-    strip = figs["bw_strip"]["layout"]["annotations"]
-    assert sum("✂" in str(a.get("text", "")) for a in strip) == 2           # cuts before t = 3 and t = 5 (1-based)
+    np.testing.assert_allclose(_arr(figs[backward.GAP_HEAT_KEY]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
+    assert payload(at)[0]["strip"]["cuts"] == [2, 4]                     # cuts before t = 3 and t = 5 (1-based)
     assert "truncated" in text(at)
-    at.segmented_control(key="bw_gap_weight").set_value("db_ih").run()
-    np.testing.assert_allclose(_arr(figures(at)["bw_gap_heat"]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
+    at.segmented_control(key=backward.GAP_WEIGHT_KEY).set_value("db_ih").run()
+    np.testing.assert_allclose(_arr(figures(at)[backward.GAP_HEAT_KEY]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
                                rtol=1e-12)
 
 
 def test_no_gap_section_for_full_bptt():
     at = app(BACKWARD, **SMALL)
-    assert "bw_gap_bars" not in figures(at)
+    assert backward.GAP_BARS_KEY not in figures(at)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -163,9 +154,9 @@ def test_bug_diff_heatmaps_light_up_from_the_first_divergence():
     no_exception(at)
     banner = "\n".join(str(e.value) for e in at.error)
     assert "no-activation-derivative" in banner and "d_pre" in banner and "t = 5" in banner   # 0-based t = 4
-    z = _arr(figures(at)["bw_d_pre"]["data"][2]["z"])                      # log10 |NumPy − PyTorch|
+    z = panel(at, "d_pre", "log10_diff_d_pre", 4)                          # log10 |NumPy − PyTorch| at t = T
     assert z.max() > -4                                                     # bright against the floor of -18
-    assert np.nanmax(_arr(figures(at)["bw_dh_total"]["data"][2]["z"])) < -12       # before it: still agrees
+    assert np.nanmax(panel(at, "dh_total", "log10_diff_dh_total", 4)) < -12  # before it: still agrees
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -175,11 +166,19 @@ def _metric_values(at: AppTest) -> list[float]:
     return [float(m.value) for m in at.metric]
 
 
+def fd_box(at: AppTest, which: str):
+    """The FD index box "j" or "i" (its widget key changes when a cell click re-creates it)."""
+    prefix = backward.WIDGET_FD_J if which == "j" else backward.WIDGET_FD_I
+    boxes = [n for n in at.number_input if n.key and n.key.startswith(f"{prefix}_")]
+    assert len(boxes) <= 1
+    return boxes[0] if boxes else None
+
+
 def test_fd_spot_check_shows_the_estimate_beside_engine_and_torch():
     at = app(BACKWARD, **SMALL, step="5")                                   # the last step: the full gradient
     no_exception(at)
-    at.number_input(key="fd_j").set_value(2).run()
-    at.number_input(key="fd_i").set_value(1).run()
+    fd_box(at, "j").set_value(2).run()
+    fd_box(at, "i").set_value(1).run()
     no_exception(at)
     an = analyze(cfg_of(**SMALL))
     est, eng, ref = _metric_values(at)[:3]
@@ -199,25 +198,42 @@ def test_fd_spot_check_says_when_it_is_not_the_full_gradient():
 
 def test_fd_spot_check_for_a_bias_has_one_index():
     at = app(BACKWARD, **SMALL, step="5")
-    at.segmented_control(key="bw_weight").set_value("db_hh").run()
+    at.selectbox(key=backward.WIDGET_FD_W).set_value("db_hh").run()
     no_exception(at)
-    assert at.number_input(key="fd_j").max == 3
-    assert not [n for n in at.number_input if n.key == "fd_i"]
+    assert fd_box(at, "j").max == 3
+    assert fd_box(at, "i") is None
     an = analyze(cfg_of(**SMALL))
     assert _metric_values(at)[0] == pytest.approx(an.torch_rnn.gradients["db_hh"][0], rel=1e-6)
 
 
-def test_cell_select_reads_only_the_picker_points(monkeypatch):
-    from types import SimpleNamespace
+def test_a_cell_click_in_the_viewer_runs_the_check_on_that_cell():
+    at = app(BACKWARD, **SMALL, step="5")
+    click_cell(at, "dW_ih", 3, 2)
+    no_exception(at)
+    assert at.selectbox(key=backward.WIDGET_FD_W).value == "dW_ih"
+    assert (fd_box(at, "j").value, fd_box(at, "i").value) == (3, 2)
+    an = analyze(cfg_of(**SMALL))
+    assert _metric_values(at)[1] == pytest.approx(an.engine.gradients["dW_ih"][3, 2], rel=1e-9)
+    assert "dW_ih[3, 2]" in text(at)
+    click_cell(at, "db_ih", 1)                                               # a bias: one index
+    assert fd_box(at, "j").value == 1 and fd_box(at, "i") is None
+    assert _metric_values(at)[1] == pytest.approx(an.engine.gradients["db_ih"][1], rel=1e-9)
+    click_cell(at, "dW_hh", 99, -5)                                          # out of range: clamped, and shown
+    assert (fd_box(at, "j").value, fd_box(at, "i").value) == (3, 0)
+    assert "dW_hh[3, 0]" in text(at)
 
-    from bptt import figures as figs
-    from bptt.app import flow_panels
-    state = {"bw_weight": "dW_hh", "fd_j": 0, "fd_i": 0}
-    monkeypatch.setattr(flow_panels, "st", SimpleNamespace(session_state=state))
-    cross = dict(curve_number=figs.PICKER_CURVE + 1, x=3, y=2)                   # a non-finite cross, not a cell
-    state["bw_w"] = {"selection": {"points": [cross]}}
-    flow_panels.on_cell_select()
-    assert (state["fd_j"], state["fd_i"]) == (0, 0)
-    state["bw_w"] = {"selection": {"points": [cross, dict(curve_number=figs.PICKER_CURVE, x=1, y=4)]}}
-    flow_panels.on_cell_select()
-    assert (state["fd_j"], state["fd_i"]) == (4, 1)
+
+def test_after_a_refused_entry_a_cell_click_shows_the_index_it_checks():
+    """Issue 9: after j = 99 was refused, a click on a cell left "99" in the box while the check used j = 4."""
+    at = app(BACKWARD, **SMALL, step="5")
+    fd_box(at, "j").set_value(99).run()                                     # out of range (hidden units 0..3)
+    no_exception(at)
+    j, i = fd_box(at, "j").value, fd_box(at, "i").value
+    assert j <= 3 and f"dW_hh[{j}, {i}]" in text(at)                       # the box shows the index checked
+    before = fd_box(at, "j").key
+    click_cell(at, "dW_hh", 2, 1)
+    no_exception(at)
+    box = fd_box(at, "j")
+    assert box.key != before                                                # a fresh box: no stale entry survives
+    assert box.value == 2 and fd_box(at, "i").value == 1                   # it shows the index the check uses
+    assert "dW_hh[2, 1]" in text(at)

@@ -1,19 +1,21 @@
 """Every page loads in a real browser; the URL's configuration reaches the heatmaps; hostile URLs only warn."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from .helpers import PAGES, exceptions, heatmaps_by_key, step_of, wait_for_app, wait_for_charts, warnings
+from .helpers import PAGES, exceptions, wait_for_app, wait_for_charts, warnings
+
+VIEWER = "[data-testid=bptt-stepper][data-step]"      # the step viewer, once it has drawn a step
 
 # page -> (a selector that exists once the page has drawn, the fewest Plotly charts it draws)
 EXPECT = {
     "Home": ("[data-testid='stMain'] h1", 1),
-    "Forward pass": (".st-key-step_next", 1),
-    "Backward pass": (".st-key-step_next", 8),          # strip, dh_out, six triplets
+    "Forward pass": (VIEWER, 0),                         # the step viewer draws on canvases, not with Plotly
+    "Backward pass": (VIEWER, 0),
     "Gradient flow": ("[data-testid='stMain'] h1", 1),
     "Verification": ("[data-testid='stDataFrame']", 0),
     "Derivation": ("[data-testid='stMain'] .katex", 0),
+    "Check your code": ("[data-testid='stFileUploader']", 0),
 }
 
 
@@ -28,7 +30,8 @@ def test_page_loads_without_exception(new_page, name):
     if n_charts:
         wait_for_charts(page, n_charts)
     assert exceptions(page) == []
-    assert page.locator("[data-testid='stMain']").inner_text().strip(), f"{name}: the page is empty"
+    content = page.locator(VIEWER) if selector == VIEWER else page.locator("[data-testid='stMain']")   # shadow DOM
+    assert content.inner_text().strip(), f"{name}: the page is empty"
 
 
 def test_every_page_in_the_navigation_is_tested(new_page):
@@ -42,18 +45,24 @@ def test_every_page_in_the_navigation_is_tested(new_page):
 # ----------------------------------------------------------------------------------------------------------------------
 # the URL
 
+def shapes(page) -> dict[str, tuple[int, int]]:
+    """data-quantity -> (data-rows, data-cols) of every heatmap in the step viewer."""
+    out = {}
+    for el in page.locator("[data-testid=bptt-stepper] [data-quantity]").all():
+        rows, cols = int(el.get_attribute("data-rows")), int(el.get_attribute("data-cols"))
+        out[el.get_attribute("data-quantity")] = (rows, cols)
+    return out
+
+
 def test_url_sizes_reach_the_heatmaps(new_page):
     page = new_page("Backward_pass?hidden_size=7&batch_size=2")
-    wait_for_app(page, expect=".st-key-bw_dh_total .js-plotly-plot")
-    wait_for_charts(page, 8)
-    maps, refs = heatmaps_by_key(page), heatmaps_by_key(page, 1)               # NumPy panels; reference panels
+    wait_for_app(page, expect=VIEWER)
     assert exceptions(page) == [] and warnings(page) == []
-    for key in ("bw_dh_out", "bw_dh_total", "bw_d_pre", "bw_dh_prev"):
-        assert maps[key].shape == (2, 7), key                                  # (B, H)
-    assert refs["bw_dh_total"].shape == (2, 7)
-    assert maps["bw_dx"].shape == (2, 4)                                       # (B, I) at the default I = 4
-    assert maps["bw_w"].shape in {(7, 7), (7, 4), (1, 7)}                      # a weight gradient of H = 7
-    np.testing.assert_allclose(maps["bw_dh_total"], refs["bw_dh_total"], rtol=1e-9, atol=1e-12)
+    maps = shapes(page)
+    for q in ("dh_out", "dh_total", "ref_dh_total", "d_pre", "dh_prev"):
+        assert maps[q] == (2, 7), q                                            # (B, H)
+    assert maps["dx"] == (2, 4)                                                # (B, I) at the default I = 4
+    assert maps["dW_hh_acc"] == (7, 7) and maps["dW_ih_acc"] == (7, 4) and maps["db_ih_acc"] == (1, 7)
 
 
 @pytest.mark.parametrize("query, param", [
@@ -63,11 +72,10 @@ def test_url_sizes_reach_the_heatmaps(new_page):
 ])
 def test_hostile_url_warns_and_falls_back(new_page, query, param):
     page = new_page(f"Backward_pass?{query}")
-    wait_for_app(page, expect=".st-key-bw_dh_total .js-plotly-plot")
-    wait_for_charts(page, 8)
+    wait_for_app(page, expect=VIEWER)
     assert exceptions(page) == []
     notes = warnings(page)
     assert any(param in n for n in notes), f"no warning naming {param!r}: {notes}"
-    maps = heatmaps_by_key(page)
-    assert maps["bw_dh_total"].shape == (3, 5)                              # the defaults: B = 3, H = 5
-    assert step_of(page) == (1, 3)
+    assert shapes(page)["dh_total"] == (3, 5)                                 # the defaults: B = 3, H = 5
+    root = page.locator("[data-testid=bptt-stepper]")
+    assert (root.get_attribute("data-step"), root.get_attribute("data-steps")) == ("1", "3")

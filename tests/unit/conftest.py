@@ -1,14 +1,12 @@
 """Shared helpers for the engine tests: one closeness check (the rounding floor itself is compare.rounding_floor)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from bptt.compare import REL_TOL
-
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # closeness

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from clitools import assert_usage_error, run_cli
 
 from bptt.config import RNNConfig
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
-from clitools import assert_usage_error, run_cli
 
 FLAGS = ["--input-size", "3", "--hidden-size", "4", "--seq-len", "5", "--batch-size", "2", "--seed", "9"]
 CFG = RNNConfig(input_size=3, hidden_size=4, seq_len=5, batch_size=2, seed=9)

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bptt.config import (FIELDS, HISTORY_BUDGET, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value,
-                         preset)
+from bptt.config import FIELDS, HISTORY_BUDGET, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
 
 NUMERIC = [f for f in FIELDS.values() if f.kind is not str]
 CHOICE = [f for f in FIELDS.values() if f.kind is str]
@@ -95,7 +94,7 @@ def test_from_dict_refuses_unknown_fields() -> None:
 
 def test_history_budget_boundary() -> None:
     # 64 * 256 * (256 + 256) is exactly the budget: allowed; one more step is not
-    assert 64 * 256 * 512 == HISTORY_BUDGET
+    assert HISTORY_BUDGET == 64 * 256 * 512
     RNNConfig(seq_len=64, hidden_size=256, input_size=256)
     with pytest.raises(ConfigError) as info:
         RNNConfig(seq_len=65, hidden_size=256, input_size=256)

@@ -69,7 +69,8 @@ def test_jacobian_norms_match_autograd(cfg):
 def test_jacobian_uses_true_derivative_whatever_the_bug():
     cfg = SMALL[0].replace(bug="no-activation-derivative", truncate=2)
     p, tr = _run(cfg)
-    clean = flow.jacobian_norms(dataclasses.replace(p, config=SMALL[0]), run_engine(dataclasses.replace(p, config=SMALL[0])))
+    p_clean = dataclasses.replace(p, config=SMALL[0])
+    clean = flow.jacobian_norms(p_clean, run_engine(p_clean))
     np.testing.assert_allclose(flow.jacobian_norms(p, tr).norms, clean.norms, rtol=RTOL)
 
 

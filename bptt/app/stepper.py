@@ -1,0 +1,116 @@
+"""The step viewer shared by the Forward and Backward pages: one custom component that steps in the browser.
+
+Python sends every step of a pass once per configuration (bptt/stepview.py builds the bytes; above the budget a window
+of steps). stepper.js draws them, moves the address bar's `step` at once, and reports the step back when the user
+settles, pauses or play ends (state "step"); a click on a weight-gradient cell reports the cell (trigger "cell").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from .. import budget, stepview
+from ..config import RNNConfig
+from .state import SMALL_ENTRY, cached_work, current_config, current_step, get_analysis, set_step
+
+HERE = Path(__file__).parent
+JS = (HERE / "stepper.js").read_text()
+CSS = (HERE / "stepper.css").read_text()
+NAME = "bptt_stepper"
+SENT = "stepper_sent"        # session_state: page -> (config JSON, lo, hi, start) of the payload last mounted
+CLIENT = "stepper_client"    # session_state: the step the browser reported last (so a report resends nothing)
+AHEAD = "stepper_ahead"      # session_state: the browser asked for a window reaching this way in t (+1 / −1 / 0)
+WANTS = "stepper_wants"      # session_state: the browser asked for a new window (one run)
+CELL = "stepper_cell"        # session_state: the weight-gradient cell clicked last: {"weight", "j", "i"}
+
+
+def key_of(page: str) -> str:
+    """The component's key on a page ("stepper_forward", "stepper_backward")."""
+    return f"stepper_{page}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the payload (cached in the memory budget: built once per config and window)
+
+def get_payload(cfg: RNNConfig, page: str, lo: int, hi: int, start: int) -> bytes:
+    """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`."""
+    an = get_analysis(cfg)
+    return cached_work(("payload", cfg, page, lo, hi, start), lambda: stepview.build_payload(an, page, lo, hi, start),
+                       "Packing the steps for the browser", reserve=2 * stepview.BUDGET)
+
+
+def _per_step(cfg: RNNConfig, page: str) -> int:
+    an = get_analysis(cfg)
+    return budget.cached(("per_step", cfg, page), lambda: stepview.per_step_bytes(an, page), nbytes=SMALL_ENTRY,
+                         heavy=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# what the browser reports
+
+def _on_step(page: str) -> None:
+    """The browser settled on a step, or asks for the window around it: {"k", "seq", ["window", "ahead"]}."""
+    rep = (st.session_state.get(key_of(page)) or {}).get("step")
+    if not isinstance(rep, dict):
+        return
+    try:
+        k = int(rep.get("k"))
+    except (TypeError, ValueError):
+        return
+    set_step(k)
+    st.session_state[CLIENT] = current_step()
+    if rep.get("window"):
+        ahead = rep.get("ahead")
+        st.session_state[WANTS] = True
+        st.session_state[AHEAD] = (ahead > 0) - (ahead < 0) if isinstance(ahead, (int, float)) else 0
+
+
+def _on_cell(page: str) -> None:
+    """A weight-gradient cell was clicked: keep it for the finite-difference check."""
+    cell = (st.session_state.get(key_of(page)) or {}).get("cell")
+    if isinstance(cell, dict) and cell.get("weight") in stepview.WEIGHTS:
+        st.session_state[CELL] = cell
+
+
+def clicked_cell() -> dict[str, Any] | None:
+    """The cell of the last click on a weight-gradient heatmap, once: {"weight", "j"[, "i"]}; None otherwise."""
+    return st.session_state.pop(CELL, None)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the viewer
+
+def plan(page: str, cfg: RNNConfig, k: int, mounted: bool) -> tuple[int, int, int]:
+    """(lo, hi, start) of the payload to mount now: unchanged while the browser steps inside its window, so that a
+    reported step resends nothing; a new window when it asks or the step left it; start moves only when Python moved
+    the step (URL, config, reset)."""
+    T = cfg.seq_len
+    t = k - 1 if page == "forward" else T - k
+    sents = st.session_state.setdefault(SENT, {})
+    sent = sents.get(page) if mounted else None
+    same = sent is not None and sent[0] == cfg.to_json()
+    wants = st.session_state.pop(WANTS, False)
+    ahead = st.session_state.pop(AHEAD, 0)
+    if same and not wants and sent[1] <= t < sent[2]:
+        lo, hi = sent[1], sent[2]
+    else:
+        lo, hi = stepview.window(T, _per_step(cfg, page), t, ahead=ahead)
+    start = k
+    if same and st.session_state.get(CLIENT) == k:
+        start = sent[3]                        # the browser is already there: keep the data (and its start) as is
+    sents[page] = (cfg.to_json(), lo, hi, start)
+    return lo, hi, start
+
+
+def viewer(page: str) -> None:
+    """Mount the step viewer of `page` ("forward" or "backward") for the current config and step."""
+    cfg = current_config()
+    k = current_step()
+    key = key_of(page)
+    mounted = key in st.session_state             # the component was on the page in the previous run
+    lo, hi, start = plan(page, cfg, k, mounted)
+    mount = st.components.v2.component(NAME, js=JS, css=CSS)
+    mount(key=key, data=get_payload(cfg, page, lo, hi, start), on_step_change=lambda: _on_step(page),
+          on_cell_change=lambda: _on_cell(page), width="stretch")

@@ -1,0 +1,432 @@
+"""Compare a student's outputs with the project's reference: per quantity and step, first divergence, probes that
+localise the whole-sequence shapes, and a diagnosis that names the bug-zoo mistake the numbers equal."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..bugs import ZOO
+from ..compare import REL_TOL, agreement, rounding_floor
+from ..config import BUGS, RNNConfig
+from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace, run_engine
+from ..problem import Problem, draw_problem
+from ..reference import TorchRNNResult, torch_rnn_reference, unrolled_reference
+from . import shapes
+from .runner import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT,
+    Job,
+    RunResult,
+    StudentFailure,
+    run_student,
+)
+
+WHOLE = ("dx", "dh0", *GRADIENTS)          # whole-sequence results, compared with torch.nn.RNN
+MAX_PROBES = 8                             # prefixes T = 1..8 and upstream at 8 single steps at most
+
+
+def default_configs() -> list[RNNConfig]:
+    """The worked example, and one config whose sizes all differ (so that a transposed matrix cannot hide)."""
+    return [RNNConfig(), RNNConfig(input_size=3, hidden_size=7, seq_len=5, batch_size=2)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the reference of one problem
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference numbers of one problem: per step (unrolled autograd), whole (torch.nn.RNN), and the rounding
+    floor's engine and replay (compare.FLOOR_FACTOR)."""
+    problem: Problem
+    unrolled: Trace
+    torch_rnn: TorchRNNResult
+    engine: Trace
+    replay: Trace | None
+
+    def value(self, q: str, t: int | None) -> np.ndarray:
+        if t is not None:
+            return getattr(self.unrolled, q)[t]
+        return self.torch_rnn.gradients[q] if q in GRADIENTS else getattr(self.torch_rnn, q)
+
+    def floor(self, q: str, t: int | None) -> float:
+        return 0.0 if q in FORWARD_QUANTITIES else rounding_floor(self.engine, self.replay, q, t)
+
+
+def reference(p: Problem) -> Reference:
+    """Run both autograd references and the engine (with its replay on autograd's forward values) on p."""
+    unrolled = unrolled_reference(p)
+    engine = run_engine(p)
+    replay = run_engine(p, (unrolled.a, unrolled.h)) if p.config.nonlinearity == "tanh" else None
+    return Reference(p, unrolled, torch_rnn_reference(p), engine, replay)
+
+
+def zoo_value(trace: Trace, q: str, t: int | None) -> np.ndarray:
+    if t is not None:
+        return getattr(trace, q)[t]
+    return trace.gradients[q] if q in GRADIENTS else getattr(trace, q)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# rows
+
+Getter = Callable[[str, "int | None"], "np.ndarray | None"]
+
+
+def row_keys(T: int) -> list[tuple[str, int | None]]:
+    """Every (quantity, t) that can be compared, in the order BPTT computes them, then the whole results."""
+    keys: list[tuple[str, int | None]] = [(q, t) for t in range(T) for q in FORWARD_QUANTITIES]
+    keys += [(q, t) for t in range(T - 1, -1, -1) for q in STEP_QUANTITIES]
+    return keys + [(q, None) for q in WHOLE]
+
+
+def compare_rows(get: Getter, problems: list[dict], ref: Reference, impl: str, tol: float = REL_TOL) -> list[dict]:
+    """One row per (quantity, t) that the student produced or got wrong; compare.COLUMNS plus a message."""
+    T = ref.problem.x.shape[0]
+    msgs: dict[tuple, list[str]] = {}
+    for p in problems:
+        msgs.setdefault((p["quantity"], p["t"]), []).append(p["message"])
+    rows, seen = [], set()
+    for q, t in row_keys(T):
+        arr = get(q, t)
+        msg = msgs.get((q, t), [])
+        if arr is None and not msg:
+            continue
+        seen.add((q, t))
+        refv = ref.value(q, t)
+        floor = ref.floor(q, t)
+        if arr is None:
+            rows.append(_row(q, t, impl, ref, math.nan, math.nan, tol, floor, False, 0, msg))
+            continue
+        a = agreement(arr, refv, tol, floor)
+        notes = list(msg) + _nonfinite_note(q, t, arr, refv)
+        rows.append(_row(q, t, impl, ref, a.max_abs_err, a.max_rel_err, tol, floor, a.passed and not msg,
+                         a.nonfinite, notes))
+    for (q, t), msg in msgs.items():     # problems outside the comparable quantities (a call returned too few values)
+        if (q, t) not in seen:
+            rows.append(_row(q, t, impl, ref, math.nan, math.nan, tol, 0.0, False, 0, msg))
+    return rows
+
+
+def _row(q, t, impl, ref, abs_err, rel_err, tol, floor, passed, nonfinite, messages) -> dict:
+    reference_name = "unrolled autograd" if t is not None else "torch.nn.RNN"
+    return {"quantity": q, "t": t, "implementation": impl, "reference": reference_name, "max_abs_err": abs_err,
+                "max_rel_err": rel_err, "tol": tol, "floor": floor, "passed": bool(passed), "nonfinite": nonfinite,
+                "message": "; ".join(messages)}
+
+
+def _nonfinite_note(q: str, t: int | None, arr: np.ndarray, refv: np.ndarray) -> list[str]:
+    """'dx at t = 1 has 3 NaN and 1 inf entries where the reference is finite', or nothing."""
+    bad = ~np.isfinite(arr) & np.isfinite(refv)
+    if not bad.any():
+        return []
+    n_nan, n_inf = int(np.isnan(arr[bad]).sum()), int(np.isinf(arr[bad]).sum())
+    what = " and ".join(s for s in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if s)
+    at = "" if t is None else f" at t = {t}"
+    return [f"{q}{at} has {what} entries where the reference is finite"]
+
+
+def first_failing(rows: list[dict]) -> dict | None:
+    """The first failing row in BPTT order (rows come in that order)."""
+    return next((r for r in rows if not r["passed"]), None)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the bug zoo
+
+
+
+def _zoo_note(bug: str) -> str:
+    """What the mistake is, in the bug registry's (bptt.bugs) own words."""
+    note = (getattr(ZOO.get(bug), "note", "") or f"see python -m bptt verify --bug {bug}").rstrip(".")
+    return note + (" (t counted from 1 there, as in the app)" if re.search(r"\bt = [0-9T]", note) else "")
+
+
+def zoo_traces(p: Problem) -> dict[str, Trace]:
+    """The engine on the same problem with each bug in the zoo (whatever bptt.config.BUGS holds now)."""
+    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in BUGS if b != "none"}
+
+
+def zoo_matches(get: Getter, rows: list[dict], zoo: dict[str, Trace], tol: float = REL_TOL) -> list[str]:
+    """The zoo bugs whose engine gives every number the student gave (to the tolerance), when the student fails."""
+    if all(r["passed"] for r in rows) or any(r["message"] and "has shape" in r["message"] for r in rows):
+        return []
+    keys = [(r["quantity"], r["t"], r["floor"]) for r in rows if get(r["quantity"], r["t"]) is not None]
+    if len(keys) < len(rows) or not keys:
+        return []
+    out = []
+    for bug, trace in zoo.items():
+        if all(agreement(get(q, t), zoo_value(trace, q, t), tol, floor).passed for q, t, floor in keys):
+            out.append(bug)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# probes (whole-sequence shapes return only totals)
+
+def probe_problems(p: Problem) -> list[tuple[str, str, int, Problem]]:
+    """(id, kind, n, problem): prefixes of the sequence (kind "prefix", T = n), and the upstream gradient at a single
+    step (kind "upstream", only dh_out[n] kept)."""
+    T = p.x.shape[0]
+    out = []
+    for n in range(1, min(T - 1, MAX_PROBES) + 1):
+        cfg = p.config.replace(seq_len=n)
+        out.append((f"prefix{n}", "prefix", n, Problem(cfg, p.x[:n], p.h0, p.dh_out[:n], p.W_ih, p.W_hh, p.b_ih,
+                                                       p.b_hh)))
+    steps = sorted({0, T - 1, *range(min(T, MAX_PROBES))}) if T > 1 else []
+    for s in steps:
+        dh = np.zeros_like(p.dh_out)
+        dh[s] = p.dh_out[s]
+        out.append((f"upstream{s}", "upstream", s, dataclasses.replace(p, dh_out=dh)))
+    return out
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe showed."""
+    kind: str            # "prefix" | "upstream"
+    n: int               # the prefix length T, or the step s that alone gets an upstream gradient
+    failing: list[str]   # the quantities that differ (empty: all agree)
+
+    def text(self) -> str:
+        what = (f"prefix T = {self.n} (steps 0..{self.n - 1})" if self.kind == "prefix"
+                else f"upstream gradient only at t = {self.n}")
+        verb = " differs" if len(self.failing) == 1 else " differ"
+        return f"{what}: " + ("everything agrees" if not self.failing else ", ".join(self.failing) + verb)
+
+
+def probe_explanation(probes: list[Probe], T: int) -> list[str]:
+    """Plain words for what the probes together show."""
+    lines = []
+    prefixes = [p for p in probes if p.kind == "prefix"]
+    ups = [p for p in probes if p.kind == "upstream"]
+    bad_prefix = next((p for p in prefixes if p.failing), None)
+    if prefixes:
+        if bad_prefix is None:
+            lines.append(f"Every prefix up to T = {prefixes[-1].n} agrees: the mistake shows only with the whole "
+                         f"sequence (T = {T}), in what reaches the last steps.")
+        elif bad_prefix.n == 1:
+            lines.append("Even one step alone (T = 1, no carry between steps) differs: the mistake is in a single "
+                         "step's own gradient (d_pre, dx, or a weight gradient's formula), not in what flows between "
+                         "steps.")
+        else:
+            lines.append(f"One step alone agrees, but a prefix of T = {bad_prefix.n} steps differs: the mistake is in "
+                         f"what passes between steps (the carry dh_prev, or how contributions of several steps are "
+                         f"added up).")
+    if ups:
+        ok = [p.n for p in ups if not p.failing]
+        bad = [p.n for p in ups if p.failing]
+        if bad and ok:
+            lines.append(f"An upstream gradient at t = {', '.join(map(str, ok))} alone gives the right result, at "
+                         f"t = {', '.join(map(str, bad))} it does not: how the upstream gradient of a step enters "
+                         f"(or travels back from it) is wrong.")
+        elif bad:
+            lines.append("An upstream gradient at any single step gives a wrong result.")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the report
+
+@dataclass
+class UnitResult:
+    """One recognised shape checked on one config."""
+    unit: str                       # shapes.UNITS key, or "arrays"
+    rows: list[dict]
+    first_divergence: dict | None   # {"quantity", "t"} (t 0-based; None if the quantity has no step)
+    diagnosis: dict                 # {"bug": zoo name or None, "text": ...}
+    zoo: list[str] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)
+    values: tuple[np.ndarray, np.ndarray] | None = None   # (yours, reference) at the first divergence
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r["passed"] for r in self.rows)
+
+
+@dataclass
+class ConfigResult:
+    config: RNNConfig
+    units: list[UnitResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(u.passed for u in self.units)
+
+
+@dataclass
+class CheckReport:
+    """Everything `python -m bptt check` and the app's Check page show."""
+    source: str                              # the file's name, or "arrays"
+    units: list[str]
+    configs: list[ConfigResult] = field(default_factory=list)
+    failure: StudentFailure | None = None     # exit 3
+    usage: str | None = None                  # exit 2: nothing to check
+    notes: list[str] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None and self.usage is None and all(c.passed for c in self.configs)
+
+    @property
+    def api(self) -> str:
+        """Which shape(s): "a", "b", "a+b", "c", "d", or "arrays"."""
+        if self.units == ["arrays"]:
+            return "arrays"
+        letters = []
+        for u in self.units:
+            letter = shapes.UNITS[u][0]
+            if letter not in letters:
+                letters.append(letter)
+        return "+".join(letters)
+
+    def first_failing(self) -> tuple[ConfigResult, UnitResult] | None:
+        for c in self.configs:
+            for u in c.units:
+                if not u.passed:
+                    return c, u
+        return None
+
+    @property
+    def exit_code(self) -> int:
+        if self.usage:
+            return 2
+        if self.failure:
+            return 3
+        return 0 if self.passed else 1
+
+
+def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh"
+             ) -> dict:
+    """{"bug", "text"}: the zoo mistake the numbers equal, else what the first divergence usually means."""
+    f, fprime = ("tanh", "(1 - h_t²)") if nonlinearity == "tanh" else ("relu", "[a_t > 0]")
+    if fd is None:
+        return {"bug": None, "text": "Every number agrees with PyTorch autograd."}
+    if zoo:
+        others = f" (the numbers also equal: {', '.join(zoo[1:])})" if len(zoo) > 1 else ""
+        return {"bug": zoo[0], "text": f"Your numbers equal the bug zoo's `{zoo[0]}` on this problem{others}: "
+                                       f"{_zoo_note(zoo[0])}."}
+    bad = [r for r in rows if not r["passed"]]
+    msgs = [r["message"] for r in bad if r["message"]]
+    q, t = fd["quantity"], fd["t"]
+    if any("has shape" in m or "dtype" in m or "returned" in m for m in msgs):
+        text = "Some outputs have the wrong shape, dtype or number: " + msgs[0] + "."
+    elif any(r["nonfinite"] for r in bad):
+        text = (f"{q} has NaN or inf where the reference is finite: look for a division or log of something that can "
+                f"be 0, an np.empty array read before it is written, or an overflow.")
+    elif q in ("a", "h"):
+        text = (f"The forward pass already differs (h at t = {t}): check a_t = W_ih x_t + b_ih + W_hh h_(t-1) + b_hh "
+                f"and h_t = {f}(a_t), with W_ih of shape (H, I) as torch.nn.RNN keeps it. Every gradient after it "
+                f"is computed from the wrong h.")
+    elif q == "dh0":
+        text = ("Everything but dh0 agrees: dh0 is what step 0 sends back, d_pre_0 @ W_hh; return it (the carry after "
+                "the last backward step).")
+    elif q in ("dh_prev",):
+        text = (f"The carry sent back from t = {t} differs: dh_prev = d_pre_t @ W_hh (W_hh as it is, (H, H), "
+                f"not transposed), with d_pre_t = dh_t * {fprime}.")
+    elif q in ("dx", "dh_total", "d_pre") and t == T - 1:
+        text = ("The very first backward step (t = T-1) differs, before anything is carried between steps: check "
+                f"d_pre = dh_t * {fprime} and dx_t = d_pre @ W_ih.")
+    elif q in ("dx", "dh_total", "d_pre", "dh_next"):
+        text = (f"The last step agrees but t = {t} does not: what reaches step t from later steps is wrong: "
+                f"dh_t = dh_out[t] + (d_pre_(t+1) @ W_hh), the carry added to the step's own upstream gradient.")
+    elif q.startswith(("dW", "db")):
+        text = (f"dx and dh0 agree, so d_pre is right, but {q.replace('_acc', '')} differs: check dW_ih += "
+                f"d_preᵀ x_t, dW_hh += d_preᵀ h_(t-1), db_ih = db_hh = d_pre summed over the batch, and that every "
+                f"step's contribution is added up.")
+    else:
+        text = f"{q} differs from the reference first" + ("" if t is None else f" at t = {t}") + "."
+    return {"bug": None, "text": text}
+
+
+def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: dict[str, Trace],
+               probe_runs: Callable[[], list[tuple[str, int, Getter, Reference]]] | None = None) -> UnitResult:
+    """Compare one unit's outputs on one config; probe (probe_runs: made only when needed), match the zoo and
+    diagnose when it fails."""
+    impl = "your arrays" if unit == "arrays" else f"your code ({unit})"
+    rows = compare_rows(get, problems, ref, impl)
+    T = ref.problem.x.shape[0]
+    bad = first_failing(rows)
+    fd = None if bad is None else {"quantity": bad["quantity"], "t": bad["t"]}
+    probes: list[Probe] = []
+    explanation: list[str] = []
+    if bad is not None and probe_runs:
+        for kind, n, pget, pref in probe_runs():
+            prow = compare_rows(pget, [], pref, impl)
+            probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
+        explanation = probe_explanation(probes, T)
+    if bad is not None and bad["t"] is None and bad["quantity"] == "dh0":
+        fd["t"] = 0                                     # dh0 is what step 0 sends back
+    elif bad is not None and bad["t"] is None and probes:
+        first_bad = next((p for p in probes if p.kind == "prefix" and p.failing), None)
+        fd["t"] = first_bad.n - 1 if first_bad else T - 1
+        explanation.append(f"So the first divergence is put at t = {fd['t']}, the last step of the shortest prefix "
+                           f"that differs.")
+    zoo_hit = zoo_matches(get, rows, zoo) if bad is not None else []
+    values = None
+    if bad is not None and get(bad["quantity"], bad["t"]) is not None:
+        values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
+    diagnosis = diagnose(unit, rows, fd, zoo_hit, T, ref.problem.config.nonlinearity)
+    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values)
+
+
+def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout: float = DEFAULT_TIMEOUT,
+               memory_mb: int = DEFAULT_MEMORY_MB) -> CheckReport:
+    """Run the student's file on every config (and its probes) in a child process and compare everything."""
+    path = Path(path)
+    configs = configs or default_configs()
+    if not path.is_file():
+        return CheckReport(str(path), [], usage=f"no such file: {str(path)!r}")
+    problems = [draw_problem(c) for c in configs]
+    jobs, probe_index = [], {}
+    for i, p in enumerate(problems):
+        jobs.append(Job(f"c{i}", p))
+        for pid, kind, n, pp in probe_problems(p):
+            jobs.append(Job(f"c{i}{pid}", pp, probe=True))
+            probe_index.setdefault(i, []).append((f"c{i}{pid}", kind, n, pp))
+    run: RunResult = run_student(path, jobs, timeout, memory_mb)
+    report = CheckReport(path.name, run.units, notes=run.notes, output=run.output)
+    if run.failure:
+        report.failure = run.failure
+        return report
+    if not run.units:
+        report.usage = (f"{path.name}: no recognisable shape. Expected rnn_step_forward + rnn_step_backward, "
+                        f"rnn_forward + rnn_backward (torch.nn.RNN or CS231n layout), or a class built as "
+                        f"Cls(weight_ih, weight_hh, bias_ih, bias_hh) with a call and backward(dh_t)"
+                        + ("; " + "; ".join(run.notes) if run.notes else ""))
+        return report
+    refs: dict[str, Reference] = {}
+    for i, (cfg, p) in enumerate(zip(configs, problems)):
+        ref = reference(p)
+        zoo = zoo_traces(p)
+        units = []
+        for unit in run.units:
+            get = _getter(run, unit, f"c{i}")
+            probs = [q for q in run.problems if q["unit"] == unit and q["job"] == f"c{i}"]
+            probe_runs = _probe_runs(run, unit, probe_index.get(i, []), refs) if unit.endswith("sequence") else None
+            units.append(check_unit(unit, get, probs, ref, zoo, probe_runs))
+        report.configs.append(ConfigResult(cfg, units))
+    return report
+
+
+def _probe_runs(run: RunResult, unit: str, index: list, refs: dict) -> Callable[[], list]:
+    """The probes of one unit, with their references computed on first use (shared by the units of a file)."""
+    def make() -> list:
+        out = []
+        for jid, kind, n, pp in index:
+            if jid not in refs:
+                refs[jid] = reference(pp)
+            out.append((kind, n, _getter(run, unit, jid), refs[jid]))
+        return out
+    return make
+
+
+def _getter(run: RunResult, unit: str, job: str) -> Getter:
+    return lambda q, t: run.get(unit, job, q, t)

@@ -1,0 +1,172 @@
+"""The shapes of student code the checker accepts: how each is recognised, called and converted. NumPy only (the
+child process imports this before the student's code, under a memory limit)."""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the shapes
+
+# unit id -> (shape letter, what it is, in words)
+UNITS: dict[str, tuple[str, str]] = {
+    "torch-step": ("a", "step functions rnn_step_forward / rnn_step_backward, torch.nn.RNN layout"),
+    "torch-sequence": ("b", "whole-sequence functions rnn_forward / rnn_backward, torch.nn.RNN layout"),
+    "cs231n-step": ("c", "step functions rnn_step_forward / rnn_step_backward, CS231n layout"),
+    "cs231n-sequence": ("c", "whole-sequence functions rnn_forward / rnn_backward, CS231n layout"),
+    "class": ("d", "the worked exercise's class: cell(x_t, h_prev), cell.backward(dh_t) once per step"),
+}
+STEP_FUNCS = ("rnn_step_forward", "rnn_step_backward")
+SEQ_FUNCS = ("rnn_forward", "rnn_backward")
+CLASS_LISTS = ("dx_list", "dw_ih_stack", "dw_hh_stack", "db_ih_stack", "db_hh_stack")
+CARRY_ATTRS = ("carry", "dh_prev", "dh0", "dh_next", "dprev_h")   # where a class may keep what it sends to t-1
+
+# what each call returns, by the names the shapes use
+RETURNS = {
+    ("torch", "step_backward"): ("dx_t", "dh_prev", "dW_ih", "dW_hh", "db_ih", "db_hh"),
+    ("torch", "backward"): ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"),
+    ("cs231n", "step_backward"): ("dx", "dprev_h", "dWx", "dWh", "db"),
+    ("cs231n", "backward"): ("dx", "dh0", "dWx", "dWh", "db"),
+}
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The shape an output must have: its letters, and what it is like."""
+    dims: tuple[str, ...]   # letters, e.g. ("H", "I")
+    like: str               # "torch.nn.RNN.weight_ih_l0"
+
+    def shape(self, sizes: dict[str, int]) -> tuple[int, ...]:
+        return tuple(sizes[d] for d in self.dims)
+
+
+# student name -> expectation, per layout (the CS231n names use its letters: N batch, D input)
+EXPECT: dict[str, dict[str, Expect]] = {
+    "torch": {
+        "h_t": Expect(("B", "H"), "h_prev"), "h": Expect(("T", "B", "H"), "torch.nn.RNN's output, time-major"),
+        "dx_t": Expect(("B", "I"), "x_t"), "dh_prev": Expect(("B", "H"), "h_prev"),
+        "dx": Expect(("T", "B", "I"), "x, time-major"), "dh0": Expect(("B", "H"), "h0"),
+        "dW_ih": Expect(("H", "I"), "torch.nn.RNN.weight_ih_l0"),
+        "dW_hh": Expect(("H", "H"), "torch.nn.RNN.weight_hh_l0"),
+        "db_ih": Expect(("H",), "torch.nn.RNN.bias_ih_l0"), "db_hh": Expect(("H",), "torch.nn.RNN.bias_hh_l0"),
+    },
+    "cs231n": {
+        "next_h": Expect(("N", "H"), "prev_h"), "h": Expect(("N", "T", "H"), "CS231n's h, batch-major"),
+        "dx_step": Expect(("N", "D"), "x"), "dprev_h": Expect(("N", "H"), "prev_h"),
+        "dx": Expect(("N", "T", "D"), "x, batch-major"), "dh0": Expect(("N", "H"), "h0"),
+        "dWx": Expect(("D", "H"), "Wx"), "dWh": Expect(("H", "H"), "Wh"), "db": Expect(("H",), "b"),
+    },
+}
+# the CS231n outputs as the export names them (dWx is compared as dW_ih = dWxᵀ; db with both bias gradients)
+CS231N_AS = {"next_h": "h", "dprev_h": "dh_prev", "dWx": "dW_ih", "dWh": "dW_hh", "db": "db_ih"}
+
+
+def sizes_of(T: int, B: int, I: int, H: int) -> dict[str, int]:
+    """The size of each letter, in both layouts' letters."""
+    return {"T": T, "B": B, "N": B, "I": I, "D": I, "H": H}
+
+
+class ShapeProblem(Exception):
+    """An output with the wrong shape, dtype or type; the message says what was expected."""
+
+
+def to_array(value: Any, name: str, expect: Expect, sizes: dict[str, int]) -> np.ndarray:
+    """The output as a float64 array of the expected shape, or ShapeProblem naming the output and the expectation."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):        # a torch tensor
+        value = value.detach().cpu().numpy()
+    if value is None:
+        raise ShapeProblem(f"{name} is None; expected an array of shape {_expected(expect, sizes)}")
+    try:
+        arr = np.asarray(value)
+    except Exception as err:  # noqa: BLE001  (anything array-like may raise anything)
+        raise ShapeProblem(f"{name} is not an array ({type(value).__name__}: {err})") from None
+    want = expect.shape(sizes)
+    if arr.shape != want:
+        hint = " (it looks transposed)" if arr.shape == want[::-1] and len(want) == 2 and want[0] != want[1] else ""
+        raise ShapeProblem(f"{name} has shape {tuple(arr.shape)}; expected {_expected(expect, sizes)}{hint}")
+    if arr.dtype != np.float64:
+        if arr.dtype.kind in "fiub":
+            raise ShapeProblem(f"{name} has dtype {arr.dtype}; expected float64 (the inputs are float64; "
+                               f"{arr.dtype} {'rounds at ~1e-7' if arr.dtype == np.float32 else 'loses the values'}, "
+                               f"far above the tolerance)")
+        raise ShapeProblem(f"{name} has dtype {arr.dtype}; expected float64")
+    return arr
+
+
+def _expected(expect: Expect, sizes: dict[str, int]) -> str:
+    shape = expect.shape(sizes)
+    return f"{shape} = ({', '.join(expect.dims)}), like {expect.like}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# recognising a module
+
+@dataclass(frozen=True)
+class Recognised:
+    """What was found in the student's module: the units to check, and notes on what was not usable."""
+    units: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def _params(fn: Any) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _layout(fn: Any, torch_names: tuple[str, ...], cs_names: tuple[str, ...]) -> str | None:
+    """'torch' or 'cs231n' from the forward's parameter names (else from their number), or None."""
+    names = _params(fn)
+    if any(n in names for n in ("W_ih", "weight_ih", "b_ih")):
+        return "torch"
+    if any(n in names for n in ("Wx", "Wh")):
+        return "cs231n"
+    if len(names) == len(torch_names):
+        return "torch"
+    if len(names) == len(cs_names):
+        return "cs231n"
+    return None
+
+
+def find_class(mod: Any) -> type | None:
+    """The worked exercise's class in the module: takes four weights, has backward and a call (or forward)."""
+    found = []
+    for obj in vars(mod).values():
+        if not inspect.isclass(obj) or getattr(obj, "__module__", None) != mod.__name__:
+            continue
+        if not callable(getattr(obj, "backward", None)):
+            continue
+        if "__call__" not in dir(obj) and not callable(getattr(obj, "forward", None)):
+            continue
+        init = [p for p in _params(obj.__init__)[1:]]
+        if len(init) >= 4:
+            exact = init[:4] == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            found.append((not exact, obj))
+    found.sort(key=lambda e: e[0])
+    return found[0][1] if found else None
+
+
+def recognise(mod: Any) -> Recognised:
+    """The units of the module that the checker can run, and why others were not recognised."""
+    units, notes = [], []
+    g = vars(mod)
+    for fwd, bwd, kind in (STEP_FUNCS + ("step",), SEQ_FUNCS + ("sequence",)):
+        have = [callable(g.get(n)) for n in (fwd, bwd)]
+        if all(have):
+            torch_names = ("x_t", "h_prev", "W_ih", "W_hh", "b_ih", "b_hh")
+            layout = _layout(g[fwd], torch_names, ("x", "prev_h", "Wx", "Wh", "b"))
+            if layout is None:
+                notes.append(f"{fwd} takes ({', '.join(_params(g[fwd]))}); expected (x_t, h_prev, W_ih, W_hh, b_ih, "
+                             f"b_hh) for the torch.nn.RNN layout or (x, prev_h, Wx, Wh, b) for the CS231n layout")
+            else:
+                units.append(f"{layout}-{kind}")
+        elif any(have):
+            present, missing = (fwd, bwd) if have[0] else (bwd, fwd)
+            notes.append(f"found {present} but no {missing}: both are needed")
+    if find_class(mod) is not None:
+        units.append("class")
+    return Recognised(tuple(units), tuple(notes))

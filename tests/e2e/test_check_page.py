@@ -1,0 +1,52 @@
+"""The Check your code page in a real browser: an NPZ upload and a pasted file reach their results and heatmaps,
+without a console error. The test server listens on 127.0.0.1, so the code path is on."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from bptt.app import check as check_page
+from bptt.check.checker import draw_problem, reference
+from bptt.config import RNNConfig
+
+from .helpers import PAGES, exceptions, wait_for_app
+
+FILES = Path(__file__).resolve().parents[1] / "unit" / "check_files"
+
+
+def _console_errors(page) -> list[str]:
+    """Console errors, collected from now on (Streamlit's probe of /<page>/_stcore/... on a deep link excepted)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "/_stcore/" not in
+            (m.location or {}).get("url", "") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def test_npz_and_code_checks_in_the_browser(new_page):
+    page = new_page(PAGES["Check your code"])
+    errors = _console_errors(page)
+    wait_for_app(page, expect="[data-testid='stFileUploader']")
+    cfg = RNNConfig()
+    ref = reference(draw_problem(cfg))
+    acc = ref.unrolled.dW_hh_acc * 1.01
+    buf = io.BytesIO()
+    np.savez(buf, dx=ref.torch_rnn.dx, dh0=ref.torch_rnn.dh0, dW_ih=ref.torch_rnn.dW_ih, dW_hh=acc[0],
+             db_ih=ref.torch_rnn.db_ih, db_hh=ref.torch_rnn.db_hh, dW_hh_acc=acc)
+    page.locator(f".st-key-{check_page.NPZ_KEY} input[type=file]").set_input_files(
+        {"name": "grads.npz", "mimeType": "application/octet-stream", "buffer": buf.getvalue()})
+    page.wait_for_selector("text=Diagnosis", timeout=60_000)
+    page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
+    main = page.locator("[data-testid='stMain']").inner_text()
+    assert "First divergence" in main and "dW_hh_acc" in main and f"t = {cfg.seq_len - 1} in the files" in main
+
+    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").fill((FILES / "step_carry_transposed.py").read_text())
+    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").press("Control+Enter")
+    page.locator(f".st-key-{check_page.RUN_KEY} button").click()
+    page.wait_for_selector("text=carry-transposed", timeout=90_000)
+    wait_for_app(page)
+    assert "(a) step functions" in page.locator("[data-testid='stMain']").inner_text()
+    assert exceptions(page) == []
+    assert errors == []

@@ -1,0 +1,313 @@
+"""The checker on student files written for the tests (tests/unit/check_files/): correct files in each shape pass;
+planted mistakes are found at the right quantity and step, and the zoo mistakes are named by running the zoo."""
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bptt.check import checker
+from bptt.check.checker import CheckReport, check_file
+from bptt.config import BUGS, RNNConfig
+from tests.unit.clitools import assert_usage_error, run_cli
+
+FILES = Path(__file__).parent / "check_files"
+# the bugs the engine helper adds to the zoo; their tests run once bptt.config.BUGS has them (git merge main)
+NEW_BUGS = ("overwrite-instead-of-accumulate", "drop-upstream", "tanh-applied-twice", "dh0-not-returned")
+
+
+@cache
+def report(name: str) -> CheckReport:
+    """The checker's report on one file at the default configs (each file is run once per session)."""
+    return check_file(FILES / name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# correct files
+
+@pytest.mark.parametrize("name, api, units", [
+    ("torch_step.py", "a", ["torch-step"]),
+    ("torch_sequence.py", "b", ["torch-sequence"]),
+    ("cs231n.py", "c", ["cs231n-step", "cs231n-sequence"]),
+    ("worked_exercise.py", "d", ["class"]),
+])
+def test_correct_files_pass(name, api, units):
+    r = report(name)
+    assert r.api == api and r.units == units
+    assert r.exit_code == 0 and r.passed
+    assert [c.config for c in r.configs] == checker.default_configs()
+    for c in r.configs:
+        for u in c.units:
+            assert u.first_divergence is None and u.diagnosis["bug"] is None
+            # every quantity the shape yields was compared, each step and the whole results
+            T = c.config.seq_len
+            qs = {(row["quantity"], row["t"]) for row in u.rows}
+            assert {("h", t) for t in range(T)} <= qs and {("dx", t) for t in range(T)} <= qs
+            assert {(q, None) for q in ("dx", "dW_ih", "dW_hh", "db_ih", "db_hh")} <= qs
+            if u.unit != "class" or any(q == "dh0" for q, _ in qs):
+                assert ("dh0", None) in qs
+            assert all(row["max_rel_err"] <= 1e-10 for row in u.rows)
+
+
+def test_default_configs_have_all_sizes_different():
+    worked, other = checker.default_configs()
+    assert worked == RNNConfig()
+    sizes = (other.input_size, other.hidden_size, other.seq_len, other.batch_size)
+    assert len(set(sizes)) == 4
+
+
+def test_worked_exercise_class_keeps_its_carry_and_compares_it_per_step():
+    u = report("worked_exercise.py").configs[0].units[0]
+    T = report("worked_exercise.py").configs[0].config.seq_len
+    assert {("dh_prev", t) for t in range(T)} <= {(r["quantity"], r["t"]) for r in u.rows}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# planted mistakes: quantity, t (0-based, per config) and the zoo bug
+
+ZOO_CASES = [
+    # file, zoo bug, first divergence quantity, its t as a function of T
+    ("seq_forget_carry.py", "forget-carry", "dx", lambda T: T - 2),
+    ("step_no_activation_derivative.py", "no-activation-derivative", "dx", lambda T: T - 1),
+    ("cs231n_derivative_of_pre.py", "derivative-of-pre-activation", "dx", lambda T: T - 1),
+    ("class_dwhh_uses_ht.py", "dWhh-uses-h_t", "dW_hh_acc", lambda T: T - 1),
+    ("step_carry_transposed.py", "carry-transposed", "dh_prev", lambda T: T - 1),
+    ("class_overwrite.py", "overwrite-instead-of-accumulate", "dW_ih_acc", lambda T: T - 2),
+    ("seq_drop_upstream.py", "drop-upstream", "dx", lambda T: T - 2),
+    ("cs231n_tanh_twice.py", "tanh-applied-twice", "dx", lambda T: T - 1),
+    ("seq_dh0_not_returned.py", "dh0-not-returned", "dh0", lambda T: 0),
+]
+
+
+def _new_bug_mark(bug: str):
+    return pytest.mark.skipif(bug not in BUGS, reason=f"zoo bug {bug!r} is not in bptt.config.BUGS yet (the engine "
+                                                      f"helper adds it; merge main)")
+
+
+@pytest.mark.parametrize("name, bug, quantity, t_of", [
+    pytest.param(*case, marks=_new_bug_mark(case[1])) if case[1] in NEW_BUGS else case for case in ZOO_CASES])
+def test_zoo_mistakes_are_located_and_named(name, bug, quantity, t_of):
+    r = report(name)
+    assert r.exit_code == 1 and not r.passed
+    for c in r.configs:
+        for u in c.units:
+            T = c.config.seq_len
+            assert u.first_divergence == {"quantity": quantity, "t": t_of(T)}, (c.config, u.unit)
+            assert u.diagnosis["bug"] == bug and bug in u.diagnosis["text"]
+            assert u.zoo[0] == bug
+
+
+def test_every_zoo_bug_is_planted_in_a_file():
+    planted = {case[1] for case in ZOO_CASES}
+    assert set(BUGS) - {"none"} <= planted
+    for name, bug, *_ in ZOO_CASES:
+        assert f"zoo: {bug}" in (FILES / name).read_text()
+
+
+def test_zoo_match_comes_from_running_the_zoo(monkeypatch):
+    """With the zoo emptied, the same mistake is still located but no bug is named (no guessing from names)."""
+    monkeypatch.setattr(checker, "BUGS", ("none",))
+    r = check_file(FILES / "seq_forget_carry.py", [RNNConfig()])
+    u = r.configs[0].units[0]
+    assert u.first_divergence == {"quantity": "dx", "t": 1}
+    assert u.diagnosis["bug"] is None and u.zoo == []
+    assert "carry" in u.diagnosis["text"]
+
+
+@pytest.mark.parametrize("name, quantity, t_of, words", [
+    ("step_transposed_dW.py", "dW_ih_acc", lambda T: T - 1, ("expected ({H}, {I}) = (H, I), like "
+                                                           "torch.nn.RNN.weight_ih_l0")),
+    ("seq_nan.py", "dx", lambda T: T - 2, "NaN"),
+    ("seq_forward_no_b_hh.py", "h", lambda T: 0, "forward pass"),
+    ("step_float32.py", "dx", lambda T: T - 1, "dtype float32; expected float64"),
+])
+def test_other_mistakes_are_located_and_explained(name, quantity, t_of, words):
+    r = report(name)
+    assert r.exit_code == 1
+    for c in r.configs:
+        u = c.units[0]
+        cfg = c.config
+        assert u.first_divergence == {"quantity": quantity, "t": t_of(cfg.seq_len)}
+        assert u.diagnosis["bug"] is None
+        text = u.diagnosis["text"] + " ".join(row["message"] for row in u.rows)
+        assert words.format(H=cfg.hidden_size, I=cfg.input_size) in text
+
+
+def test_shape_message_names_the_output_and_expected_shape():
+    u = report("step_transposed_dW.py").configs[1].units[0]
+    cfg = report("step_transposed_dW.py").configs[1].config
+    H, I, T = cfg.hidden_size, cfg.input_size, cfg.seq_len
+    msg = next(row["message"] for row in u.rows if row["quantity"] == "dW_ih_acc" and row["t"] == T - 1)
+    assert msg == (f"dW_ih at t = {T - 1} has shape ({I}, {H}); expected ({H}, {I}) = (H, I), like "
+                   f"torch.nn.RNN.weight_ih_l0 (it looks transposed)")
+
+
+def test_nan_is_reported_as_nan():
+    u = report("seq_nan.py").configs[0].units[0]
+    bad = [row for row in u.rows if row["quantity"] == "dx" and row["t"] is not None and not row["passed"]]
+    assert bad and all(row["nonfinite"] > 0 and "NaN" in row["message"] for row in bad)
+    assert "NaN" in u.diagnosis["text"]
+
+
+def test_probes_localise_whole_sequence_code(tmp_path):
+    """dWhh-uses-h_t in a whole-sequence file: only dW_hh differs; one step alone already shows it."""
+    src = (FILES / "torch_sequence.py").read_text().replace("dW_hh += d_pre.T @ h_prev", "dW_hh += d_pre.T @ h[t]")
+    assert src != (FILES / "torch_sequence.py").read_text()
+    path = tmp_path / "seq_dwhh_uses_ht.py"
+    path.write_text(src)
+    u = check_file(path, [RNNConfig(seq_len=4)]).configs[0].units[0]
+    prefixes = [p for p in u.probes if p.kind == "prefix"]
+    assert [p.n for p in prefixes] == [1, 2, 3] and all(p.failing == ["dW_hh"] for p in prefixes)
+    assert u.first_divergence == {"quantity": "dW_hh", "t": 0}
+    assert any("one step alone" in e.lower() for e in u.explanation)
+    assert u.diagnosis["bug"] == "dWhh-uses-h_t"
+
+
+def test_probe_upstream_at_a_single_step_shows_where_it_enters():
+    """forget-carry: the upstream gradient at t = 0 alone needs no carry, so it agrees; later steps' do not."""
+    u = report("seq_forget_carry.py").configs[0].units[0]
+    ups = {p.n: p.failing for p in u.probes if p.kind == "upstream"}
+    assert ups[0] == [] and ups[2] != []
+    assert any("t = 0 alone gives the right result" in e for e in u.explanation)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the student's code failing: exit 3 within the limits
+
+def test_exception_shows_the_students_own_frames_only():
+    r = report("raises.py")
+    assert r.exit_code == 3 and r.failure.kind == "exception"
+    msg = r.failure.message
+    assert "raises.py" in msg and "in helper" in msg and "in rnn_step_backward" in msg and "ValueError" in msg
+    assert "child.py" not in msg and "bptt" not in msg.replace(str(FILES), "")
+    assert r.failure.where == "rnn_step_backward at t = 2"
+
+
+def test_endless_loop_hits_the_time_limit():
+    t0 = time.monotonic()
+    r = check_file(FILES / "loops.py", timeout=2.0)
+    assert r.exit_code == 3 and r.failure.kind == "timeout" and "time limit of 2 s" in r.failure.message
+    assert time.monotonic() - t0 < 2.0 + 10.0
+
+
+def test_unbounded_allocation_hits_the_memory_limit_promptly():
+    t0 = time.monotonic()
+    r = check_file(FILES / "allocates.py", timeout=60.0, memory_mb=512)
+    assert r.exit_code == 3 and r.failure.kind in ("memory", "crash") and "memory" in r.failure.message
+    assert time.monotonic() - t0 < 30.0      # long before the time limit: the memory limit stopped it
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the command line
+
+def test_cli_passes_a_correct_file(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "torch_step.py"))
+    assert code == 0 and "PASS" in out and "(a) step functions" in out
+
+
+def test_cli_json_object(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "seq_forget_carry.py"), "--json", "--seq-len", "4")
+    assert code == 1
+    obj = json.loads(out)
+    assert obj["passed"] is False and obj["api"] == "b"
+    assert obj["first_divergence"] == {"quantity": "dx", "t": 2}
+    assert obj["diagnosis"]["bug"] == "forget-carry" and obj["diagnosis"]["text"]
+    (cfg,) = obj["configs"]                                   # config flags select exactly one config
+    assert cfg["config"]["seq_len"] == 4 and cfg["passed"] is False
+    row = next(r for r in cfg["rows"] if r["quantity"] == "dx" and r["t"] == 2)
+    assert row["passed"] is False and row["max_rel_err"] > 1e-10
+
+
+def test_cli_text_names_quantity_t_and_bug(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "step_carry_transposed.py"))
+    assert code == 1
+    assert "first divergence: dh_prev at t = 2 (0-based)" in out and "carry-transposed" in out
+
+
+def test_cli_student_failure_is_exit_3(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "raises.py"), "--timeout", "30")
+    assert code == 3 and "raises.py" in out and "ValueError" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["check", "no/such/file.py"], "no such file"),
+    (["check", str(FILES / "no_shape.py")], "no recognisable shape"),
+    (["check", str(FILES / "torch_step.py"), "--bug", "forget-carry"], "--bug"),
+    (["check", str(FILES / "torch_step.py"), "--truncate", "2"], "--truncate"),
+    (["check", str(FILES / "torch_step.py"), "--timeout", "0"], "--timeout"),
+    (["check", str(FILES / "torch_step.py"), "--hidden-size", "0"], "--hidden-size"),
+])
+def test_cli_usage_errors_are_exit_2(capsys, argv, flag):
+    assert_usage_error(*run_cli(capsys, *argv), flag)
+
+
+def test_arrays_compare_like_code():
+    """The same comparison serves the NPZ path: the reference's own numbers pass, a scaled dW_hh fails there."""
+    from bptt.check import arrays
+    cfg = RNNConfig(seq_len=4)
+    ref = checker.reference(checker.draw_problem(cfg))
+    good = {"dx": ref.torch_rnn.dx, "dh0": ref.torch_rnn.dh0, **ref.torch_rnn.gradients,
+            "dh_prev": ref.unrolled.dh_prev}
+    assert arrays.check_arrays(good, cfg).passed
+    bad = dict(good, dW_hh=good["dW_hh"] * 1.001)
+    r = arrays.check_arrays(bad, cfg)
+    assert not r.passed and r.first_failing()[1].first_divergence["quantity"] == "dW_hh"
+    assert np.isfinite(r.configs[0].units[0].rows[0]["max_rel_err"])
+
+
+def test_syntax_error_is_exit_3_with_the_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("import numpy as np\n\ndef rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh)\n    return x\n")
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 3 and r.failure.where == "importing your file"
+    assert "SyntaxError" in r.failure.message and "line 3" in r.failure.message
+
+
+def test_processes_started_by_the_students_code_do_not_outlive_the_check(tmp_path):
+    pidfile = tmp_path / "pid.txt"
+    path = tmp_path / "spawns.py"
+    path.write_text(
+        "import subprocess, sys\n"
+        "def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh):\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "    raise ValueError('the child process ends here; the one it started must not live on')\n"
+        "def rnn_backward(dh, cache):\n"
+        "    pass\n")
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 3 and r.failure.kind == "exception"
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its parent to reap it counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_cli_memory_limit_is_exit_3_with_json(capsys):
+    code, out, _ = run_cli(capsys, "check", str(FILES / "allocates.py"), "--memory", "512", "--json")
+    obj = json.loads(out)
+    assert code == 3 and obj["passed"] is False and obj["error"]["kind"] in ("memory", "crash")
+    assert "512 MiB" in obj["error"]["message"]
+
+
+def test_class_without_a_carry_attribute_passes_with_a_note(tmp_path):
+    src = (FILES / "worked_exercise.py").read_text().replace("self.carry", "self._sent_back")
+    path = tmp_path / "cell_without_carry.py"
+    path.write_text(src)
+    r = check_file(path, [RNNConfig()])
+    assert r.exit_code == 0
+    assert any("dh0 are not checked" in n for n in r.notes)
+    assert not any(row["quantity"] in ("dh0", "dh_prev") for row in r.configs[0].units[0].rows)
