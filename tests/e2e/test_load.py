@@ -38,7 +38,9 @@ def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server)
     wait_until(lambda: "Queued behind another computation" in main_text(second), 120, interval=0.1,
                what="the second page to say it is queued")
     for page in pages:
-        wait_for_app(page, expect='[data-testid="stPlotlyChart"]', timeout=600)
+        wait_until(lambda page=page: "Backward pass" in main_text(page) and "Queued behind" not in main_text(page)
+                   and "Running the engine" not in main_text(page), 600, interval=0.2, what="the page to finish")
+        wait_for_app(page, expect='[data-testid="stMain"]', timeout=120)
     for page in pages:
         assert not exceptions(page)
         assert "Queued behind" not in main_text(page) and "Running the engine" not in main_text(page)
