@@ -14,13 +14,15 @@ const LOG_MAX = 400;              // entries of the viewer's event log (view.log
 // payload
 
 function decode(data) {
-  // b"BPTT" | uint32 n | n bytes of JSON | float32 values (see stepview.py); copied once so the floats are aligned
-  const bytes = data instanceof Uint8Array ? data.slice() : new Uint8Array(data);
+  // b"BPTT" | uint32 n | n bytes of JSON | float32 values (see stepview.py); viewed in place when the floats are
+  // aligned, else copied once
+  let bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+  if (bytes.byteOffset % 4) bytes = bytes.slice();
   const magic = String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]);
   if (magic !== "BPTT") throw new Error("bptt stepper: the data is not a step-viewer payload");
-  const n = new DataView(bytes.buffer).getUint32(4, true);
+  const n = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  const values = new Float32Array(bytes.buffer, 8 + n, (bytes.byteLength - 8 - n) / 4);
+  const values = new Float32Array(bytes.buffer, bytes.byteOffset + 8 + n, (bytes.byteLength - 8 - n) / 4);
   return { header, values };
 }
 
@@ -79,7 +81,8 @@ class View {
     this.values = null;        // its Float32Array
     this.k = 0;                // the step drawn (1..T)
     this.pending = null;       // a step asked for, waiting for its chunk
-    this.span = 1;             // the most steps one chunk has held (how far ahead to keep steps)
+    this.span = 1;             // the most steps one chunk has held
+    this.perStep = 1;          // the most bytes one step of a chunk has taken
     this.log = [];             // [ms, event, detail]: chunk requests and arrivals (read by benchmarks/bench_app.py)
     this.playing = false;
     this.timer = null;
@@ -128,6 +131,7 @@ class View {
     if (fresh) {
       this.chunks = [];
       this.span = 1;
+      this.perStep = 1;
       this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff) };
       this.build();
     }
@@ -135,6 +139,7 @@ class View {
       this.chunks.push({ lo: header.lo, hi: header.hi, steps: header.steps, values, bytes: values.byteLength });
     }
     this.span = Math.max(this.span, header.hi - header.lo);
+    this.perStep = Math.max(this.perStep, values.byteLength / (header.hi - header.lo));
     if (this.want === null || (this.want >= header.lo && this.want < header.hi)) { this.inflight = 0; this.want = null; }
     this.note("arrive", { lo: header.lo, hi: header.hi, bytes: data.byteLength, decode_ms: +(performance.now() - t0).toFixed(1) });
     let target = null;
@@ -226,13 +231,15 @@ class View {
   }
 
   prefetch() {
-    // keep the next steps in the direction of travel (two chunks' worth) and the one behind; ask for the nearest gap
+    // keep the next steps in the direction of travel (as many as the payload budget holds, at least two chunks) and
+    // the one behind; ask for the nearest gap
     const T = this.T;
     if (this.chunks.some((c) => c.lo === 0 && c.hi === T)) return;
     if (this.inflight && performance.now() - this.inflight < STALL_MS) return;
     const t = this.tOf(this.k);
     const dir = this.playing || !this.dir ? (this.backward ? -1 : 1) : this.dir;   // unmoved: the pass's direction
-    for (const d of [...Array(2 * this.span).keys()].map((i) => dir * (i + 1)).concat([-dir])) {
+    const ahead = Math.max(2 * this.span, Math.floor(this.h.budget / this.perStep));
+    for (const d of [...Array(ahead).keys()].map((i) => dir * (i + 1)).concat([-dir])) {
       const u = t + d;
       if (u >= 0 && u < T && !this.chunkOf(u)) { this.ask(u, false); return; }
     }
