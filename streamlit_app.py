@@ -1,7 +1,7 @@
 """BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
-from bptt.app.home import network, next_steps
+from bptt.app.home import DOWNLOADS_KEY, network, next_steps
 from bptt.app.navigation import PAGES
 from bptt.app.panels import downloads, page_setup, verdict
 
@@ -25,7 +25,7 @@ def home() -> None:
     st.markdown(verdict(analysis))
     next_steps()
     st.divider()
-    downloads(cfg, "home_dl")
+    downloads(cfg, DOWNLOADS_KEY)
 
 
 # st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses

@@ -1,8 +1,8 @@
 """Comparison of the engine (and the hand-written torch operator) with the autograd references."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pandas as pd

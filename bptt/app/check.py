@@ -21,6 +21,10 @@ from ..config import RNNConfig
 OPT_IN = "BPTT_ALLOW_CODE_CHECK"        # =1: the person running the server allows code uploads on any address
 MAX_CODE_KB = 256
 RESULT = "check_result"                  # session_state: (source key, CheckReport) of the last check
+CODE_RESULT = "check_code_key"         # session_state: the key of the code last checked (its result is cached)
+PROBLEM_DL_KEY, NPZ_KEY = "check_problem_dl", "check_npz"            # widgets: the problem's download, the NPZ upload
+PY_KEY, PASTE_KEY, RUN_KEY = "check_py", "check_paste", "check_run"  # widgets: the code upload, paste box, run button
+TABLE_KEY, FIG_KEY, ROWS_KEY = "check_table", "check_fig", "check_rows"   # prefixes of each result's elements
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -73,13 +77,13 @@ def arrays_section(cfg: RNNConfig) -> None:
                 "first differ.")
     st.download_button("Download the problem (NPZ)", data=lambda: check_arrays.problem_npz(cfg),
                        file_name="bptt_problem.npz", mime="application/octet-stream", icon=":material/download:",
-                       key="check_problem_dl", on_click="ignore")
+                       key=PROBLEM_DL_KEY, on_click="ignore")
     st.code("p = np.load('bptt_problem.npz')\n"
             "# ... your forward and backward on p['x'], p['h0'], p['dh_out'], p['W_ih'], ...\n"
             "np.savez('grads.npz', dx=dx, dh0=dh0, dW_ih=dW_ih, dW_hh=dW_hh, db_ih=db_ih, db_hh=db_hh)",
             language="python")
     up = st.file_uploader(f"Your gradients (.npz, at most {check_arrays.MAX_UPLOAD_MB} MB)", type=["npz"],
-                          key="check_npz", max_upload_size=check_arrays.MAX_UPLOAD_MB)
+                          key=NPZ_KEY, max_upload_size=check_arrays.MAX_UPLOAD_MB)
     if up is None:
         return
     data = up.getvalue()
@@ -102,20 +106,20 @@ def code_section(cfg: RNNConfig) -> None:
         return
     st.caption(f"Code checks are on: {why}. Your file runs in a separate process, limited to "
                f"{DEFAULT_TIMEOUT:g} s and {DEFAULT_MEMORY_MB} MiB.")
-    up = st.file_uploader(f"Your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key="check_py",
+    up = st.file_uploader(f"Your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key=PY_KEY,
                           max_upload_size=1)
-    pasted = st.text_area("… or paste it here", key="check_paste", height=200,
+    pasted = st.text_area("… or paste it here", key=PASTE_KEY, height=200,
                           placeholder="def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...")
     source = up.getvalue() if up is not None else pasted.encode()
     name = up.name if up is not None else "pasted.py"
-    if st.button("Check this code", key="check_run", type="primary", disabled=not source.strip()):
+    if st.button("Check this code", key=RUN_KEY, type="primary", disabled=not source.strip()):
         if len(source) > MAX_CODE_KB * 1024:
             st.error(f"{name} is {len(source) // 1024} KB; the limit is {MAX_CODE_KB} KB.")
             return
         key = ("code", hashlib.sha256(source).hexdigest(), cfg.to_json())
         _remember(key, lambda: _check_source(source, name, cfg), force=True)
-        st.session_state["check_code_key"] = key
-    key = st.session_state.get("check_code_key")
+        st.session_state[CODE_RESULT] = key
+    key = st.session_state.get(CODE_RESULT)
     if key and key[2] == cfg.to_json():
         show_result(key)
 
@@ -185,7 +189,7 @@ def unit_result(u: UnitResult, key: tuple) -> None:
     st.dataframe(s.drop(columns=["passed"]), hide_index=True, width="stretch",
                  column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
                                 "max_rel_err": st.column_config.NumberColumn(format="%.2e")},
-                 key=f"check_table_{u.unit}_{key[1][:8]}")
+                 key=f"{TABLE_KEY}_{u.unit}_{key[1][:8]}")
     if u.passed:
         return
     if u.values is not None and u.values[0].ndim <= 2:
@@ -196,7 +200,7 @@ def unit_result(u: UnitResult, key: tuple) -> None:
                                      AXES_OF.get(q, "BH"),
                                      titles=(f"reference · {fd['quantity']}", f"yours · {fd['quantity']}",
                                              "log10 |reference − yours|"))
-        st.plotly_chart(fig, width="stretch", key=f"check_fig_{u.unit}_{key[1][:8]}",
+        st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}",
                         config={"displayModeBar": False})
     st.markdown(f"**Diagnosis.** {u.diagnosis['text']}")
     if u.probes:
@@ -208,7 +212,7 @@ def unit_result(u: UnitResult, key: tuple) -> None:
         st.markdown("**Messages**\n" + "\n".join(f"- {m}" for m in msgs[:12]))
     with st.expander("Every comparison"):
         rows = pd.DataFrame(u.rows)
-        st.dataframe(rows, hide_index=True, width="stretch", key=f"check_rows_{u.unit}_{key[1][:8]}")
+        st.dataframe(rows, hide_index=True, width="stretch", key=f"{ROWS_KEY}_{u.unit}_{key[1][:8]}")
 
 
 def _worst(u: UnitResult) -> float:

@@ -6,9 +6,10 @@ import streamlit as st
 
 from .. import figures
 from ..analysis import Analysis
-from .backward import cuts
 from .navigation import PAGES
-from .panels import chart
+from .panels import chart, cuts
+
+STRIP_KEY, DOWNLOADS_KEY = "home_strip", "home_dl"
 
 
 def network(analysis: Analysis) -> None:
@@ -16,7 +17,7 @@ def network(analysis: Analysis) -> None:
     T = analysis.config.seq_len
     norms = np.linalg.norm(analysis.engine.dh_prev.reshape(T, -1), axis=1)
     st.markdown(f"### The network unrolled over T = {T} steps")
-    chart(figures.unrolled_strip(T, grad_norms=norms, cuts=cuts(analysis), height=240), "home_strip")
+    chart(figures.unrolled_strip(T, grad_norms=norms, cuts=cuts(analysis.config), height=240), STRIP_KEY)
     st.caption("Grey arrows: the forward pass ($x_t$ and $h_{t-1}$ make $h_t$). Red arrows: the gradient each step "
                "sends back to $h_{t-1}$ in the backward pass; their width is proportional to its norm. "
                "Hover for numbers.")

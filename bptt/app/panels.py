@@ -7,6 +7,7 @@ import streamlit as st
 from ..analysis import Analysis
 from ..bugs import step_of
 from ..config import RNNConfig
+from ..engine import carry_cut
 from ..stepview import fmt_err
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
 
@@ -48,15 +49,22 @@ def nonfinite_banner(analysis: Analysis) -> None:
                    "finite. Lower hh_scale or seq_len to see finite numbers.", icon=":material/local_fire_department:")
 
 
+def cuts(cfg: RNNConfig) -> list[int]:
+    """0-based t where truncated BPTT cuts the carry from step t to t-1 (marked ✂ on the strips)."""
+    return [t for t in range(cfg.seq_len) if carry_cut(t, cfg.truncate)]
+
+
 def verdict(analysis: Analysis) -> str:
     """The whole check in one line of markdown."""
     tab = analysis.table
     n = tab["quantity"].nunique()
     if analysis.all_passed:
-        return (f":green[:material/check_circle:] **Every number matches PyTorch**: {n} quantities, {len(tab):,} comparisons, "
-                f"largest relative error {fmt_err(analysis.worst_rel_err)} (tolerance {tab['tol'].iloc[0]:g}).")
+        return (f":green[:material/check_circle:] **Every number matches PyTorch**: {n} quantities, "
+                f"{len(tab):,} comparisons, largest relative error {fmt_err(analysis.worst_rel_err)} "
+                f"(tolerance {tab['tol'].iloc[0]:g}).")
     bad = tab[~tab["passed"]]
-    return (f":red[:material/cancel:] **{len(bad):,} of {len(tab):,} comparisons fail** ({', '.join(sorted(bad['quantity'].unique()))}); "
+    failing = ", ".join(sorted(bad["quantity"].unique()))
+    return (f":red[:material/cancel:] **{len(bad):,} of {len(tab):,} comparisons fail** ({failing}); "
             f"largest relative error {fmt_err(analysis.worst_rel_err)}.")
 
 
@@ -104,7 +112,8 @@ def downloads(cfg: RNNConfig, key: str) -> None:
                 "self-contained script that recomputes these numbers with NumPy and PyTorch.")
     c = st.columns(3)
     for col, (label, (fname, mime, make)) in zip(c, download_data(cfg).items()):
-        col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime, key=f"{key}_{fname.rsplit('.')[-1]}",
+        col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime,
+                            key=f"{key}_{fname.rsplit('.')[-1]}",
                             width="stretch", on_click="ignore")
 
 

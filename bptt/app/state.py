@@ -1,12 +1,15 @@
 """The app's one source of state: the canonical config and step in session_state, the URL, the sidebar, the cache."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
 
 from ..analysis import Analysis, analyze
 from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
+from ..fd import FDCheck, fd_check
+from ..flow import FlowReport, flow_report
 from .navigation import SCRIPTS
 
 CONFIG = "config"          # session_state key: the current RNNConfig
@@ -45,6 +48,30 @@ def _gradcheck(input_size: int, hidden_size: int, seq_len: int, batch_size: int,
 def get_gradcheck(cfg: RNNConfig):
     """The (cached) gradcheck verdict of the hand-written torch operator at this config."""
     return _gradcheck(**cfg.to_dict())
+
+
+@st.cache_resource(max_entries=4, show_spinner="Computing the gradient flow (Jacobians, spectrum, hh_scale sweep)…")
+def _flow(config_json: str, b: int) -> FlowReport:
+    cfg = RNNConfig.from_dict(json.loads(config_json))
+    an = get_analysis(cfg)
+    return flow_report(an.problem, an.engine, b)
+
+
+def get_flow(cfg: RNNConfig, b: int = 0) -> FlowReport:
+    """The (cached, read-only) gradient-flow report of this config for batch element b."""
+    return _flow(cfg.to_json(), b)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _fd(config_json: str, weight: str, index: tuple[int, ...]) -> FDCheck:
+    cfg = RNNConfig.from_dict(json.loads(config_json))
+    an = get_analysis(cfg)
+    return fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)
+
+
+def get_fd(cfg: RNNConfig, weight: str, index: tuple[int, ...]) -> FDCheck:
+    """The (cached) finite-difference check of one weight entry at this config."""
+    return _fd(cfg.to_json(), weight, index)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

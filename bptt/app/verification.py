@@ -10,6 +10,9 @@ from ..compare import summary
 from .panels import comparison_frame
 from .state import get_gradcheck
 
+ONLY_FAIL_KEY, QUANTITY_KEY, GRADCHECK_KEY = "ver_only_fail", "ver_quantity", "ver_gradcheck"   # widgets
+DOWNLOADS_KEY = "ver_dl"
+
 
 def _columns(frame) -> dict:
     """Column settings: every error, tolerance and floor in scientific notation, headers short enough to show."""
@@ -37,7 +40,7 @@ def summary_table(analysis: Analysis) -> None:
 def full_table(analysis: Analysis) -> None:
     """Every comparison row (per quantity and timestep), filterable."""
     tab = comparison_frame(analysis)
-    only_fail = st.toggle("Show only failing rows", key="ver_only_fail")
+    only_fail = st.toggle("Show only failing rows", key=ONLY_FAIL_KEY)
     if only_fail:
         tab = tab[~tab["passed"]]
     st.dataframe(tab, width="stretch", hide_index=True, height=360, column_config=_columns(tab))
@@ -59,7 +62,7 @@ def side_by_side(analysis: Analysis) -> None:
                "torch operator (hand-written backward)": (analysis.op.h, analysis.op.dx, analysis.op.gradients),
                "torch.nn.RNN (autograd)": (analysis.torch_rnn.h, analysis.torch_rnn.dx, analysis.torch_rnn.gradients)}
     name = st.segmented_control("quantity", ["h", "dx", "dW_ih", "dW_hh", "db_ih", "db_hh"], default="dW_hh",
-                                key="ver_quantity") or "dW_hh"
+                                key=QUANTITY_KEY) or "dW_hh"
     for src, (h, dx, g) in sources.items():
         arr = {"h": h, "dx": dx}.get(name, g.get(name))
         st.markdown(f"**{src}**")
@@ -70,6 +73,6 @@ def gradcheck(analysis: Analysis) -> None:
     """torch.autograd.gradcheck of the hand-written operator, run on request at large sizes."""
     cfg = analysis.config
     small = gradcheck_numbers(cfg) <= GRADCHECK_MAX_NUMBERS
-    if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key="ver_gradcheck"):
+    if small or st.toggle("Run gradcheck (takes a few seconds at this size)", key=GRADCHECK_KEY):
         res = get_gradcheck(cfg)
         (st.success if res.passed else st.error)(res.message)

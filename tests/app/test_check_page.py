@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit import config as st_config
 
+from bptt.app import check as check_page
 from bptt.app.check import OPT_IN, is_loopback
 from bptt.app.navigation import SCRIPTS
 from bptt.check.checker import draw_problem, reference
@@ -33,7 +34,7 @@ def _good(cfg: RNNConfig | None = None) -> dict[str, np.ndarray]:
 
 def _upload(data: bytes, name: str = "grads.npz", **params):
     at = app(CHECK, **params)
-    at.file_uploader(key="check_npz").set_value((name, data, "application/octet-stream"))
+    at.file_uploader(key=check_page.NPZ_KEY).set_value((name, data, "application/octet-stream"))
     at.run()
     no_exception(at)
     return at
@@ -73,7 +74,7 @@ def test_a_mistake_is_located_with_heatmaps_at_that_step():
     err = _errors(at)
     assert "First divergence" in err and "dW_hh_acc" in err and f"0-based t = {cfg.seq_len - 1}" in err
     figs = figures(at)
-    fig = next(v for k, v in figs.items() if k.startswith("check_fig"))
+    fig = next(v for k, v in figs.items() if k.startswith(check_page.FIG_KEY))
     assert len(fig["data"]) >= 3
     assert any("Diagnosis" in m.value for m in at.markdown)
 
@@ -140,7 +141,7 @@ def test_code_upload_is_refused_on_a_reachable_server(monkeypatch, address):
         address(where)
         at = app(CHECK)
         no_exception(at)
-        assert not [u for u in at.file_uploader if u.key == "check_py"]
+        assert not [u for u in at.file_uploader if u.key == check_page.PY_KEY]
         assert any("other machines may reach it" in i.value for i in at.info)
         assert any("python -m bptt check" in c.value for c in at.code)
 
@@ -149,10 +150,10 @@ def test_code_upload_runs_on_a_loopback_server(monkeypatch, address):
     monkeypatch.delenv(OPT_IN, raising=False)
     address("127.0.0.1")
     at = app(CHECK)
-    at.file_uploader(key="check_py").set_value(("step_carry.py", (FILES / "step_carry_transposed.py").read_bytes(),
-                                                "text/x-python"))
+    source = (FILES / "step_carry_transposed.py").read_bytes()
+    at.file_uploader(key=check_page.PY_KEY).set_value(("step_carry.py", source, "text/x-python"))
     at.run()
-    at.button(key="check_run").click().run()
+    at.button(key=check_page.RUN_KEY).click().run()
     no_exception(at)
     err = _errors(at)
     assert "dh_prev" in err and f"0-based t = {RNNConfig().seq_len - 1}" in err
@@ -163,9 +164,9 @@ def test_code_upload_runs_when_opted_in(monkeypatch, address):
     monkeypatch.setenv(OPT_IN, "1")
     address("0.0.0.0")
     at = app(CHECK)
-    at.text_area(key="check_paste").input((FILES / "worked_exercise.py").read_text())
+    at.text_area(key=check_page.PASTE_KEY).input((FILES / "worked_exercise.py").read_text())
     at.run()
-    at.button(key="check_run").click().run()
+    at.button(key=check_page.RUN_KEY).click().run()
     no_exception(at)
     assert any("everything agrees" in s.value for s in at.success)
 

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from viewertools import click_cell, panel, payload
 
 from bptt.analysis import analyze
+from bptt.app import backward, gradient_flow
 from bptt.config import RNNConfig, preset
 from bptt.fd import fd_estimate
 from bptt.flow import flow_report
@@ -33,7 +34,7 @@ def cfg_of(**params: str) -> RNNConfig:
 # ----------------------------------------------------------------------------------------------------------------------
 # the Gradient flow page
 
-FLOW_CHARTS = {"flow_norms", "flow_jacobian", "flow_spectrum", "flow_saturation", "flow_sweep"}
+FLOW_CHARTS = set(gradient_flow.CHART_KEYS)
 
 
 @pytest.mark.parametrize("params", [
@@ -45,7 +46,7 @@ def test_flow_page_runs_and_shows_every_chart(params):
     at = app(FLOW, **params)
     no_exception(at)
     assert not at.warning
-    assert FLOW_CHARTS <= set(figures(at))
+    assert set(figures(at)) >= FLOW_CHARTS
 
 
 def test_flow_page_numbers_are_the_packages():
@@ -54,7 +55,7 @@ def test_flow_page_numbers_are_the_packages():
     an = analyze(cfg)
     rep = flow_report(an.problem, an.engine)
     figs = figures(at)
-    norms = figs["flow_norms"]["data"][-1]                                  # the whole-batch curve, last trace
+    norms = figs[gradient_flow.NORMS_KEY]["data"][-1]                      # the whole-batch curve, last trace
     np.testing.assert_allclose(_arr(norms["x"]), np.arange(1, cfg.seq_len + 1))   # t shown 1-based
     np.testing.assert_allclose(_arr(norms["y"]), rep.grad_norms.per_t, rtol=1e-12)
     np.testing.assert_allclose(_arr(figs["flow_jacobian"]["data"][0]["y"]), rep.jacobian.norms, rtol=1e-12)
@@ -71,7 +72,7 @@ def test_flow_page_numbers_are_the_packages():
 def test_batch_element_changes_the_jacobian_curve():
     at = app(FLOW, **SMALL)
     before = _arr(figures(at)["flow_jacobian"]["data"][0]["y"])
-    at.number_input(key="flow_b").set_value(1).run()
+    at.number_input(key=gradient_flow.BATCH_KEY).set_value(1).run()
     no_exception(at)
     after = _arr(figures(at)["flow_jacobian"]["data"][0]["y"])
     assert not np.allclose(before, after)
@@ -115,7 +116,7 @@ def test_flow_presets_explain_themselves_on_the_flow_page(name):
     at.button(key=preset_key(name)).click().run()
     no_exception(at)
     assert at.session_state["config"] == preset(name)
-    assert FLOW_CHARTS <= set(figures(at))
+    assert set(figures(at)) >= FLOW_CHARTS
     assert any(name in str(i.value) for i in at.info)
 
 
@@ -129,20 +130,20 @@ def test_backward_page_marks_the_cut_and_shows_the_truncation_gap():
     an = analyze(cfg)
     gap = flow_report(an.problem, an.engine, sweep=False).gap
     figs = figures(at)
-    bars = figs["bw_gap_bars"]["data"][0]
+    bars = figs[backward.GAP_BARS_KEY]["data"][0]
     assert list(bars["x"]) == list(gap.rel_err)
     np.testing.assert_allclose(_arr(bars["y"]), list(gap.rel_err.values()), rtol=1e-12)
-    np.testing.assert_allclose(_arr(figs["bw_gap_heat"]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
+    np.testing.assert_allclose(_arr(figs[backward.GAP_HEAT_KEY]["data"][0]["z"]), gap.diff["dW_hh"], rtol=1e-12)
     assert payload(at)[0]["strip"]["cuts"] == [2, 4]                     # cuts before t = 3 and t = 5 (1-based)
     assert "truncated" in text(at)
-    at.segmented_control(key="bw_gap_weight").set_value("db_ih").run()
-    np.testing.assert_allclose(_arr(figures(at)["bw_gap_heat"]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
+    at.segmented_control(key=backward.GAP_WEIGHT_KEY).set_value("db_ih").run()
+    np.testing.assert_allclose(_arr(figures(at)[backward.GAP_HEAT_KEY]["data"][0]["z"]).ravel(), gap.diff["db_ih"],
                                rtol=1e-12)
 
 
 def test_no_gap_section_for_full_bptt():
     at = app(BACKWARD, **SMALL)
-    assert "bw_gap_bars" not in figures(at)
+    assert backward.GAP_BARS_KEY not in figures(at)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -167,7 +168,8 @@ def _metric_values(at: AppTest) -> list[float]:
 
 def fd_box(at: AppTest, which: str):
     """The FD index box "j" or "i" (its widget key changes when a cell click re-creates it)."""
-    boxes = [n for n in at.number_input if n.key and n.key.startswith(f"w_fd_{which}_")]
+    prefix = backward.WIDGET_FD_J if which == "j" else backward.WIDGET_FD_I
+    boxes = [n for n in at.number_input if n.key and n.key.startswith(f"{prefix}_")]
     assert len(boxes) <= 1
     return boxes[0] if boxes else None
 
@@ -196,7 +198,7 @@ def test_fd_spot_check_says_when_it_is_not_the_full_gradient():
 
 def test_fd_spot_check_for_a_bias_has_one_index():
     at = app(BACKWARD, **SMALL, step="5")
-    at.selectbox(key="w_fd_weight").set_value("db_hh").run()
+    at.selectbox(key=backward.WIDGET_FD_W).set_value("db_hh").run()
     no_exception(at)
     assert fd_box(at, "j").max == 3
     assert fd_box(at, "i") is None
@@ -208,7 +210,7 @@ def test_a_cell_click_in_the_viewer_runs_the_check_on_that_cell():
     at = app(BACKWARD, **SMALL, step="5")
     click_cell(at, "dW_ih", 3, 2)
     no_exception(at)
-    assert at.selectbox(key="w_fd_weight").value == "dW_ih"
+    assert at.selectbox(key=backward.WIDGET_FD_W).value == "dW_ih"
     assert (fd_box(at, "j").value, fd_box(at, "i").value) == (3, 2)
     an = analyze(cfg_of(**SMALL))
     assert _metric_values(at)[1] == pytest.approx(an.engine.gradients["dW_ih"][3, 2], rel=1e-9)

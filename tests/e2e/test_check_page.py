@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bptt.app import check as check_page
 from bptt.check.checker import draw_problem, reference
 from bptt.config import RNNConfig
 
@@ -34,16 +35,16 @@ def test_npz_and_code_checks_in_the_browser(new_page):
     buf = io.BytesIO()
     np.savez(buf, dx=ref.torch_rnn.dx, dh0=ref.torch_rnn.dh0, dW_ih=ref.torch_rnn.dW_ih, dW_hh=acc[0],
              db_ih=ref.torch_rnn.db_ih, db_hh=ref.torch_rnn.db_hh, dW_hh_acc=acc)
-    page.locator(".st-key-check_npz input[type=file]").set_input_files(
+    page.locator(f".st-key-{check_page.NPZ_KEY} input[type=file]").set_input_files(
         {"name": "grads.npz", "mimeType": "application/octet-stream", "buffer": buf.getvalue()})
     page.wait_for_selector("text=Diagnosis", timeout=60_000)
     page.wait_for_selector("[data-testid='stPlotlyChart'] .main-svg", timeout=60_000)
     main = page.locator("[data-testid='stMain']").inner_text()
     assert "First divergence" in main and "dW_hh_acc" in main and f"t = {cfg.seq_len - 1} in the files" in main
 
-    page.locator(".st-key-check_paste textarea").fill((FILES / "step_carry_transposed.py").read_text())
-    page.locator(".st-key-check_paste textarea").press("Control+Enter")
-    page.locator(".st-key-check_run button").click()
+    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").fill((FILES / "step_carry_transposed.py").read_text())
+    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").press("Control+Enter")
+    page.locator(f".st-key-{check_page.RUN_KEY} button").click()
     page.wait_for_selector("text=carry-transposed", timeout=90_000)
     wait_for_app(page)
     assert "(a) step functions" in page.locator("[data-testid='stMain']").inner_text()

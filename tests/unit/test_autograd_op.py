@@ -119,7 +119,7 @@ def test_finite_differences(weight: str, nonlinearity: str, upstream: str, hh_sc
     rng = np.random.default_rng(0)
     entries = {tuple(int(rng.integers(n)) for n in W.shape) for _ in range(4)}
     for idx in entries:
-        def L(delta: float) -> float:
+        def L(delta: float, idx: tuple[int, ...] = idx) -> float:
             Wd = W.copy()
             Wd[idx] += delta
             return _loss(dataclasses.replace(p, **{weight: Wd}))

@@ -73,7 +73,7 @@ def test_a_bug_name_appears_in_at_most_two_non_test_modules(name: str) -> None:
 
 def test_the_app_reads_the_bug_texts_from_the_zoo() -> None:
     # the banner's note and the Backward page's red equation are no longer kept in the app
-    for f in ("bptt/app/panels.py", "bptt/app/flow_panels.py"):
+    for f in ("bptt/app/panels.py", "bptt/app/backward.py"):
         text = (ROOT / f).read_text()
         assert "BUG_NOTES" not in text and "BUG_EQUATIONS" not in text
         assert "step_of(" in text
