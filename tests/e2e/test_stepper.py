@@ -101,6 +101,7 @@ def open_viewer(new_page):
 
     yield make
     for page, console in opened:
+        page.wait_for_timeout(300)          # let a probe's 404 response event catch up with its console line
         assert console.errors() == [], (console.errors(), console.failed)
         assert page.get_by_text("BidiComponent Error").count() == 0
         assert exceptions(page) == []
