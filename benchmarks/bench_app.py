@@ -1,6 +1,6 @@
 """Benchmark: a step of the Backward page's step viewer in headless Chromium, against a bare Streamlit rerun.
 
-Run: python benchmarks/bench_app.py [--clicks 20] [--sizes defaults,medium,largest]
+Run: python benchmarks/bench_app.py [--clicks 20] [--sizes defaults,medium,largest] [--trace]
 
 Two real `streamlit run` servers (the app, and benchmarks/bare_app.py whose button only bumps a counter) are driven by
 one headless Chromium, in the same run, so that the ratios cancel the machine's speed and load.
@@ -55,6 +55,7 @@ STEP_JS = """async (timeoutMs) => {
   const root = (ROOT_JS)();
   const before = root.dataset.step;
   const t0 = performance.now();
+  (window.__clicks = window.__clicks || []).push(t0);
   root.querySelector('[data-testid="bptt-step-next"]').click();
   while (root.dataset.step === before) {
     if (performance.now() - t0 > timeoutMs) throw new Error(`no step after ${timeoutMs} ms`);
@@ -63,6 +64,25 @@ STEP_JS = """async (timeoutMs) => {
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
   return performance.now() - t0;
 }""".replace("ROOT_JS", ROOT_JS)
+
+# what the viewer did meanwhile: its event log (chunk requests and arrivals), the click start times and the main
+# thread's long tasks (> 50 ms), all in ms since the first measured click
+TRACE_JS = """(since) => {
+  const root = (ROOT_JS)();
+  const home = root.getRootNode();
+  const view = home.__bpttView || (home.host && home.host.__bpttView);
+  const rel = (ms) => Math.round(ms - since);
+  return {log: view.log.filter((e) => e[0] >= since).map((e) => [rel(e[0]), e[1], e[2]]),
+          clicks: (window.__clicks || []).filter((t) => t >= since).map(rel),
+          long: (window.__long || []).filter((e) => e[0] >= since).map((e) => [rel(e[0]), Math.round(e[1])])};
+}""".replace("ROOT_JS", ROOT_JS)
+LONGTASKS_JS = """
+window.__long = [];
+try {
+  new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push([e.startTime, e.duration]); })
+    .observe({ entryTypes: ["longtask"] });
+} catch (e) { /* no long-task timing in this browser */ }
+"""
 
 # the bare page: click, wait for the rerun to finish and the counter to change, then two animation frames
 BARE_JS = """async (timeoutMs) => {
@@ -94,7 +114,7 @@ def pct(xs: list[float], q: float) -> float:
 def open_tab(browser, url: str, viewer: bool) -> tuple[object, object, float]:
     """(context, page, seconds from navigation to the viewer drawn / the bare button ready)."""
     ctx = browser.new_context(viewport=VIEWPORT)
-    ctx.add_init_script(RUN_COUNTER_JS)
+    ctx.add_init_script(RUN_COUNTER_JS + LONGTASKS_JS)
     page = ctx.new_page()
     t0 = time.perf_counter()
     page.goto(url)
@@ -122,6 +142,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clicks", type=int, default=20, help="measured clicks per size (default 20)")
     ap.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated subset of {', '.join(SIZES)}")
+    ap.add_argument("--trace", action="store_true", help="print when each click started, the viewer's chunk requests "
+                    "and arrivals (with bytes and decode ms) and the main thread's long tasks")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -146,6 +168,7 @@ def main() -> None:
                 a_page.evaluate(STEP_JS, 600_000)                                # one unmeasured click each
                 b_page.evaluate(BARE_JS, 600_000)
                 a_ms, b_ms = [], []
+                since = a_page.evaluate("performance.now()")
                 for _ in range(args.clicks):
                     a_ms.append(a_page.evaluate(STEP_JS, 600_000))
                     b_ms.append(b_page.evaluate(BARE_JS, 600_000))
@@ -158,6 +181,12 @@ def main() -> None:
                 print(f"  p95 ratio {ratio:.2f} (target <= {target})  {'ok' if ratio <= target else 'MISSED'}")
                 print(f"  first load to the viewer drawn: warm {warm:.2f} s = {warm / b_load:.2f}x the bare page "
                       f"(cold, first visit of the config: {cold:.2f} s)")
+                if args.trace:
+                    tr = a_page.evaluate(TRACE_JS, since)
+                    print("    click starts, ms: " + " ".join(map(str, tr["clicks"])))
+                    for ms, event, detail in tr["log"]:
+                        print(f"    {ms:6d} ms  {event:6s} {detail}")
+                    print("    long tasks [start, ms]: " + " ".join(map(str, tr["long"])))
                 rows.append((label, a50, a95, b50, b95, ratio, target, warm, warm / b_load, cold))
                 ctx.close()
             browser.close()

@@ -1,7 +1,7 @@
-"""The step viewer's payload: every number a page shows for a window of steps, as one bytes message. No streamlit.
+"""The step viewer's payload: every number a page shows for a range of steps, as one bytes message. No streamlit.
 
 The browser steps through the passes by itself (bptt/app/stepper.js); this module builds what it receives once per
-configuration and window. Layout of the bytes:
+configuration and chunk of steps. Layout of the bytes:
 
     b"BPTT" | uint32 little-endian n | n bytes of UTF-8 JSON (the header) | padding to 4 bytes | float32 values
 
@@ -27,7 +27,7 @@ from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, SEQUENTIAL, colour_range, log_diff
 
 MAGIC = b"BPTT"
-BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets a window of steps
+BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets chunks of steps (chunk_steps)
 DIFF_RANGE = (float(np.log10(DIFF_FLOOR)), 0.0)   # the fixed colour range of log10 |diff|
 PAGES = ("forward", "backward")
 WEIGHTS = ("dW_ih", "dW_hh", "db_ih", "db_hh")
@@ -140,25 +140,30 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# budget and window
+# budget and chunks
 
-def window(T: int, per_step: int, t: int, budget: int | None = None, ahead: int = 0) -> tuple[int, int]:
-    """The steps [lo, hi) (0-based t) to send: all T if they fit the budget, else a window holding t.
-
-    Windows start on a grid of a quarter window (so that neighbouring requests share cached payloads). ahead = +1 or
-    −1 is the direction the viewer is moving in t: the window then reaches as far as it can that way (keeping an
-    eighth behind, for a step back); 0 centres it on t.
-    """
+def chunk_steps(T: int, per_step: int, budget: int | None = None) -> int:
+    """How many steps one payload holds: all T if they fit the budget, else chunks of a quarter of it (at least one
+    step). Small chunks arrive quickly and the viewer keeps the ones it has, so only new steps travel."""
     budget = BUDGET if budget is None else budget
-    n = max(1, min(T, budget // max(per_step, 1)))
-    if n >= T:
-        return 0, T
-    grid = max(1, n // 4)
-    want = t - (n // 8 if ahead > 0 else n - 1 - n // 8 if ahead < 0 else n // 2)
-    lo = round(want / grid) * grid
-    lo = min(max(lo, 0), T - n, t)
-    lo = max(lo, t - n + 1)
-    return lo, lo + n
+    per_step = max(per_step, 1)
+    if T * per_step <= budget:
+        return T
+    return max(1, min(T, budget // 4 // per_step))
+
+
+def chunk(T: int, per_step: int, t: int, budget: int | None = None, backward: bool = False) -> tuple[int, int]:
+    """The steps [lo, hi) (0-based t) of the payload holding step t: all T if they fit the budget, else the chunk of a
+    fixed grid (so that every request for a step of it is the same, cached payload). The grid starts where the pass
+    starts: at t = 0 going forward, at t = T − 1 going backward (so the first chunk is a whole one)."""
+    if not 0 <= t < T:
+        raise ValueError(f"t must satisfy 0 <= t < seq_len = {T}, got {t}")
+    n = chunk_steps(T, per_step, budget)
+    if backward:
+        hi = T - (T - 1 - t) // n * n
+        return max(0, hi - n), hi
+    lo = t // n * n
+    return lo, min(T, lo + n)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -303,7 +308,7 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -
     cfg = analysis.config
     T = cfg.seq_len
     if not 0 <= lo < hi <= T:
-        raise ValueError(f"the window must satisfy 0 <= lo < hi <= seq_len = {T}, got lo = {lo}, hi = {hi}")
+        raise ValueError(f"the steps must satisfy 0 <= lo < hi <= seq_len = {T}, got lo = {lo}, hi = {hi}")
     gs = groups(analysis, page)
     panels = [pn for g in gs for pn in g.panels]
     twins = _twins(gs)

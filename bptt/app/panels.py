@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from .. import export
 from ..analysis import Analysis
 from ..bugs import step_of
 from ..config import RNNConfig
@@ -80,17 +81,14 @@ def chart(fig, key: str):
 # downloads
 
 def _npz(cfg: RNNConfig) -> bytes:
-    from .. import export
     return export.npz_bytes(get_analysis(cfg))
 
 
 def _csv(cfg: RNNConfig) -> bytes:
-    from .. import export
     return export.csv_bytes(get_analysis(cfg))
 
 
 def _script(cfg: RNNConfig) -> str:
-    from .. import export
     return export.repro_script(cfg)
 
 

@@ -1,23 +1,28 @@
 // The step viewer: every step of a pass is drawn here, in the browser, from one payload (bptt/stepview.py).
 // A step click never goes to the server: the address bar follows at once (history.replaceState) and Python hears
 // the step when the user settles, pauses or play ends (setStateValue "step"). Above the payload budget the server
-// sends a window of steps; the viewer asks for the next one before it runs out, and shows "loading" while it waits.
+// sends a chunk of steps at a time. The viewer keeps the chunks it has (up to KEEP_BYTES), asks for the next chunk in
+// the direction of travel well before it needs it, and shows "loading" only when a step it has to draw is not there.
 
 const SETTLE_MS = 600;            // report the step to Python this long after the last move (a run costs the page)
 const SPEEDS = [["1 s / step", 1000], ["½ s / step", 500], ["¼ s / step", 250], ["0.1 s / step", 100]];
-const STALL_MS = 15000;           // a window that has not come after this long says so
+const STALL_MS = 15000;           // a chunk that has not come after this long says so (and may be asked for again)
+const KEEP_BYTES = 96 * 2 ** 20;  // the chunks kept in the browser (the farthest from the step drawn go first)
+const LOG_MAX = 400;              // entries of the viewer's event log (view.log: requests, arrivals; for benchmarks)
 
 // ---------------------------------------------------------------------------------------------------------------------
 // payload
 
 function decode(data) {
-  // b"BPTT" | uint32 n | n bytes of JSON | float32 values (see stepview.py); copied once so the floats are aligned
-  const bytes = data instanceof Uint8Array ? data.slice() : new Uint8Array(data);
+  // b"BPTT" | uint32 n | n bytes of JSON | float32 values (see stepview.py); viewed in place when the floats are
+  // aligned, else copied once
+  let bytes = data instanceof Uint8Array ? data : new Uint8Array(data);
+  if (bytes.byteOffset % 4) bytes = bytes.slice();
   const magic = String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]);
   if (magic !== "BPTT") throw new Error("bptt stepper: the data is not a step-viewer payload");
-  const n = new DataView(bytes.buffer).getUint32(4, true);
+  const n = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true);
   const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  const values = new Float32Array(bytes.buffer, 8 + n, (bytes.byteLength - 8 - n) / 4);
+  const values = new Float32Array(bytes.buffer, bytes.byteOffset + 8 + n, (bytes.byteLength - 8 - n) / 4);
   return { header, values };
 }
 
@@ -70,16 +75,22 @@ function svg(tag, attrs = {}) {
 class View {
   constructor(parent) {
     this.parent = parent;
-    this.h = null;             // header of the current payload
-    this.values = null;        // Float32Array of the current payload
+    this.h = null;             // header of the payload last received (the config's groups, strip, start, ...)
+    this.chunks = [];          // the chunks of steps held: {lo, hi, steps, values, bytes}, any order
+    this.cur = null;           // the chunk of the step drawn
+    this.values = null;        // its Float32Array
     this.k = 0;                // the step drawn (1..T)
-    this.pending = null;       // a step asked for, waiting for its window
+    this.pending = null;       // a step asked for, waiting for its chunk
+    this.span = 1;             // the most steps one chunk has held
+    this.perStep = 1;          // the most bytes one step of a chunk has taken
+    this.log = [];             // [ms, event, detail]: chunk requests and arrivals (read by benchmarks/bench_app.py)
     this.playing = false;
     this.timer = null;
     this.settle = null;
     this.seq = 0;
     this.reported = null;      // the step Python knows
-    this.inflight = 0;         // time a window was asked for (0: none)
+    this.inflight = 0;         // time a chunk was asked for (0: none)
+    this.want = null;          // the 0-based t whose chunk was asked for
     this.dir = 0;              // the direction of the last move in t (+1 right, −1 left)
     this.weight = null;        // the weight-gradient tab
     this.local = false;        // colour range of this step only (weight gradients)
@@ -100,34 +111,65 @@ class View {
   get backward() { return this.h.page === "backward"; }
   tOf(k) { return this.backward ? this.T - k : k - 1; }         // 0-based t of page step k
   kOf(t) { return this.backward ? this.T - t : t + 1; }         // page step of 0-based t
-  loaded(k) { const t = this.tOf(k); return t >= this.h.lo && t < this.h.hi; }
+  chunkOf(t) { return this.chunks.find((c) => t >= c.lo && t < c.hi) || null; }
+  loaded(k) { return !!this.chunkOf(this.tOf(k)); }
+
+  note(event, detail) {
+    this.log.push([Math.round(performance.now()), event, detail]);
+    if (this.log.length > LOG_MAX) this.log.splice(0, this.log.length - LOG_MAX);
+  }
 
   load(data, setState, setTrigger) {
     this.setState = setState;
     this.setTrigger = setTrigger;
     if (data === null || data === undefined) return;
+    const t0 = performance.now();
     const { header, values } = decode(data);
     const fresh = !this.h || this.h.id !== header.id;
     const restart = fresh || this.h.start !== header.start;    // Python moved the step itself (or a new config)
     this.h = header;
-    this.values = values;
-    this.inflight = 0;
-    if (fresh) { this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff) }; this.build(); }
-    this.root.querySelector(".bptt-loading").hidden = true;
-    let target;
+    if (fresh) {
+      this.chunks = [];
+      this.span = 1;
+      this.perStep = 1;
+      this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff) };
+      this.build();
+    }
+    if (!this.chunks.some((c) => c.lo === header.lo && c.hi === header.hi)) {
+      this.chunks.push({ lo: header.lo, hi: header.hi, steps: header.steps, values, bytes: values.byteLength });
+    }
+    this.span = Math.max(this.span, header.hi - header.lo);
+    this.perStep = Math.max(this.perStep, values.byteLength / (header.hi - header.lo));
+    if (this.want === null || (this.want >= header.lo && this.want < header.hi)) { this.inflight = 0; this.want = null; }
+    this.note("arrive", { lo: header.lo, hi: header.hi, bytes: data.byteLength, decode_ms: +(performance.now() - t0).toFixed(1) });
+    let target = null;
     if (restart) { target = header.start; this.pending = null; this.reported = header.start; }
     else if (this.pending !== null && this.loaded(this.pending)) target = this.pending;
-    else if (this.loaded(this.k)) target = this.k;
-    else target = this.kOf(Math.min(Math.max(this.tOf(this.k), header.lo), header.hi - 1));
-    this.pending = null;
-    this.go(target, { report: !restart });
-    if (this.playing) this.schedule();
+    else if (!this.loaded(this.k)) target = this.kOf(Math.min(Math.max(this.tOf(this.k), header.lo), header.hi - 1));
+    this.evict(target === null ? this.k : target);
+    if (this.pending === null || target !== null) this.loadingBox(false);
+    if (target !== null) {                                       // a step to draw now; otherwise keep what is drawn
+      this.pending = null;
+      this.go(target, { report: !restart });
+      if (this.playing) this.schedule();
+    } else {
+      this.prefetch();
+    }
+  }
+
+  evict(k) {
+    // keep at most KEEP_BYTES of chunks: drop the farthest from step k, never the one holding it
+    const t = this.tOf(k);
+    const dist = (c) => (t < c.lo ? c.lo - t : t >= c.hi ? t - c.hi + 1 : 0);
+    this.chunks.sort((a, b) => dist(a) - dist(b));
+    let total = 0;
+    this.chunks = this.chunks.filter((c, i) => (total += c.bytes) <= KEEP_BYTES || i === 0);
   }
 
   go(k, { report = true } = {}) {
     k = Math.min(Math.max(k, 1), this.T);
     if (this.k && k !== this.k) this.dir = Math.sign(this.tOf(k) - this.tOf(this.k));
-    if (!this.loaded(k)) { this.pending = k; this.ask(k, 0); return; }
+    if (!this.loaded(k)) { this.pending = k; this.ask(this.tOf(k), true); return; }
     this.k = k;
     this.draw();
     this.root.dataset.step = String(k);                          // only after step k has been drawn
@@ -152,40 +194,55 @@ class View {
   }
 
   report(extra = null) {
+    // tell Python the step; every report carries the chunk still wanted, so a newer report never drops a request
     clearTimeout(this.settle);
-    const k = extra && extra.k ? extra.k : this.k;
-    if (!extra && k === this.reported) return;
+    const k = this.k;
+    if (!extra && k === this.reported && this.want === null) return;
     this.seq += 1;
     this.reported = k;
-    this.setState("step", Object.assign({ k, seq: this.seq }, extra || {}));
+    const rep = { k, seq: this.seq };
+    if (this.want !== null) rep.want = this.want;
+    this.setState("step", rep);
   }
 
-  ask(k, ahead) {
-    // ask Python for the window holding step k (ahead: the direction in t to reach further into)
+  loadingBox(show, t = 0) {
     const box = this.root.querySelector(".bptt-loading");
-    const t = this.tOf(k) + 1;
-    if (!ahead) {
-      box.hidden = false;
-      box.textContent = `Loading the steps around t = ${t} …`;
-      clearTimeout(this.stall);
-      this.stall = setTimeout(() => {
-        if (!box.hidden) box.textContent = `Still loading the steps around t = ${t}: the server is busy. ` +
-          "They will appear here as soon as they arrive.";
-      }, STALL_MS);
-    }
-    if (this.inflight && performance.now() - this.inflight < STALL_MS && ahead) return;
+    clearTimeout(this.stall);
+    box.hidden = !show;
+    if (!show) return;
+    box.textContent = `Loading the steps around t = ${t} …`;
+    this.stall = setTimeout(() => {
+      if (box.hidden) return;
+      box.textContent = `Still loading the steps around t = ${t}: the server is busy. ` +
+        "They will appear here as soon as they arrive.";
+      if (this.pending !== null) { this.inflight = 0; this.ask(this.tOf(this.pending), true); }   // a lost run?
+    }, STALL_MS);
+  }
+
+  ask(t, needed) {
+    // ask Python for the chunk holding 0-based t (needed: a step to draw waits for it, so say "loading")
+    if (needed) this.loadingBox(true, t + 1);
+    const busy = this.inflight && performance.now() - this.inflight < STALL_MS;
+    if (busy && (this.want === t || !needed)) return;            // one request at a time, unless a step waits
     this.inflight = performance.now();
-    this.report({ k, ahead, window: true });
+    this.want = t;
+    this.note("ask", { t, needed });
+    this.report({ want: t });
   }
 
   prefetch() {
-    // when the window is partial and the view nears its edge, ask for the next window before it runs out
-    const { lo, hi } = this.h;
-    if ((lo === 0 && hi === this.T) || (this.inflight && performance.now() - this.inflight < STALL_MS)) return;
-    const t = this.tOf(this.k), n = hi - lo, margin = Math.max(2, Math.floor((2 * n) / 3));
+    // keep the next steps in the direction of travel (as many as the payload budget holds, at least two chunks) and
+    // the one behind; ask for the nearest gap
+    const T = this.T;
+    if (this.chunks.some((c) => c.lo === 0 && c.hi === T)) return;
+    if (this.inflight && performance.now() - this.inflight < STALL_MS) return;
+    const t = this.tOf(this.k);
     const dir = this.playing || !this.dir ? (this.backward ? -1 : 1) : this.dir;   // unmoved: the pass's direction
-    if (dir > 0 && hi < this.T && hi - 1 - t < margin) this.ask(this.k, 1);
-    else if (dir < 0 && lo > 0 && t - lo < margin) this.ask(this.k, -1);
+    const ahead = Math.max(2 * this.span, Math.floor(this.h.budget / this.perStep));
+    for (const d of [...Array(ahead).keys()].map((i) => dir * (i + 1)).concat([-dir])) {
+      const u = t + d;
+      if (u >= 0 && u < T && !this.chunkOf(u)) { this.ask(u, false); return; }
+    }
   }
 
   // -- play ----------------------------------------------------------------------------------------------------------
@@ -212,7 +269,7 @@ class View {
     if (!this.playing) return;
     if (this.k >= this.T) { this.stop(); return; }
     this.go(this.k + 1, { report: false });
-    if (this.pending !== null) return;                           // load() resumes play when the window arrives
+    if (this.pending !== null) return;                           // load() resumes play when the chunk arrives
     if (this.k >= this.T) this.stop(); else this.schedule();
   }
 
@@ -413,10 +470,12 @@ class View {
   }
 
   // -- drawing -------------------------------------------------------------------------------------------------------
-  step() { return this.h.steps[this.tOf(this.k) - this.h.lo]; }
+  step() { return this.cur.steps[this.tOf(this.k) - this.cur.lo]; }
 
   draw() {
-    const h = this.h, st = this.step(), T = h.T, t = st.t;
+    this.cur = this.chunkOf(this.tOf(this.k));
+    this.values = this.cur.values;
+    const h = this.h, st = this.step(), t = st.t;
     this.root.querySelector(".bptt-title").textContent = st.title;
     const verdict = this.root.querySelector(".bptt-verdict");
     verdict.textContent = (st.ok ? "✓ " : "✗ ") + st.verdict;

@@ -1,8 +1,9 @@
 """The step viewer shared by the Forward and Backward pages: one custom component that steps in the browser.
 
-Python sends every step of a pass once per configuration (bptt/stepview.py builds the bytes; above the budget a window
-of steps). stepper.js draws them, moves the address bar's `step` at once, and reports the step back when the user
-settles, pauses or play ends (state "step"); a click on a weight-gradient cell reports the cell (trigger "cell").
+Python sends every step of a pass once per configuration (bptt/stepview.py builds the bytes; above the budget a chunk
+of steps at a time, which the browser asks for and keeps). stepper.js draws them, moves the address bar's `step` at
+once, and reports the step back when the user settles, pauses or play ends (state "step", which also carries the chunk
+it wants); a click on a weight-gradient cell reports the cell (trigger "cell").
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ CSS = (HERE / "stepper.css").read_text()
 NAME = "bptt_stepper"
 SENT = "stepper_sent"        # session_state: page -> (config JSON, lo, hi, start) of the payload last mounted
 CLIENT = "stepper_client"    # session_state: the step the browser reported last (so a report resends nothing)
-AHEAD = "stepper_ahead"      # session_state: the browser asked for a window reaching this way in t (+1 / −1 / 0)
-WANTS = "stepper_wants"      # session_state: the browser asked for a new window (one run)
+WANTS = "stepper_wants"      # session_state: the 0-based t whose chunk the browser asks for (one run)
 CELL = "stepper_cell"        # session_state: the weight-gradient cell clicked last: {"weight", "j", "i"}
 
 
@@ -32,7 +32,7 @@ def key_of(page: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# the payload (cached in the memory budget: built once per config and window)
+# the payload (cached in the memory budget: built once per config and chunk)
 
 def get_payload(cfg: RNNConfig, page: str, lo: int, hi: int, start: int) -> bytes:
     """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`."""
@@ -51,7 +51,7 @@ def _per_step(cfg: RNNConfig, page: str) -> int:
 # what the browser reports
 
 def _on_step(page: str) -> None:
-    """The browser settled on a step, or asks for the window around it: {"k", "seq", ["window", "ahead"]}."""
+    """The browser settled on a step and/or asks for the chunk holding a 0-based t: {"k", "seq"[, "want"]}."""
     rep = (st.session_state.get(key_of(page)) or {}).get("step")
     if not isinstance(rep, dict):
         return
@@ -61,10 +61,9 @@ def _on_step(page: str) -> None:
         return
     set_step(k)
     st.session_state[CLIENT] = current_step()
-    if rep.get("window"):
-        ahead = rep.get("ahead")
-        st.session_state[WANTS] = True
-        st.session_state[AHEAD] = (ahead > 0) - (ahead < 0) if isinstance(ahead, (int, float)) else 0
+    want = rep.get("want")
+    if isinstance(want, int) and not isinstance(want, bool):
+        st.session_state[WANTS] = want
 
 
 def _on_cell(page: str) -> None:
@@ -83,23 +82,23 @@ def clicked_cell() -> dict[str, Any] | None:
 # the viewer
 
 def plan(page: str, cfg: RNNConfig, k: int, mounted: bool) -> tuple[int, int, int]:
-    """(lo, hi, start) of the payload to mount now: unchanged while the browser steps inside its window, so that a
-    reported step resends nothing; a new window when it asks or the step left it; start moves only when Python moved
-    the step (URL, config, reset)."""
+    """(lo, hi, start) of the payload to mount now: unchanged on a mere step report (the browser keeps the chunks it
+    has, so a report resends nothing); the chunk the browser asks for; the chunk holding the step when Python moved
+    it (URL, config, reset) or the step left what was sent. start moves only when Python moved the step."""
     T = cfg.seq_len
     t = k - 1 if page == "forward" else T - k
     sents = st.session_state.setdefault(SENT, {})
     sent = sents.get(page) if mounted else None
     same = sent is not None and sent[0] == cfg.to_json()
-    wants = st.session_state.pop(WANTS, False)
-    ahead = st.session_state.pop(AHEAD, 0)
-    if same and not wants and sent[1] <= t < sent[2]:
+    want = st.session_state.pop(WANTS, None)
+    client = same and st.session_state.get(CLIENT) == k            # the browser is at k already
+    if want is not None and same and 0 <= want < T:
+        lo, hi = stepview.chunk(T, _per_step(cfg, page), want, backward=page == "backward")
+    elif same and (client or sent[1] <= t < sent[2]):
         lo, hi = sent[1], sent[2]
     else:
-        lo, hi = stepview.window(T, _per_step(cfg, page), t, ahead=ahead)
-    start = k
-    if same and st.session_state.get(CLIENT) == k:
-        start = sent[3]                        # the browser is already there: keep the data (and its start) as is
+        lo, hi = stepview.chunk(T, _per_step(cfg, page), t, backward=page == "backward")
+    start = sent[3] if client else k           # the browser is already there: keep the data (and its start) as is
     sents[page] = (cfg.to_json(), lo, hi, start)
     return lo, hi, start
 

@@ -101,19 +101,20 @@ def compare_rows(get: Getter, problems: list[dict], ref: Reference, impl: str, t
         refv = ref.value(q, t)
         floor = ref.floor(q, t)
         if arr is None:
-            rows.append(_row(q, t, impl, ref, math.nan, math.nan, tol, floor, False, 0, msg))
+            rows.append(_row(q, t, impl, math.nan, math.nan, tol, floor, False, 0, msg))
             continue
         a = agreement(arr, refv, tol, floor)
         notes = list(msg) + _nonfinite_note(q, t, arr, refv)
-        rows.append(_row(q, t, impl, ref, a.max_abs_err, a.max_rel_err, tol, floor, a.passed and not msg,
+        rows.append(_row(q, t, impl, a.max_abs_err, a.max_rel_err, tol, floor, a.passed and not msg,
                          a.nonfinite, notes))
     for (q, t), msg in msgs.items():     # problems outside the comparable quantities (a call returned too few values)
         if (q, t) not in seen:
-            rows.append(_row(q, t, impl, ref, math.nan, math.nan, tol, 0.0, False, 0, msg))
+            rows.append(_row(q, t, impl, math.nan, math.nan, tol, 0.0, False, 0, msg))
     return rows
 
 
-def _row(q, t, impl, ref, abs_err, rel_err, tol, floor, passed, nonfinite, messages) -> dict:
+def _row(q, t, impl, abs_err, rel_err, tol, floor, passed, nonfinite, messages) -> dict:
+    """One comparison row (compare.COLUMNS plus the messages); per-step rows are against the unrolled reference."""
     reference_name = "unrolled autograd" if t is not None else "torch.nn.RNN"
     return {"quantity": q, "t": t, "implementation": impl, "reference": reference_name, "max_abs_err": abs_err,
                 "max_rel_err": rel_err, "tol": tol, "floor": floor, "passed": bool(passed), "nonfinite": nonfinite,
@@ -303,8 +304,7 @@ class CheckReport:
         return 0 if self.passed else 1
 
 
-def diagnose(unit: str, rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh"
-             ) -> dict:
+def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh") -> dict:
     """{"bug", "text"}: the zoo mistake the numbers equal, else what the first divergence usually means."""
     f, fprime = ("tanh", "(1 - h_t²)") if nonlinearity == "tanh" else ("relu", "[a_t > 0]")
     if fd is None:
@@ -373,7 +373,7 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
-    diagnosis = diagnose(unit, rows, fd, zoo_hit, T, ref.problem.config.nonlinearity)
+    diagnosis = diagnose(rows, fd, zoo_hit, T, ref.problem.config.nonlinearity)
     return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values)
 
 

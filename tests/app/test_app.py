@@ -128,16 +128,24 @@ def test_changing_the_config_keeps_the_step_where_it_exists_and_clamps_it_otherw
     assert (header["T"], header["start"]) == (3, 3)
 
 
-def test_a_window_request_sends_the_window_around_the_step(monkeypatch):
+def test_a_chunk_request_sends_that_chunk_and_a_later_report_resends_nothing(monkeypatch):
     from bptt import stepview
-    monkeypatch.setattr(stepview, "BUDGET", 1)                   # every step over budget: windows of one step
+    monkeypatch.setattr(stepview, "BUDGET", 1)                   # every step over budget: chunks of one step
     at = app(BACKWARD, seq_len="6")
     header, _ = payload(at)
     assert (header["lo"], header["hi"]) == (5, 6)                 # step 1 is t = T
-    report_step(at, 3, window=True, ahead=-1)
+    report_step(at, 1, want=4)                                    # the browser, still at step 1, prefetches t = 4
     no_exception(at)
     header, _ = payload(at)
-    assert (header["lo"], header["hi"]) == (3, 4) and at.session_state["step"] == 3
+    assert (header["lo"], header["hi"], header["start"]) == (4, 5, 1) and at.session_state["step"] == 1
+    sent = viewer(at).proto.bytes
+    report_step(at, 3, seq=2)                                     # settled on a step of a chunk it got earlier
+    no_exception(at)
+    assert at.session_state["step"] == 3 and at.query_params["step"] == "3"
+    assert viewer(at).proto.bytes == sent                         # it has that step: nothing is sent again
+    report_step(at, 3, seq=3, want=2)                             # the next chunk, asked for with the settle report
+    header, _ = payload(at)
+    assert (header["lo"], header["hi"], header["start"]) == (2, 3, 1) and at.session_state["step"] == 3
 
 
 def test_a_page_switch_reopens_the_viewer_at_the_sessions_step():

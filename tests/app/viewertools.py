@@ -43,7 +43,7 @@ def send(at: AppTest, state: dict | None = None, trigger: tuple[str, object] | N
 
 
 def report_step(at: AppTest, k: int, seq: int = 1, **extra) -> AppTest:
-    """The browser settled on page step k (or, with window=True, asks for the window around it)."""
+    """The browser settled on page step k (with want=t: and asks for the chunk holding 0-based t)."""
     return send(at, state={"step": {"k": k, "seq": seq, **extra}})
 
 

@@ -101,6 +101,7 @@ def open_viewer(new_page):
 
     yield make
     for page, console in opened:
+        page.wait_for_timeout(300)          # let a probe's 404 response event catch up with its console line
         assert console.errors() == [], (console.errors(), console.failed)
         assert page.get_by_text("BidiComponent Error").count() == 0
         assert exceptions(page) == []
@@ -247,20 +248,37 @@ def test_a_url_with_step_7_opens_at_step_7(open_viewer):
     assert f.step == 7 and f.drawn()[1].startswith("t = 7 · forward step 7 of 10")
 
 
-def test_a_large_config_loads_and_steps_through_windows(open_viewer):
+# the chunks the viewer has received: [lo, hi) of each arrival, from its event log
+CHUNKS_JS = """([key, rootJs]) => {
+  const home = eval(rootJs)(key).getRootNode();
+  const view = home.__bpttView || (home.host && home.host.__bpttView);
+  return view.log.filter((e) => e[1] === 'arrive').map((e) => [e[2].lo, e[2].hi]);
+}"""
+
+
+def test_a_large_config_loads_and_steps_through_chunks(open_viewer):
     v = open_viewer(query="input_size=256&hidden_size=256&seq_len=64&batch_size=64", timeout=240)
     assert (v.step, v.steps) == (1, 64)
     assert v.root.locator("[data-quantity=dW_hh_acc]").get_attribute("data-rows") == "256"
     first = v.drawn()
-    for k in range(2, 6):
+    chunks = v.page.evaluate(CHUNKS_JS, [v.key, ROOT_JS])
+    assert chunks[0][1] == 64 and 1 < chunks[0][1] - chunks[0][0] < 64     # over the budget: the first chunk only
+    for k in range(2, 12):                                                 # past at least two chunk edges
         assert v.click("next", 120_000)[0] == k
+        assert v.drawn()[1].startswith(f"t = {65 - k} · backward step {k} of 64")
     assert v.drawn()[3] != first[3]
-    # the far end is in another window: "loading" shows until it comes, then it is drawn
+    chunks = v.page.evaluate(CHUNKS_JS, [v.key, ROOT_JS])
+    assert min(lo for lo, _ in chunks) <= 64 - 11                          # the steps came in further chunks
+    assert len(chunks) == len(set(map(tuple, chunks)))                     # none of them twice
+    # the far end is in another chunk: "loading" shows until it comes, then it is drawn
     v.control("last").click()
-    wait_until(lambda: v.step == 64, 240, what="the last window to arrive")
+    wait_until(lambda: v.step == 64, 240, what="the last chunk to arrive")
     assert v.drawn()[1].startswith("t = 1 · backward step 64 of 64")
     assert v.root.locator("[data-testid=bptt-loading]").is_hidden()
     assert v.click("prev", 120_000)[0] == 63
+    # the chunks seen before are kept: the first step is drawn again at once, without asking the server
+    k, _, ran = v.click("first", 120_000)
+    assert (k, ran) == (1, 0) and v.drawn()[3] == first[3]
 
 
 def test_two_browser_contexts_step_independently(open_viewer):

@@ -1,4 +1,4 @@
-"""The step viewer's payload: decoded, every value checked against the Analysis arrays; the budget and the window."""
+"""The step viewer's payload: decoded, every value checked against the Analysis arrays; the budget and the chunks."""
 from __future__ import annotations
 
 import json
@@ -149,7 +149,7 @@ def test_a_bug_shows_in_the_verdict_of_the_steps_it_breaks():
     json.dumps(header, allow_nan=False)
 
 
-def test_unknown_page_and_bad_window_are_refused_with_a_message():
+def test_unknown_page_and_bad_step_range_are_refused_with_a_message():
     an = analyze(RNNConfig())
     with pytest.raises(ValueError, match="page must be one of"):
         sv.groups(an, "sideways")
@@ -158,40 +158,46 @@ def test_unknown_page_and_bad_window_are_refused_with_a_message():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# budget and window
+# budget and chunks
 
 @settings(max_examples=300, deadline=None)
 @given(T=st.integers(1, 200), per=st.integers(1, 5_000_000), data=st.data())
-def test_window_holds_t_and_fits_the_budget(T, per, data):
-    t = data.draw(st.integers(0, T - 1))
-    ahead = data.draw(st.sampled_from([-1, 0, 1]))
+def test_chunks_hold_t_fit_the_budget_and_tile_the_pass(T, per, data):
     budget = data.draw(st.integers(1, 40_000_000))
-    lo, hi = sv.window(T, per, t, budget, ahead)
-    n = max(1, min(T, budget // per))
-    assert 0 <= lo <= t < hi <= T
-    assert hi - lo == n                                         # as many steps as fit (at least one)
-    assert (hi - lo) * per <= max(budget, per)
-    if n == T:
-        assert (lo, hi) == (0, T)
-    if ahead > 0 and hi < T:
-        assert hi - 1 - t >= n // 2 - max(1, n // 4)            # room ahead in the direction of motion
-    if ahead < 0 and lo > 0:
-        assert t - lo >= n // 2 - max(1, n // 4)
+    backward = data.draw(st.booleans())
+    n = sv.chunk_steps(T, per, budget)
+    chunks = [sv.chunk(T, per, t, budget, backward) for t in range(T)]
+    for t, (lo, hi) in enumerate(chunks):
+        assert 0 <= lo <= t < hi <= T
+        assert hi - lo <= n
+        assert (hi - lo) * per <= max(budget, per)                # under the budget (one step if even that is over)
+    if T * per <= budget:
+        assert set(chunks) == {(0, T)}                            # everything fits: one payload
+    else:
+        assert (hi - lo) * per <= max(budget // 4, per)           # a quarter of the budget: it arrives quickly
+        tiles = sorted(set(chunks))                               # a fixed grid: no step sent twice
+        assert tiles[0][0] == 0 and tiles[-1][1] == T
+        assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:]))
+        first = chunks[T - 1] if backward else chunks[0]          # the pass starts with a whole chunk
+        assert first[1] - first[0] == min(n, T)
 
 
-def test_windows_start_on_a_grid_so_neighbours_share_payloads():
-    lo = {sv.window(200, 1000, t, budget=40_000)[0] for t in range(60, 70)}
-    assert all(x % 10 == 0 for x in lo) and len(lo) <= 2
+def test_every_step_of_a_chunk_asks_for_the_same_payload():
+    assert {sv.chunk(200, 1000, t, budget=40_000) for t in range(60, 70)} == {(60, 70)}
+    assert {sv.chunk(200, 1000, t, budget=40_000, backward=True) for t in range(60, 70)} == {(60, 70)}
+    assert sv.chunk(64, 1000, 63, budget=40_000, backward=True) == (54, 64)
+    with pytest.raises(ValueError, match="t must satisfy"):
+        sv.chunk(5, 1000, 5)
 
 
-def test_windowed_payload_is_the_same_numbers_as_the_whole_one():
+def test_a_chunk_is_the_same_numbers_as_the_whole_payload():
     an = analyze(RNNConfig(seq_len=9, hidden_size=6))
     per = sv.per_step_bytes(an, "backward")
-    lo, hi = sv.window(9, per, 4, budget=3 * per)
-    assert hi - lo == 3
+    lo, hi = sv.chunk(9, per, 4, budget=8 * per)                 # 9 steps do not fit: chunks of 8 // 4 = 2
+    assert (lo, hi) == (4, 6)
     data = sv.build_payload(an, "backward", lo, hi, start=9 - 4)
     header, values = sv.decode_payload(data)
-    assert values.nbytes <= 3 * per
+    assert values.nbytes <= 2 * per
     whole_h, whole_v = sv.decode_payload(sv.build_payload(an, "backward", 0, 9, start=1))
     for g in header["groups"]:
         for p in g["panels"]:
@@ -213,10 +219,10 @@ def test_pytorch_panels_equal_to_numpys_in_float32_are_sent_once():
     assert sv.per_step_bytes(bug, "backward") * 4 >= vb.nbytes
 
 
-def test_the_largest_config_is_windowed_under_the_budget():
+def test_the_largest_config_comes_in_chunks_under_the_budget():
     cfg = RNNConfig(input_size=256, hidden_size=256, seq_len=64, batch_size=64)
     # per-step floats, from the shapes alone: 13 (B, H) + 3 (B, I) + 4 (H, I) + 4 (H, H) + 8 (H) per backward step
     B, H, I = 64, 256, 256
     per = 4 * (13 * B * H + 3 * B * I + 4 * H * I + 4 * H * H + 8 * H)
-    lo, hi = sv.window(cfg.seq_len, per, cfg.seq_len - 1)
-    assert 1 < hi - lo < cfg.seq_len and (hi - lo) * per <= sv.BUDGET
+    lo, hi = sv.chunk(cfg.seq_len, per, cfg.seq_len - 1, backward=True)
+    assert hi == cfg.seq_len and 1 < hi - lo < cfg.seq_len and (hi - lo) * per <= sv.BUDGET // 4
