@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs
+from .helpers import RUN_COUNTER_JS, Console, StreamlitServer, browser_launch_kwargs
 
 pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed (pip install playwright)")
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -53,6 +53,7 @@ def new_page(browser, server, request):
         ctx.add_init_script(RUN_COUNTER_JS)
         contexts.append(ctx)
         page = ctx.new_page()
+        page.console = Console(page)               # listening before the first navigation: no line can slip by
         page.goto(f"{server.url}/{path.lstrip('/')}")
         return page
 

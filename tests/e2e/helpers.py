@@ -1,6 +1,8 @@
 """Browser-test helpers: the app's elements, exceptions, Plotly charts (server and browser: bptt/browser.py)."""
 from __future__ import annotations
 
+import re
+
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: F401  (page title -> URL path)
 from bptt.browser import (  # noqa: F401
     CHROMIUM_ARGS,
@@ -16,6 +18,34 @@ from bptt.browser import (  # noqa: F401
     wait_for_run_after,
     wait_until,
 )
+
+# Console lines that are not the app's: Streamlit's own probes of /<page>/_stcore/... on a deep link (404), and Google
+# font icons this offline machine cannot resolve.
+ALLOWED_404 = re.compile(r"/_stcore/(host-config|health)$")
+OFFLINE = re.compile(r"^https://fonts\.gstatic\.com/")
+
+
+class Console:
+    """Console errors and page errors of one page, from before its first navigation; a "Failed to load resource" line
+    is the app's unless its resource is one of Streamlit's probes or an offline font (told apart by its URL)."""
+
+    def __init__(self, page):
+        self.lines: list[str] = []
+        self.failed: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda e: self.lines.append(f"pageerror: {e}"))
+        page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
+
+    def _console(self, m) -> None:
+        if m.type != "error":
+            return
+        url = ((m.location or {}).get("url") or "").split("?")[0]
+        if m.text.startswith("Failed to load resource") and (ALLOWED_404.search(url) or OFFLINE.match(url)):
+            return
+        self.lines.append(f"console: {m.text} ({url})" if url else f"console: {m.text}")
+
+    def errors(self) -> list[str]:
+        return list(self.lines)
 
 
 def button(page, key: str):

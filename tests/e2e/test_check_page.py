@@ -16,18 +16,8 @@ from .helpers import PAGES, exceptions, wait_for_app
 FILES = Path(__file__).resolve().parents[1] / "unit" / "check_files"
 
 
-def _console_errors(page) -> list[str]:
-    """Console errors, collected from now on (Streamlit's probe of /<page>/_stcore/... on a deep link excepted)."""
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "/_stcore/" not in
-            (m.location or {}).get("url", "") else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    return errors
-
-
 def test_npz_and_code_checks_in_the_browser(new_page):
     page = new_page(PAGES["Check your code"])
-    errors = _console_errors(page)
     wait_for_app(page, expect="[data-testid='stFileUploader']")
     cfg = RNNConfig()
     ref = reference(draw_problem(cfg))
@@ -49,4 +39,4 @@ def test_npz_and_code_checks_in_the_browser(new_page):
     wait_for_app(page)
     assert "(a) step functions" in page.locator("[data-testid='stMain']").inner_text()
     assert exceptions(page) == []
-    assert errors == []
+    assert page.console.errors() == []

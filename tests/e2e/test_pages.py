@@ -1,4 +1,4 @@
-"""Every page loads in a real browser; the URL's configuration reaches the heatmaps; hostile URLs only warn."""
+"""Every page loads in a real browser without a console error; the URL's configuration reaches the heatmaps; hostile URLs only warn."""
 from __future__ import annotations
 
 import pytest
@@ -32,6 +32,7 @@ def test_page_loads_without_exception(new_page, name):
     assert exceptions(page) == []
     content = page.locator(VIEWER) if selector == VIEWER else page.locator("[data-testid='stMain']")   # shadow DOM
     assert content.inner_text().strip(), f"{name}: the page is empty"
+    assert page.console.errors() == [], f"{name}: console errors"
 
 
 def test_every_page_in_the_navigation_is_tested(new_page):

@@ -7,12 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from .helpers import button, exceptions, main_text, runs, wait_for_app, wait_until
-
-ALLOWED_404 = re.compile(r"/_stcore/(host-config|health)$")   # Streamlit's own probes below a page's path
-# the favicon of a page with a Material icon comes from fonts.gstatic.com: on a machine without internet its name
-# does not resolve; that is the machine, not the app
-OFFLINE = re.compile(r"^https://fonts\.gstatic\.com/.* \(net::ERR_NAME_NOT_RESOLVED\)$")
+from .helpers import Console, button, exceptions, main_text, runs, wait_for_app, wait_until
 
 # the viewer's root, through the open shadow root the component lives in
 ROOT_JS = """(key) => {
@@ -52,38 +47,6 @@ CLICK_JS = """async ([key, rootJs, testid, timeoutMs]) => {
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
 
-class Console:
-    """Console errors, page errors and failed requests of one page; `errors()` leaves out only Streamlit's own 404
-    probes and the offline favicon (each also logs one console line, in either order with its response)."""
-
-    NOT_FOUND = "console: Failed to load resource: the server responded with a status of 404 (Not Found)"
-    UNRESOLVED = "console: Failed to load resource: net::ERR_NAME_NOT_RESOLVED"
-
-    def __init__(self, page):
-        self.raw: list[str] = []
-        self.failed: list[str] = []
-        self.probes = 0
-        page.on("console", lambda m: self.raw.append(f"console: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.raw.append(f"pageerror: {e}"))
-        page.on("response", self._response)
-        page.on("requestfailed", lambda r: self.failed.append(f"{r.url} ({r.failure})"))
-
-    def _response(self, r) -> None:
-        if r.status == 404 and ALLOWED_404.search(r.url.split("?")[0]):
-            self.probes += 1
-        elif r.status >= 400:
-            self.raw.append(f"HTTP {r.status} {r.url}")
-
-    def errors(self) -> list[str]:
-        out = list(self.raw)
-        for line, n in ((self.NOT_FOUND, self.probes), (self.UNRESOLVED, sum(map(bool, map(OFFLINE.match,
-                                                                                           self.failed))))):
-            for _ in range(n):
-                if line in out:
-                    out.remove(line)
-        return out
-
-
 @pytest.fixture
 def open_viewer(new_page):
     """Open a page with the viewer at a query string; every page opened is checked for errors at teardown."""
@@ -91,7 +54,7 @@ def open_viewer(new_page):
 
     def make(path: str = "Backward_pass", query: str = "", timeout: float = 90):
         page = new_page(path + (f"?{query}" if query else ""))
-        console = Console(page)
+        console = page.console
         opened.append((page, console))
         key = "stepper_backward" if path.startswith("Backward") else "stepper_forward"
         page.wait_for_selector(f".st-key-{key} [data-testid=bptt-stepper][data-step]", state="attached",
@@ -101,7 +64,6 @@ def open_viewer(new_page):
 
     yield make
     for page, console in opened:
-        page.wait_for_timeout(300)          # let a probe's 404 response event catch up with its console line
         assert console.errors() == [], (console.errors(), console.failed)
         assert page.get_by_text("BidiComponent Error").count() == 0
         assert exceptions(page) == []
