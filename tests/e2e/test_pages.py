@@ -1,4 +1,5 @@
-"""Every page loads in a real browser without a console error; the URL's configuration reaches the heatmaps; hostile URLs only warn."""
+"""Every page loads in a real browser without a console error; the URL's configuration reaches the heatmaps;
+hostile URLs only warn."""
 from __future__ import annotations
 
 import pytest
