@@ -9,6 +9,7 @@ import streamlit as st
 from .. import figures
 from ..analysis import Analysis
 from ..bugs import step_of
+from ..config import RNNConfig
 from ..fd import FD_EPS
 from . import stepper
 from .panels import chart, cuts, fmt_err
@@ -57,14 +58,15 @@ def bug_equation_note(analysis: Analysis) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # the finite-difference spot check
 
-def _fd_shape(analysis: Analysis, choice: str) -> tuple[int, ...]:
-    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is."""
-    return analysis.problem.weights[choice[1:]].shape
+def _fd_shape(cfg: RNNConfig, choice: str) -> tuple[int, ...]:
+    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is, like torch.nn.RNN's."""
+    H, I = cfg.hidden_size, cfg.input_size
+    return {"dW_ih": (H, I), "dW_hh": (H, H)}.get(choice, (H,))
 
 
-def _fd_set(analysis: Analysis, choice: str, j: int, i: int) -> None:
+def _fd_set(cfg: RNNConfig, choice: str, j: int, i: int) -> None:
     """Make (choice, j, i) the checked entry, clamped into the weight's shape; the boxes are re-created with it."""
-    shape = _fd_shape(analysis, choice)
+    shape = _fd_shape(cfg, choice)
     st.session_state[FD_W] = choice
     st.session_state[FD_J] = min(max(int(j), 0), shape[0] - 1)
     st.session_state[FD_I] = min(max(int(i), 0), shape[1] - 1) if len(shape) == 2 else 0
@@ -75,15 +77,15 @@ def _fd_set(analysis: Analysis, choice: str, j: int, i: int) -> None:
 def select_cell(analysis: Analysis, cell: dict) -> None:
     """A click on a weight-gradient heatmap cell in the step viewer: check that entry."""
     with contextlib.suppress(KeyError, TypeError, ValueError):       # a malformed report changes nothing
-        _fd_set(analysis, str(cell["weight"]), int(cell.get("j", 0)), int(cell.get("i", 0)))
+        _fd_set(analysis.config, str(cell["weight"]), int(cell.get("j", 0)), int(cell.get("i", 0)))
 
 
 def _on_fd_box(name: str, key: str) -> None:
     st.session_state[name] = st.session_state[key]
 
 
-def _on_fd_weight(analysis: Analysis) -> None:
-    _fd_set(analysis, st.session_state[WIDGET_FD_W] or "dW_hh", st.session_state.get(FD_J, 0),
+def _on_fd_weight(cfg: RNNConfig) -> None:
+    _fd_set(cfg, st.session_state[WIDGET_FD_W] or "dW_hh", st.session_state.get(FD_J, 0),
             st.session_state.get(FD_I, 0))
 
 
@@ -96,14 +98,15 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
     if choice not in FD_WEIGHTS:
         choice = "dW_hh"
     weight = choice[1:]                                            # "dW_hh" -> "W_hh"
-    shape = _fd_shape(analysis, choice)
+    shape = _fd_shape(cfg, choice)
     gen = st.session_state.get(FD_GEN, 0)
     j = min(max(int(st.session_state.get(FD_J, 0)), 0), shape[0] - 1)
     i = min(max(int(st.session_state.get(FD_I, 0)), 0), shape[1] - 1) if len(shape) == 2 else 0
     st.session_state[FD_J], st.session_state[FD_I] = j, i
     cols = st.columns([1.4, 1, 1, 2.6])
     st.session_state[WIDGET_FD_W] = choice
-    cols[0].selectbox("weight gradient", FD_WEIGHTS, key=WIDGET_FD_W, on_change=_on_fd_weight, args=(analysis,))
+    cols[0].selectbox("weight gradient", FD_WEIGHTS, key=WIDGET_FD_W, on_change=_on_fd_weight,
+                      args=(cfg,))          # the config, not the analysis: a widget's callback args live in the session
     kj = f"{WIDGET_FD_J}_{gen}"
     st.session_state[kj] = j
     cols[1].number_input("row j (hidden unit)", 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
