@@ -33,13 +33,17 @@ from bptt.browser import StreamlitServer, browser_launch_kwargs
 MAXIMAL = {"input_size": 256, "hidden_size": 256, "seq_len": 64, "batch_size": 64}
 MB = 1024 * 1024
 
-# drawn: connected, not running, no skeleton, at least one Plotly chart and every chart drawn; or an exception shown
+# drawn: connected, not running, no skeleton, and either the step viewer has drawn a step (its root sits in an open
+# shadow root) or at least one Plotly chart is there and every chart drawn; or an exception shown
 DONE_JS = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
   if (app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelectorAll('[data-testid="stSkeleton"]').length) return false;
   if (document.querySelectorAll('[data-testid="stException"]').length) return true;
+  for (const host of document.querySelectorAll('[class*="st-key-stepper_"] *')) {
+    if (host.shadowRoot && host.shadowRoot.querySelector('[data-testid="bptt-stepper"][data-step]')) return true;
+  }
   const charts = document.querySelectorAll('[data-testid="stPlotlyChart"]').length;
   const drawn = [...document.querySelectorAll('.js-plotly-plot')].filter((e) => e.data && e._fullLayout).length;
   return charts > 0 && drawn >= charts;
