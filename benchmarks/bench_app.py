@@ -29,7 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app  # noqa: E402
+from bptt.browser import (  # noqa: E402
+    RUN_COUNTER_JS,
+    VIEWER_ROOT_JS,
+    StreamlitServer,
+    browser_launch_kwargs,
+    wait_for_app,
+)
 
 SIZES = {
     "defaults": ("defaults, T = 30 (I=4, H=5, B=3)", "seq_len=30"),
@@ -40,19 +46,11 @@ TARGETS = {"defaults": 0.35, "medium": 0.35, "largest": 0.6}
 VIEWPORT = {"width": 1400, "height": 1000}
 KEY = "stepper_backward"
 
-ROOT_JS = """() => {
-  const box = document.querySelector('.st-key-KEY');
-  if (!box) return null;
-  for (const e of [box, ...box.querySelectorAll('*')]) {
-    const r = e.shadowRoot && e.shadowRoot.querySelector('[data-testid="bptt-stepper"]');
-    if (r) return r;
-  }
-  return null;
-}""".replace("KEY", KEY)
+ROOT_JS = f"({VIEWER_ROOT_JS})('{KEY}')"     # the viewer's root element, as a JS expression
 
 # the viewer: click next, wait for data-step to change (set after the step is drawn), then two animation frames
 STEP_JS = """async (timeoutMs) => {
-  const root = (ROOT_JS)();
+  const root = ROOT_JS;
   const before = root.dataset.step;
   const t0 = performance.now();
   (window.__clicks = window.__clicks || []).push(t0);
@@ -68,7 +66,7 @@ STEP_JS = """async (timeoutMs) => {
 # what the viewer did meanwhile: its event log (chunk requests and arrivals), the click start times and the main
 # thread's long tasks (> 50 ms), all in ms since the first measured click
 TRACE_JS = """(since) => {
-  const root = (ROOT_JS)();
+  const root = ROOT_JS;
   const home = root.getRootNode();
   const view = home.__bpttView || (home.host && home.host.__bpttView);
   const rel = (ms) => Math.round(ms - since);

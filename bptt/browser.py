@@ -185,3 +185,16 @@ def wait_for_run_after(page, before: int, timeout: float = 30.0) -> None:
     wait_until(lambda: runs(page) > before or time.monotonic() - t0 > 1.0, timeout, interval=0.01,
                what="the script run caused by the action")
     wait_for_app(page, timeout=timeout)
+
+
+# The step viewer's root element (data-testid="bptt-stepper") under the element with widget key `key`, through the
+# open shadow root the component lives in; null while it is not there. Use as `(VIEWER_ROOT_JS)(key)` inside page JS.
+VIEWER_ROOT_JS = """(key) => {
+  const box = document.querySelector(`.st-key-${key}`);
+  if (!box) return null;
+  for (const e of [box, ...box.querySelectorAll('*')]) {
+    const r = e.shadowRoot && e.shadowRoot.querySelector('[data-testid="bptt-stepper"]');
+    if (r) return r;
+  }
+  return null;
+}"""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import RUN_COUNTER_JS, Console, StreamlitServer, browser_launch_kwargs
+from .helpers import RUN_COUNTER_JS, Console, browser_launch_kwargs, start_server
 
 pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed (pip install playwright)")
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -17,11 +17,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 @pytest.fixture(scope="session")
 def server():
     """A streamlit server on a free port for the whole session; its output goes into failure reports."""
-    srv = StreamlitServer()
-    try:
-        srv.start()
-    except RuntimeError as err:
-        pytest.fail(f"could not start the app: {err}", pytrace=False)
+    srv = start_server()
     yield srv
     srv.stop()
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: F401  (page title -> URL path)
 from bptt.browser import (  # noqa: F401
     CHROMIUM_ARGS,
@@ -46,6 +48,15 @@ class Console:
 
     def errors(self) -> list[str]:
         return list(self.lines)
+
+
+def start_server() -> StreamlitServer:
+    """A started StreamlitServer (the environment as it is now); fails the test, with the app's output, if it won't."""
+    srv = StreamlitServer()
+    try:
+        return srv.start()
+    except RuntimeError as err:
+        pytest.fail(f"could not start the app: {err}", pytrace=False)
 
 
 def button(page, key: str):

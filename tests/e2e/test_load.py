@@ -3,38 +3,26 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import StreamlitServer, exceptions, is_idle, main_text, wait_for_app, wait_until
+from .helpers import Console, exceptions, is_idle, main_text, start_server, wait_for_app, wait_until
 
 LARGE = "input_size=128&hidden_size=128&seq_len=64&batch_size=64"   # seconds of work each, on any machine
-
-
-def probe(msg) -> bool:
-    """The 404 of Streamlit's own base-URL probe (/<page>/_stcore/health, host-config), not an error of the app."""
-    url = (msg.location or {}).get("url", "")
-    return "404" in msg.text and url.endswith(("/_stcore/health", "/_stcore/host-config")) and url.count("/") > 4
 
 
 @pytest.fixture
 def one_slot_server(monkeypatch):
     """A server of its own that runs one heavy computation at a time (BPTT_MAX_JOBS=1)."""
     monkeypatch.setenv("BPTT_MAX_JOBS", "1")
-    srv = StreamlitServer()
-    try:
-        srv.start()
-    except RuntimeError as err:
-        pytest.fail(f"could not start the app: {err}", pytrace=False)
+    srv = start_server()
     yield srv
     srv.stop()
 
 
 def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server):
-    errors: list[str] = []
     pages = []
     for seed in (101, 102):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and not probe(m) else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.console = Console(page)
         page.goto(f"{one_slot_server.url}/Backward_pass?{LARGE}&seed={seed}")
         pages.append(page)
     first, second = pages
@@ -50,7 +38,7 @@ def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server)
     for page in pages:
         assert not exceptions(page)
         assert "Queued behind" not in main_text(page) and "Running the engine" not in main_text(page)
-    assert not errors, errors
+        assert page.console.errors() == []
     for page in pages:
         page.context.close()
 

@@ -7,18 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from .helpers import Console, button, exceptions, main_text, runs, wait_for_app, wait_until
+from bptt.browser import VIEWER_ROOT_JS
 
-# the viewer's root, through the open shadow root the component lives in
-ROOT_JS = """(key) => {
-  const box = document.querySelector(`.st-key-${key}`);
-  if (!box) return null;
-  for (const e of [box, ...box.querySelectorAll('*')]) {
-    const r = e.shadowRoot && e.shadowRoot.querySelector('[data-testid="bptt-stepper"]');
-    if (r) return r;
-  }
-  return null;
-}"""
+from .helpers import Console, button, exceptions, main_text, runs, wait_for_app, wait_until
 
 # a signature of everything drawn: the title, the equations and every visible heatmap's pixels
 DRAWN_JS = """([key, rootJs]) => {
@@ -77,7 +68,7 @@ class Viewer:
         self.root = page.locator(f".st-key-{key} [data-testid=bptt-stepper]")
 
     def drawn(self):
-        return self.page.evaluate(DRAWN_JS, [self.key, ROOT_JS])
+        return self.page.evaluate(DRAWN_JS, [self.key, VIEWER_ROOT_JS])
 
     @property
     def step(self) -> int:
@@ -89,7 +80,7 @@ class Viewer:
 
     def click(self, name: str, timeout_ms: int = 30_000) -> tuple[int, float, int]:
         """Click bptt-step-<name>; (the new data-step, ms until it changed, script runs meanwhile)."""
-        k, ms, ran = self.page.evaluate(CLICK_JS, [self.key, ROOT_JS, f"bptt-step-{name}", timeout_ms])
+        k, ms, ran = self.page.evaluate(CLICK_JS, [self.key, VIEWER_ROOT_JS, f"bptt-step-{name}", timeout_ms])
         return int(k), ms, ran
 
     def control(self, name: str):
@@ -223,13 +214,13 @@ def test_a_large_config_loads_and_steps_through_chunks(open_viewer):
     assert (v.step, v.steps) == (1, 64)
     assert v.root.locator("[data-quantity=dW_hh_acc]").get_attribute("data-rows") == "256"
     first = v.drawn()
-    chunks = v.page.evaluate(CHUNKS_JS, [v.key, ROOT_JS])
+    chunks = v.page.evaluate(CHUNKS_JS, [v.key, VIEWER_ROOT_JS])
     assert chunks[0][1] == 64 and 1 < chunks[0][1] - chunks[0][0] < 64     # over the budget: the first chunk only
     for k in range(2, 12):                                                 # past at least two chunk edges
         assert v.click("next", 120_000)[0] == k
         assert v.drawn()[1].startswith(f"t = {65 - k} · backward step {k} of 64")
     assert v.drawn()[3] != first[3]
-    chunks = v.page.evaluate(CHUNKS_JS, [v.key, ROOT_JS])
+    chunks = v.page.evaluate(CHUNKS_JS, [v.key, VIEWER_ROOT_JS])
     assert min(lo for lo, _ in chunks) <= 64 - 11                          # the steps came in further chunks
     assert len(chunks) == len(set(map(tuple, chunks)))                     # none of them twice
     # the far end is in another chunk: "loading" shows until it comes, then it is drawn
