@@ -13,10 +13,11 @@ import numpy as np
 
 from ..bugs import ZOO
 from ..compare import REL_TOL, agreement, rounding_floor
-from ..config import BUGS, RNNConfig
-from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace, run_engine
+from ..cells import BUGS as CELL_BUGS
+from ..config import RNNConfig
+from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Totals, Trace, run_engine
 from ..problem import Problem, draw_problem
-from ..reference import TorchRNNResult, torch_rnn_reference, unrolled_reference
+from ..reference import torch_rnn_reference, unrolled_reference
 from . import shapes
 from .runner import (
     DEFAULT_MEMORY_MB,
@@ -45,7 +46,7 @@ class Reference:
     floor's engine and replay (compare.FLOOR_FACTOR)."""
     problem: Problem
     unrolled: Trace
-    torch_rnn: TorchRNNResult
+    torch_rnn: Totals
     engine: Trace
     replay: Trace | None
 
@@ -149,8 +150,9 @@ def _zoo_note(bug: str) -> str:
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
-    """The engine on the same problem with each bug in the zoo (whatever bptt.config.BUGS holds now)."""
-    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in BUGS if b != "none"}
+    """The engine on the same problem with each bug in its cell's zoo (whatever bptt.cells holds now)."""
+    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in CELL_BUGS[p.config.cell]
+            if b != "none"}
 
 
 def zoo_matches(get: Getter, rows: list[dict], zoo: dict[str, Trace], tol: float = REL_TOL) -> list[str]:
