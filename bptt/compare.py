@@ -11,7 +11,8 @@ from .cells import GRADIENTS, Cell
 from .engine import WEIGHT_ACC, Trace
 
 REL_TOL = 1e-10   # pass: max |impl - ref| <= REL_TOL * max |ref| + floor
-COLUMNS = ["quantity", "gate", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "floor", "passed",
+COLUMNS = ["quantity", "gate", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "floor",
+           "passed",
            "nonfinite"]
 
 # The floor. NumPy's and PyTorch's tanh may differ in the last bit of h_t. Where a step saturates (|a_t| >~ 8),
@@ -164,7 +165,7 @@ def per_step_rows(engine: Trace, unrolled, tol: float = REL_TOL, replay: Trace |
 def whole_rows(impl_name: str, impl, ref_name: str, ref, tol: float = REL_TOL, replay=None,
                floors: Floors | None = None, cell: Cell | None = None) -> Iterable[dict]:
     """Outputs and final gradients of one implementation against one reference (t is empty)."""
-    cell = cell or getattr(impl, "cell", None) or getattr(ref, "cell")
+    cell = cell or getattr(impl, "cell", None) or ref.cell
     for q in whole_quantities(cell):
         if q == "h":
             floor = 0.0

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .cells import ALL_BUGS, BUGS as CELL_BUGS, CELLS
+from .cells import ALL_BUGS, CELLS
+from .cells import BUGS as CELL_BUGS
 
 # ----------------------------------------------------------------------------------------------------------------------
 # bounds

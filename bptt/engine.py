@@ -28,7 +28,8 @@ from .cells import base as _base
 from .cells.rnn import RNNStep
 from .problem import Problem
 
-__all__ = ["FORWARD_QUANTITIES", "GRADIENTS", "STEP_QUANTITIES", "Totals", "Trace", "carry_cut", "forward", "hidden_states", "run_engine", "run_plain"]
+__all__ = ["FORWARD_QUANTITIES", "GRADIENTS", "STEP_QUANTITIES", "Totals", "Trace", "carry_cut", "forward",
+           "hidden_states", "run_engine", "run_plain"]
 
 # the vanilla RNN's per-step quantities, for the checker's RNN shapes (every other layer asks the cell)
 FORWARD_QUANTITIES = ("a", "h")

@@ -11,14 +11,12 @@ import pandas as pd
 
 from .analysis import Analysis
 from .bugs import step_of
-from .cells import cell_of
-from .cells.base import Step
+from .cells import GRADIENTS, cell_of
+from .cells.base import INDEX, Step
 from .compare import FLOOR_FACTOR, REL_TOL
 from .config import RNNConfig
-from .cells import GRADIENTS
-from .cells.base import INDEX
 from .engine import WEIGHT_ACC
-from .repro import ALIASES, STEPS, body, whole
+from .repro import NUMPY_SIDE, STEPS, body, whole
 
 # ----------------------------------------------------------------------------------------------------------------------
 # NPZ
@@ -135,9 +133,10 @@ def write_export(an: Analysis, path: str | Path) -> Path:
     return path
 
 
-_IMPORTS = ("from __future__ import annotations\n\nimport sys\nfrom types import SimpleNamespace\n\nimport numpy as np\n"
+_IMPORTS = ("from __future__ import annotations\n\nimport sys\nfrom types import SimpleNamespace\n\n"
+            "import numpy as np\n"
             "import torch\n")
-_MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP))\n'
+_MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP, {}))\n'
 
 
 def _script_docstring(config: RNNConfig, filename: str) -> str:
@@ -178,7 +177,7 @@ def repro_script(config: RNNConfig, filename: str = "this_file.py") -> str:
     classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
     chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is correct else f"the mistake {step.name}")
     parts = [_script_docstring(config, filename) + _IMPORTS, constants, *classes, chosen,
-             *(inspect.getsource(fn) for fn in body(config.cell)), ALIASES[config.cell], _MAIN]
+             *(inspect.getsource(fn) for fn in body(config.cell)), _MAIN.format(NUMPY_SIDE[config.cell])]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Totals, Trace, hidden_states, run_engine
 from .cells import WEIGHTS
+from .engine import Totals, Trace, hidden_states, run_engine
 from .problem import Problem
 from .reference import torch_rnn_reference
 

@@ -36,7 +36,7 @@ class Problem:
 
 
 def make_torch_rnn(config: RNNConfig):
-    """A float64 torch.nn.RNN, LSTM or GRU (the config's cell) with its sizes (weights: whatever the generator gives)."""
+    """A float64 torch.nn.RNN, LSTM or GRU (the config's cell) with its sizes (weights: what the generator gives)."""
     return cell_of(config.cell).torch_module(config.input_size, config.hidden_size, config.nonlinearity)
 
 

@@ -17,8 +17,8 @@ import torch
 
 from .cells import gru, lstm, rnn
 from .cells.base import Step, carry_cut
-from .compare import FLOOR_FACTOR, REL_TOL
 from .cells.rnn import bptt, rnn_forward
+from .compare import FLOOR_FACTOR, REL_TOL
 
 WHOLE = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")   # what the script compares, in this order (+ dc0)
 
@@ -86,30 +86,32 @@ def torch_reference(p: dict, config: dict) -> dict:
     return result
 
 
-def numpy_rnn(p: dict, config: dict, step: type[Step], h: np.ndarray | None = None) -> dict:
-    """The NumPy side: rnn_forward, then bptt (with the step's hooks), keyed like WHOLE. h, if given, replaces the
-    forward pass's h_t in the backward (the rounding floor's replay)."""
+def numpy_rnn(p: dict, config: dict, step: type[Step], replay: dict | None = None) -> dict:
+    """The NumPy side: rnn_forward, then bptt (with the step's hooks), keyed like WHOLE. replay: the reference's
+    results, whose h_t then replaces the forward pass's in the backward (the rounding floor's replay)."""
     with np.errstate(all="ignore"):
         a, h_own = rnn_forward(p["x"], p["h0"], p["W_ih"], p["W_hh"], p["b_ih"], p["b_hh"], config["nonlinearity"])
-        h = h_own if h is None else h
+        h = h_own if replay is None else replay["h"]
         g = bptt(p["x"], p["h0"], p["dh_out"], p["W_ih"], p["W_hh"], a, h, config["nonlinearity"],
                  config["truncate"], step)
     return {"h": h_own, "dx": g["dx"], "dh0": g["dh_prev"][0], "dW_ih": g["dW_ih_acc"][0],
             "dW_hh": g["dW_hh_acc"][0], "db_ih": g["db_ih_acc"][0], "db_hh": g["db_hh_acc"][0]}
 
 
-def numpy_gated(p: dict, config: dict, step: type[Step], replay: bool = False) -> dict:
-    """The NumPy side of the LSTM or the GRU: its forward (FORWARD), its BPTT (BACKWARD, with the step's hooks) and
-    the weight gradients as the sum of every step's contribution, keyed like whole(). replay: the backward runs on
-    forward values computed by torch (the rounding floor's replay)."""
+def numpy_gated(p: dict, config: dict, step: type[Step], replay: dict | None = None) -> dict:
+    """The NumPy side of the LSTM or the GRU: its forward (run_forward), its BPTT (run_backward, with the step's
+    hooks) and the weight gradients as the sum of every step's contribution, keyed like whole(). replay: if given,
+    the backward runs on forward values computed by torch's own functions (the rounding floor's replay)."""
     q = SimpleNamespace(**p, config=SimpleNamespace(**config))
     with np.errstate(all="ignore"):
-        fwd = FORWARD(q)
-        run = torch_forward(q) if replay else fwd
-        g = {**run, **BACKWARD(q, run, step)}
+        # run_forward, run_backward and contributions are the cell's (bptt/cells/lstm.py or gru.py): the script
+        # defines them before this function
+        fwd = run_forward(q)  # noqa: F821
+        run = fwd if replay is None else torch_forward(q)
+        g = {**run, **run_backward(q, run, step)}  # noqa: F821
         total = {}
         for t in range(config["seq_len"] - 1, -1, -1):               # dW += this step's contribution, t = T-1 ... 0
-            c = contributions(q, g, t, step)
+            c = contributions(q, g, t, step)  # noqa: F821
             total = {w: step.accumulate(total[w] if total else np.zeros_like(c[w]), c[w]) for w in c}
     out = {"h": fwd["h"], "dx": g["dx"], "dh0": g["dh_prev"][0], **total}
     if "dc_prev" in g:
@@ -167,14 +169,14 @@ def side_by_side(name: str, mine: np.ndarray, ref: np.ndarray) -> str:
     return "\n".join(lines)
 
 
-def main(config: dict, step: type[Step] = Step, show_at_most: int = 60) -> int:
+def main(config: dict, step: type[Step], numpy_bptt, show_at_most: int = 60) -> int:
     """Draw, run both sides, print them side by side (arrays of at most show_at_most numbers) and one row per
     result; the last line starts with PASS or FAIL. Returns the exit code: 0 when NumPy agrees with PyTorch, else 1."""
     module = {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}.get(config["cell"], "torch.nn.RNN")
     results = whole(config["cell"])
     print(f"BPTT by hand in NumPy against {module} autograd, float64: "
           + ", ".join(f"{k}={v}" for k, v in config.items()))
-    if step is not Step:
+    if step.diverges is not None:
         print(f"This copy makes the mistake {step.name!r} on purpose: {step.note}")
     p = draw(config)
     ref = torch_reference(p, config)
@@ -182,10 +184,7 @@ def main(config: dict, step: type[Step] = Step, show_at_most: int = 60) -> int:
     # The floor: NumPy's and PyTorch's tanh may differ in the last bit of h_t, which saturated steps (f' ~ 1e-8)
     # magnify. The same backward run on PyTorch's h_t shows how much that moves each result; FLOOR_FACTOR times
     # that is allowed on top of the tolerance. A mistake in the backward is in both runs, so the floor never hides it.
-    if config["cell"] != "rnn":
-        replay = numpy_bptt(p, config, step, True)
-    else:
-        replay = numpy_bptt(p, config, step, ref["h"]) if config["nonlinearity"] == "tanh" else mine
+    replay = numpy_bptt(p, config, step, ref) if config["nonlinearity"] == "tanh" else mine
     failed = []
     worst = 0.0
     rows = [f"{'result':<8}{'max abs err':>13}{'max rel err':>13}{'floor':>11}  verdict"]
@@ -223,7 +222,5 @@ def body(cell: str) -> tuple:
             numpy_gated, *tail)
 
 
-ALIASES = {"rnn": "numpy_bptt = numpy_rnn\n",
-           "lstm": "FORWARD, BACKWARD = run_forward, run_backward\nnumpy_bptt = numpy_gated\n",
-           "gru": "FORWARD, BACKWARD = run_forward, run_backward\nnumpy_bptt = numpy_gated\n"}
+NUMPY_SIDE = {"rnn": "numpy_rnn", "lstm": "numpy_gated", "gru": "numpy_gated"}   # what main is given
 STEPS = {"rnn": rnn.RNNStep, "lstm": lstm.LSTMStep, "gru": gru.GRUStep}

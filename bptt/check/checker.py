@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..bugs import ZOO
-from ..compare import REL_TOL, agreement, rounding_floor
 from ..cells import BUGS as CELL_BUGS
+from ..compare import REL_TOL, agreement, rounding_floor
 from ..config import RNNConfig
 from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Totals, Trace, run_engine
 from ..problem import Problem, draw_problem
