@@ -115,6 +115,9 @@ class Stored:
     def running_sums(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
         return self.trace().running_sums(lo, hi)
 
+    def iter_sums(self):
+        return self.trace().iter_sums()
+
     def nbytes(self) -> int:
         """Bytes this object holds (its packed arrays and gradients)."""
         return sum(a.nbytes for pk in self.packed.values() for a in (pk.diff, pk.index, pk.value, pk.full)

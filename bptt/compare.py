@@ -88,11 +88,6 @@ def _block(cell: Cell, q: str, a: np.ndarray, gate: str | None) -> np.ndarray:
     return a[..., sl] if q not in WEIGHT_ACC else a[sl]
 
 
-def _per_step(trace, q: str) -> np.ndarray:
-    """A trace's quantity q over all steps, (T, ...); the running sums are derived once for all of them."""
-    return trace.running_sums()[q[:-4]] if q in WEIGHT_ACC and hasattr(trace, "running_sums") else getattr(trace, q)
-
-
 def rounding_floor(engine, replay, q: str, t: int | None = None) -> float:
     """FLOOR_FACTOR * max |engine - replay| of quantity q (at step t): see FLOOR_FACTOR. 0 without a replay."""
     if replay is None:
@@ -114,15 +109,26 @@ class Floors:
     whole: dict[str, float]                          # whole-sequence quantities (dx, dh0, gradients) -> floor
 
 
+def _steps(cell: Cell, a, b) -> Iterable[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(quantity, t, a's step t, b's step t) of every per-step quantity of the backward pass: the cell's for every t,
+    then the running sums from t = T-1 down (each derived as it goes, so no (T, ...) weight array is ever built)."""
+    for q in cell.backward:
+        x, y = getattr(a, q.name), getattr(b, q.name)
+        for t in range(x.shape[0]):
+            yield q.name, t, x[t], y[t]
+    for (t, x), (_, y) in zip(a.iter_sums(), b.iter_sums()):
+        for w in GRADIENTS:
+            yield f"{w}_acc", t, x[w], y[w]
+
+
 def rounding_floors(engine: Trace, replay: Trace) -> Floors:
-    """The floors of every per-step and whole-sequence row; each quantity is read once from each trace."""
+    """The floors of every per-step and whole-sequence row."""
     cell = engine.cell
-    step = {}
-    for q in step_quantities(cell):
-        a, b = _per_step(engine, q), _per_step(replay, q)
+    T = engine.h.shape[0]
+    step: dict[tuple[str, str | None], np.ndarray] = {}
+    for q, t, a, b in _steps(cell, engine, replay):
         for g in _gates(cell, q):
-            step[q, g] = np.array([_max_floor(_block(cell, q, a[t], g), _block(cell, q, b[t], g))
-                                   for t in range(a.shape[0])])
+            step.setdefault((q, g), np.zeros(T))[t] = _max_floor(_block(cell, q, a, g), _block(cell, q, b, g))
     whole = {q: _max_floor(_value(engine, q), _value(replay, q)) for q in whole_quantities(cell)[1:]}
     return Floors(step, whole)
 
@@ -138,25 +144,29 @@ def per_step_rows(engine: Trace, unrolled, tol: float = REL_TOL, replay: Trace |
                   floors: Floors | None = None) -> Iterable[dict]:
     """Forward quantities for t = 0..T-1, then the backward ones in the order BPTT computes them (t = T-1..0), a row
     per gate block where the quantity has them. replay: the engine's backward on the reference's forward values, for
-    the rounding floor (see FLOOR_FACTOR); or floors: what rounding_floors() made of it. Each quantity is read once."""
+    the rounding floor (see FLOOR_FACTOR); or floors: what rounding_floors() made of it."""
     cell = engine.cell
     T = engine.h.shape[0]
     if floors is None and replay is not None:
         floors = rounding_floors(engine, replay)
     rows: dict[tuple[str, int], list[dict]] = {}
-    forward = tuple(q.name for q in cell.forward)
-    for q in (*forward, *step_quantities(cell)):
-        e, u = _per_step(engine, q), _per_step(unrolled, q)
+
+    def add(q: str, t: int, a: np.ndarray, b: np.ndarray, backward: bool) -> None:
+        rows[q, t] = []
+        for g in _gates(cell, q):
+            floor = float(floors.step[q, g][t]) if (floors and backward) else 0.0
+            ag = agreement(_block(cell, q, a, g), _block(cell, q, b, g), tol, floor)
+            rows[q, t].append(_row(q, t, "numpy engine", "unrolled autograd", ag, tol, floor, g))
+
+    for q in cell.forward:
+        e, u = getattr(engine, q.name), getattr(unrolled, q.name)
         for t in range(T):
-            rows[q, t] = []
-            for g in _gates(cell, q):
-                floor = float(floors.step[q, g][t]) if (floors and q not in forward) else 0.0
-                a = agreement(_block(cell, q, e[t], g), _block(cell, q, u[t], g), tol, floor)
-                rows[q, t].append(_row(q, t, "numpy engine", "unrolled autograd", a, tol, floor, g))
-        del e, u
+            add(q.name, t, e[t], u[t], False)
+    for q, t, a, b in _steps(cell, engine, unrolled):
+        add(q, t, a, b, True)
     for t in range(T):
-        for q in forward:
-            yield from rows[q, t]
+        for q in cell.forward:
+            yield from rows[q.name, t]
     for t in range(T - 1, -1, -1):
         for q in step_quantities(cell):
             yield from rows[q, t]

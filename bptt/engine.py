@@ -79,6 +79,10 @@ class Trace:
         """{w: (hi - lo, ...) the sums of the contributions of steps t..T-1, for t = lo ... hi-1 (hi: T)}."""
         return _base.running_sums(self.cell, self.problem, self.values, self.step, lo, hi)
 
+    def iter_sums(self):
+        """(t, {w: the running sum of steps t..T-1}) for t = T-1 down to 0, one step's sums alive at a time."""
+        return _base.iter_sums(self.cell, self.problem, self.values, self.step)
+
     def contributions(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
         """{w: (hi - lo, ...) each step's own contribution, for t = lo ... hi-1 (hi: T)}."""
         hi = self.values["h"].shape[0] if hi is None else hi

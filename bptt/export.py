@@ -75,13 +75,13 @@ def csv_axes(an: Analysis, q: str) -> tuple[str, ...]:
     return ("b", "j")                                    # dh0, dc0
 
 
-def _gate_column(an: Analysis, q: str, j: np.ndarray) -> pd.Series:
-    """Which gate block each row j belongs to, for gated quantities (empty elsewhere)."""
+def _gate_column(an: Analysis, q: str, axes: tuple[str, ...], idx: np.ndarray) -> pd.Series:
+    """Which gate block each number's row j belongs to, for gated quantities (empty elsewhere)."""
     cell = an.cell
     gated = cell.gates and (q in WEIGHT_ACC or q in GRADIENTS or (q in cell.quantities and cell.quantities[q].gated))
-    if not gated:
-        return pd.Series(pd.NA, index=range(len(j)), dtype="string")
-    return pd.Series(np.asarray(cell.gates)[j // an.config.hidden_size], dtype="string")
+    if not gated or "j" not in axes:
+        return pd.Series(pd.NA, index=range(idx.shape[1]), dtype="string")
+    return pd.Series(np.asarray(cell.gates)[idx[axes.index("j")] // an.config.hidden_size], dtype="string")
 
 
 def trace_frame(an: Analysis) -> pd.DataFrame:
@@ -101,7 +101,7 @@ def trace_frame(an: Analysis) -> pd.DataFrame:
         axes = csv_axes(an, q)
         idx = np.indices(mine.shape).reshape(len(axes), -1)
         f = pd.DataFrame({"quantity": np.full(idx.shape[1], q)})
-        f["gate"] = _gate_column(an, q, idx[axes.index("j")])
+        f["gate"] = _gate_column(an, q, axes, idx)
         for ax in ("t", "b", "i", "j", "k"):
             f[ax] = pd.array(idx[axes.index(ax)] if ax in axes else [pd.NA] * len(f), dtype="Int64")
         f["numpy"] = mine.reshape(-1)

@@ -124,7 +124,7 @@ class Cell:
 # ----------------------------------------------------------------------------------------------------------------------
 # weight-shaped quantities, on demand, in the engine's own order
 
-def _sums(cell: Cell, problem, values, step: type[Step], lo: int):
+def iter_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0):
     """(t, {w: the running sum of steps t..T-1}) for t = T-1 down to lo, added with the step's accumulate hook."""
     T = values["h"].shape[0]
     total: dict[str, np.ndarray] = {}
@@ -141,7 +141,7 @@ def running_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0,
     T = values["h"].shape[0]
     hi = T if hi is None else hi
     out: dict[str, np.ndarray] = {}
-    for t, total in _sums(cell, problem, values, step, lo):
+    for t, total in iter_sums(cell, problem, values, step, lo):
         if t >= hi:
             continue
         for w, v in total.items():
@@ -160,7 +160,7 @@ def gradients(cell: Cell, problem, values, step: type[Step]) -> dict[str, np.nda
     accumulate hook is not the plain += (a bug in the summation itself) is summed step by step, as it says."""
     if step.accumulate is not Step.accumulate:
         total: dict[str, np.ndarray] = {}
-        for _, total in _sums(cell, problem, values, step, 0):  # noqa: B007  (the last is the sum down to t = 0)
+        for _, total in iter_sums(cell, problem, values, step, 0):  # noqa: B007  (the last is the sum down to t = 0)
             pass
         return total
     T, B = values["h"].shape[:2]

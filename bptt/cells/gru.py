@@ -42,11 +42,11 @@ class GRUStep(Step):
 
     @staticmethod
     def reset_path(d_n: np.ndarray, r_t: np.ndarray, hn_t: np.ndarray, h_prev_t: np.ndarray, W_hn: np.ndarray,
-                   b_hn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Through r_t ⊙ hn_t, hn_t = W_hn h_{t-1} + b_hn: (dr, d_hn, the n block's part of dh_prev, and what
-        d_hn's weight contribution multiplies: h_{t-1}). (B, H) each"""
-        d_hn = d_n * r_t
-        return d_n * hn_t, d_hn, d_hn @ W_hn, h_prev_t
+                   b_hn: np.ndarray) -> tuple:
+        """Through r_t ⊙ hn_t, hn_t = W_hn h_{t-1} + b_hn: (dr, d_hn, s), s being what h_{t-1} is multiplied by
+        inside W_hn's product (1 in PyTorch's form): the n block sends (d_hn W_hn) ⊙ s back to h_{t-1} and adds
+        d_hnᵀ (s ⊙ h_{t-1}) to dW_hn. (B, H) each, s a scalar or (B, H)"""
+        return d_n * hn_t, d_n * r_t, 1.0
 
 
 class ResetBeforeMatmul(GRUStep):
@@ -61,9 +61,10 @@ class ResetBeforeMatmul(GRUStep):
 
     @staticmethod
     def reset_path(d_n: np.ndarray, r_t: np.ndarray, hn_t: np.ndarray, h_prev_t: np.ndarray, W_hn: np.ndarray,
-                   b_hn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        d_rh = d_n @ W_hn  # BUG (on purpose): the paper's form, r ⊙ h_{t-1} inside the product
-        return d_rh * h_prev_t, d_n, d_rh * r_t, r_t * h_prev_t
+                   b_hn: np.ndarray) -> tuple:
+        # BUG (on purpose): the paper's form, r ⊙ h_{t-1} inside the product: W_hn's input is r ⊙ h_{t-1} (s = r),
+        # the gradient at its output is d_n itself, and dr = (d_n W_hn) ⊙ h_{t-1}
+        return (d_n @ W_hn) * h_prev_t, d_n, r_t
 
 
 class ZSwapped(GRUStep):
@@ -105,9 +106,8 @@ class ResetMissesBias(GRUStep):
 
     @staticmethod
     def reset_path(d_n: np.ndarray, r_t: np.ndarray, hn_t: np.ndarray, h_prev_t: np.ndarray, W_hn: np.ndarray,
-                   b_hn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        d_hn = d_n * r_t
-        return d_n * (hn_t - b_hn), d_hn, d_hn @ W_hn, h_prev_t  # BUG (on purpose): b_hn left out of dr
+                   b_hn: np.ndarray) -> tuple:
+        return d_n * (hn_t - b_hn), d_n * r_t, 1.0  # BUG (on purpose): b_hn left out of dr
 
 
 ZOO: dict[str, type[GRUStep]] = {s.name: s for s in (
@@ -158,12 +158,12 @@ def gru_bptt(x: np.ndarray, h0: np.ndarray, dh_out: np.ndarray, W_ih: np.ndarray
         dh_total = dh_out[t] + dh_next                                            # (B, H) ∂L/∂h_t
         dn, dz, dh_direct = step.update_backward(dh_total, z[t], n[t], h_prev)    # (B, H) each
         d_n = dn * ((1.0 - n[t]) * (1.0 + n[t]))                                  # (B, H) at n's pre-activation
-        dr, d_hn, dh_prev_n, _ = step.reset_path(d_n, r[t], hn[t], h_prev, W_hn, b_hn)
+        dr, d_hn, s = step.reset_path(d_n, r[t], hn[t], h_prev, W_hn, b_hn)        # s: h_{t-1}'s factor in W_hn's input
         d_r = dr * (r[t] * (1.0 - r[t]))                                          # (B, H) at r's pre-activation
         d_z = dz * (z[t] * (1.0 - z[t]))                                          # (B, H) at z's pre-activation
         d_gates = np.concatenate([d_r, d_z, d_n], axis=1)                         # (B, 3H) ∂L/∂gi_t, r | z | n
         dx = d_gates @ W_ih                                                       # (B, I) ∂L/∂x_t
-        dh_prev = dh_direct + d_gates[:, :2 * H] @ W_hrz + dh_prev_n              # (B, H) sent back to h_{t-1}
+        dh_prev = dh_direct + d_gates[:, :2 * H] @ W_hrz + (d_hn @ W_hn) * s      # (B, H) sent back to h_{t-1}
         for name, value in (("dh_next", dh_next), ("dh_total", dh_total), ("d_gates", d_gates), ("d_hn", d_hn),
                             ("dx", dx), ("dh_prev", dh_prev)):
             trace[name][t] = value
@@ -186,10 +186,10 @@ def contributions(p, v, t: int, step: type[GRUStep]) -> dict[str, np.ndarray]:
     H = p.W_hh.shape[1]
     h_prev = p.h0 if t == 0 else v["h"][t - 1]                                    # (B, H) h_{t-1}
     d = v["d_gates"][t]                                                           # (B, 3H) r | z | n
-    *_, hn_input = step.reset_path(d[:, 2 * H:], v["r"][t], v["hn"][t], h_prev, p.W_hh[2 * H:], p.b_hh[2 * H:])
+    *_, s = step.reset_path(d[:, 2 * H:], v["r"][t], v["hn"][t], h_prev, p.W_hh[2 * H:], p.b_hh[2 * H:])
     d_hn = v["d_hn"][t]                                                           # (B, H)
     return {"dW_ih": d.T @ p.x[t],                                                # (3H, I)
-            "dW_hh": np.concatenate([d[:, :2 * H].T @ h_prev, d_hn.T @ hn_input]),  # (3H, H)
+            "dW_hh": np.concatenate([d[:, :2 * H].T @ h_prev, d_hn.T @ (s * h_prev)]),  # (3H, H)
             "db_ih": d.sum(axis=0),                                               # (3H,)
             "db_hh": np.concatenate([d[:, :2 * H].sum(axis=0), d_hn.sum(axis=0)])}  # (3H,)
 
