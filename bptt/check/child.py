@@ -75,12 +75,25 @@ class Recorder:
             return shapes.to_array(value, name + at, shapes.EXPECT[self.layout][expect_as or name], self.sizes)
         except shapes.ShapeProblem as err:
             self.problem(quantity, t, str(err))
+            self.put(quantity + RAW, t, _raw(value))
             return None
 
     def put(self, quantity: str, t: int | None, value: Any) -> None:
         if value is not None:
             key = f"{self.unit}|{self.job}|{quantity}" + ("" if t is None else f"|{t}")
             self.arrays[key] = value
+
+
+RAW = "~raw"     # suffix of a quantity whose output had the wrong shape: its values as given, for the hints
+
+
+def _raw(value: Any) -> np.ndarray | None:
+    """A wrong-shaped output as a float64 array, when it is numbers at all."""
+    try:
+        arr = np.asarray(_plain(value))
+    except Exception:  # noqa: BLE001
+        return None
+    return arr.astype(np.float64) if arr.dtype.kind in "fiu" and arr.size else None
 
 
 def _unpack(out: Any, n: int, fn: str, names: tuple[str, ...], rec: Recorder, t: int | None) -> tuple:
@@ -200,6 +213,18 @@ def _list(cell: Any, name: str, rec: Recorder, t: int | None) -> list | None:
     return list(value)
 
 
+def stack_total(stack: list, bias: bool, H: int) -> Any:
+    """A class's stack summed as the worked exercise sums it: np.sum(stack, axis=0) for the weights; for a bias, entries
+    of shape (H,) over axis 0 and entries of shape (B, H) (d_tanh itself) over axes (0, 1), the batch sum."""
+    if not stack:
+        return None
+    entries = [_plain(e) for e in stack]
+    if bias and all(np.ndim(e) == 2 and np.shape(e)[1] == H for e in entries):
+        return np.sum(np.stack(entries), axis=(0, 1))
+    return np.sum(np.stack(entries), axis=0) if all(np.shape(e) == np.shape(entries[0]) for e in entries) else \
+        sum(entries[1:], entries[0])
+
+
 def run_class(mod: Any, job: dict, rec: Recorder) -> None:
     """(d): cell(x_t, h_prev) for t = 0..T-1 on its own h, then cell.backward(dh_out[t]) for t = T-1..0, comparing
     after each call: dx_list[0] is dx_t (time order), each stack's sum is the gradient so far, the carry dh_prev[t]."""
@@ -235,7 +260,7 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
             if stack is None:
                 raise Stop
             try:
-                total = sum(stack[1:], stack[0]) if stack else None
+                total = stack_total(stack, bias=g.startswith("db"), H=rec.sizes["H"])
             except Exception as err:  # noqa: BLE001
                 rec.problem(g + "_acc", t, f"the entries of {name} cannot be summed: {err}")
                 continue
@@ -262,8 +287,121 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
                          f"after backward, so its carry and dh0 are not checked")
 
 
+def _coursera_parameters(W: dict) -> dict:
+    """Coursera's parameters dict: Wax = W_ih (n_a, n_x), Waa = W_hh, ba = b_ih + b_hh as (n_a, 1), and a prediction
+    layer Wya (n_y, n_a), by (n_y, 1) that plays no part in the gradients (fixed numbers, drawn once)."""
+    H = W["W_hh"].shape[0]
+    rng = np.random.default_rng(0)
+    return {"Wax": W["W_ih"].copy(), "Waa": W["W_hh"].copy(), "ba": (W["b_ih"] + W["b_hh"])[:, None].copy(),
+            "Wya": rng.standard_normal((shapes.COURSERA_NY, H)), "by": rng.standard_normal((shapes.COURSERA_NY, 1))}
+
+
+def _from_dict(out: Any, fn: str, names: tuple[str, ...], rec: Recorder, t: int | None) -> tuple:
+    """Coursera's gradients dict as a tuple in `names` order; not a dict, or a key missing, stops the unit."""
+    if not isinstance(out, dict):
+        rec.problem(fn, t, f"{fn} returned a {type(out).__name__}; expected a dict with keys {', '.join(names)}")
+        raise Stop
+    missing = [n for n in names if n not in out]
+    if missing:
+        rec.problem(fn, t, f"{fn} returned a dict without {', '.join(missing)}; expected the keys {', '.join(names)}")
+        raise Stop
+    return tuple(out[n] for n in names)
+
+
+def _coursera_grads(vals: tuple, names: tuple[str, ...], rec: Recorder, suffix: str, t: int | None,
+                    at: str) -> dict:
+    """dWax, dWaa, dba as torch's dW_ih, dW_hh, db_ih = db_hh (dba (n_a, 1); a flat (n_a,) is taken too)."""
+    dWax, dWaa, dba = vals
+    dba = _plain(dba)
+    if np.ndim(dba) == 1 and np.shape(dba) == (rec.sizes["H"],):
+        dba = np.asarray(dba)[:, None]
+    out = {}
+    for n, v in zip(names, (dWax, dWaa, dba)):
+        arr = rec.convert(v, n, shapes.COURSERA_AS[n] + suffix, t, at)
+        out[shapes.COURSERA_AS[n]] = None if arr is None else (arr[:, 0].copy() if n == "dba" else arr)
+    out["db_hh"] = out["db_ih"]
+    return out
+
+
+def run_coursera_step(mod: Any, job: dict, rec: Recorder) -> None:
+    """Coursera's rnn_cell_forward / rnn_cell_backward, column-major: a step forward on its own a, then backward
+    from t = T-1 with da_next = da[t] + the student's da_prev, as Coursera's rnn_backward does."""
+    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
+    T = x.shape[0]
+    params = _coursera_parameters(W)
+    a, caches = h0.T.copy(), []
+    fwd_names = shapes.RETURNS[("coursera", "step_forward")]
+    for t in range(T):
+        out = call(mod.rnn_cell_forward, f"rnn_cell_forward at t = {t}", x[t].T.copy(), a.copy(),
+                   {k: v.copy() for k, v in params.items()})
+        a_next, _, cache = _unpack(out, 3, "rnn_cell_forward", fwd_names, rec, t)
+        a = rec.convert(a_next, "a_next", "h", t, f" at t = {t}")
+        if a is None:
+            raise Stop
+        rec.put("h", t, a.T.copy())
+        caches.append(cache)
+    names = shapes.RETURNS[("coursera", "step_backward")]
+    carry = None
+    acc: dict[str, Any] = {}
+    dxs = []
+    for t in range(T - 1, -1, -1):
+        da_next = dh_out[t].T + (0.0 if carry is None else carry.T)
+        out = call(mod.rnn_cell_backward, f"rnn_cell_backward at t = {t}", da_next.copy(), caches[t])
+        vals = _from_dict(out, "rnn_cell_backward", names, rec, t)
+        at = f" at t = {t}"
+        dxt = rec.convert(vals[0], "dxt", "dx", t, at)
+        da_prev = rec.convert(vals[1], "da_prev", "dh_prev", t, at)
+        carry = None if da_prev is None else da_prev.T.copy()
+        dx_t = None if dxt is None else dxt.T.copy()
+        rec.put("dx", t, dx_t)
+        rec.put("dh_prev", t, carry)
+        for k, g in _coursera_grads(vals[2:], names[2:], rec, "_acc", t, at).items():
+            if g is None or (k in acc and acc[k] is None):
+                acc[k] = None
+            else:
+                acc[k] = g.copy() if k not in acc else acc[k] + g
+            rec.put(k + "_acc", t, acc[k])
+        dxs.append(dx_t)
+        if carry is None:
+            raise Stop
+    if all(d is not None for d in dxs):
+        rec.put("dx", None, np.stack(dxs[::-1]))
+    rec.put("dh0", None, carry)
+    for k, g in acc.items():
+        rec.put(k, None, g)
+
+
+def run_coursera_sequence(mod: Any, job: dict, rec: Recorder) -> None:
+    """Coursera's rnn_forward(x, a0, parameters) -> (a, y_pred, caches) and rnn_backward(da, caches), column-major:
+    x (n_x, m, T_x), a (n_a, m, T_x)."""
+    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
+    T = x.shape[0]
+    out = call(mod.rnn_forward, "rnn_forward", x.transpose(2, 1, 0).copy(), h0.T.copy(), _coursera_parameters(W))
+    a, _, caches = _unpack(out, 3, "rnn_forward", shapes.RETURNS[("coursera", "forward")], rec, None)
+    a = rec.convert(a, "a", "h", None)
+    if a is None:
+        raise Stop
+    for t in range(T):
+        rec.put("h", t, np.ascontiguousarray(a[:, :, t].T))
+    names = shapes.RETURNS[("coursera", "backward")]
+    vals = _from_dict(call(mod.rnn_backward, "rnn_backward", dh_out.transpose(2, 1, 0).copy(), caches),
+                      "rnn_backward", names, rec, None)
+    dx = rec.convert(vals[0], "dx", "dx", None)
+    if dx is not None:
+        dx = np.ascontiguousarray(dx.transpose(2, 1, 0))
+        rec.put("dx", None, dx)
+        for t in range(T):
+            rec.put("dx", t, np.ascontiguousarray(dx[t]))
+    da0 = rec.convert(vals[1], "da0", "dh0", None)
+    rec.put("dh0", None, None if da0 is None else np.ascontiguousarray(da0.T))
+    for k, g in _coursera_grads(vals[2:], names[2:], rec, "", None, "").items():
+        rec.put(k, None, None if g is None else np.ascontiguousarray(g))
+
+
 RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-sequence": run_sequence,
-           "cs231n-sequence": run_sequence, "class": run_class}
+           "cs231n-sequence": run_sequence, "class": run_class, "coursera-step": run_coursera_step,
+           "coursera-sequence": run_coursera_sequence}
+AGAIN = "again"    # suffix of a job's id for the second call on the same problem (state kept between calls?)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -271,8 +409,11 @@ RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-s
 
 
 def import_student(path: str) -> Any:
-    """Import the student's file as the module `student` (its folder on sys.path, for its own imports)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    """Import the student's file as the module `student` (its folder on sys.path, for its own imports). Each call
+    runs the file afresh, so module-level state starts new."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if sys.path[0] != folder:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location("student", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["student"] = mod
@@ -281,7 +422,9 @@ def import_student(path: str) -> Any:
 
 
 def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
-    """Recognise and run every unit on every job; (result JSON, output arrays)."""
+    """Recognise and run every unit on every job; (result JSON, output arrays). Every job starts from a fresh import
+    of the file; each config's own problem is then run a second time in the same module (for the class: with a
+    second, fresh instance), job id + AGAIN, so that state kept between calls shows."""
     result: dict = {"units": [], "notes": [], "problems": [], "error": None}
     out: dict = {}
     try:
@@ -292,25 +435,32 @@ def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
     rec_units = shapes.recognise(mod)
     result["units"], result["notes"] = list(rec_units.units), list(rec_units.notes)
     sizes_ = spec["sizes"]
+    fresh = True
     for unit in rec_units.units:
-        layout = "cs231n" if unit.startswith("cs231n") else "torch"
+        layout = shapes.layout_of(unit)
         for job in spec["jobs"]:
             if job["probe"] and not unit.endswith("sequence"):
                 continue
             j = job["id"]
             data = {k: arrays[f"{j}|{k}"] for k in ("x", "h0", "dh_out")}
             data["W"] = {k: arrays[f"{j}|{k}"] for k in ("W_ih", "W_hh", "b_ih", "b_hh")}
-            rec = Recorder(unit, j, shapes.sizes_of(*sizes_[j]), layout)
-            try:
-                RUNNERS[unit](mod, data, rec)
-            except Stop:
-                pass
-            except StudentRaised as err:
-                result["error"] = _error(err, path, unit, j)
-                return result, out
-            out.update(rec.arrays)
-            result["problems"] += rec.problems
-            result["notes"] += [n for n in rec.notes if n not in result["notes"]]
+            calls = [(j, "")] if job["probe"] else [(j, ""), (j + AGAIN, " (second call on the same problem)")]
+            for jid, which in calls:
+                rec = Recorder(unit, jid, shapes.sizes_of(*sizes_[j]), layout)
+                try:
+                    if not fresh and not which:
+                        mod = call(import_student, "importing your file", path)
+                    fresh = False
+                    RUNNERS[unit](mod, data, rec)
+                except Stop:
+                    pass
+                except StudentRaised as err:
+                    err.where += which
+                    result["error"] = _error(err, path, unit, jid)
+                    return result, out
+                out.update(rec.arrays)
+                result["problems"] += rec.problems
+                result["notes"] += [n for n in rec.notes if n not in result["notes"]]
     return result, out
 
 

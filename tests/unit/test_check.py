@@ -154,7 +154,8 @@ def test_nan_is_reported_as_nan():
 
 
 def test_probes_localise_whole_sequence_code(tmp_path):
-    """dWhh-uses-h_t in a whole-sequence file: only dW_hh differs; one step alone already shows it."""
+    """dWhh-uses-h_t in a whole-sequence file: only dW_hh differs; one step alone already shows it, so it shows at the
+    first step the backward pass computes, t = T-1, as the step functions' check says (one story)."""
     src = (FILES / "torch_sequence.py").read_text().replace("dW_hh += d_pre.T @ h_prev", "dW_hh += d_pre.T @ h[t]")
     assert src != (FILES / "torch_sequence.py").read_text()
     path = tmp_path / "seq_dwhh_uses_ht.py"
@@ -162,7 +163,7 @@ def test_probes_localise_whole_sequence_code(tmp_path):
     u = check_file(path, [RNNConfig(seq_len=4)]).configs[0].units[0]
     prefixes = [p for p in u.probes if p.kind == "prefix"]
     assert [p.n for p in prefixes] == [1, 2, 3] and all(p.failing == ["dW_hh"] for p in prefixes)
-    assert u.first_divergence == {"quantity": "dW_hh", "t": 0}
+    assert u.first_divergence == {"quantity": "dW_hh", "t": 3}
     assert any("one step alone" in e.lower() for e in u.explanation)
     assert u.diagnosis["bug"] == "dWhh-uses-h_t"
 
