@@ -353,7 +353,7 @@ def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinea
 
 
 def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: dict[str, Trace],
-               probe_runs: Callable[[], list[tuple[str, int, Getter, Reference]]] | None = None,
+               probe_runs: Callable[[], list[tuple[str, int, Getter, Reference, list[dict]]]] | None = None,
                again: Getter | None = None, again_problems: list[dict] | None = None) -> UnitResult:
     """Compare one unit's outputs on one config; probe (probe_runs: made only when needed), match the zoo, look for a
     bookkeeping pattern and diagnose when it fails; `again` (the second call on the same problem) shows state kept
@@ -366,8 +366,8 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     probes: list[Probe] = []
     explanation: list[str] = []
     if bad is not None and probe_runs:
-        for kind, n, pget, pref in probe_runs():
-            prow = compare_rows(pget, [], pref, impl)
+        for kind, n, pget, pref, pprobs in probe_runs():
+            prow = compare_rows(pget, pprobs, pref, impl)
             probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
         explanation = probe_explanation(probes, T)
     if bad is not None and bad["t"] is None and bad["quantity"] == "dh0":
@@ -380,7 +380,8 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
                            f"{'s' if n > 1 else ''} to show, shows {n} step{'s' if n > 1 else ''} into the backward "
                            f"pass, which runs t = {T - 1} down to 0.")
     zoo_hit = zoo_matches(get, rows, zoo) if bad is not None else []
-    hint = bookkeeping_hint(get, rows, ref) if bad is not None and not zoo_hit else None
+    hint = bookkeeping_hint(get, rows, ref, shapes.layout_of(unit)) if bad is not None and not zoo_hit \
+        else None
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
@@ -433,10 +434,11 @@ def state_differences(first: Getter, second: Getter, T: int) -> list[str]:
 
 def state_text(unit: str, differs: list[str]) -> str:
     """The plain words for state kept between calls, naming what differs."""
-    how = ("a second, fresh instance of your class on the same problem" if unit == "class" else
-           "calling your functions a second time on the same problem")
+    how = ("A second, fresh instance of your class on the same problem" if unit == "class" else
+           "Called a second time on the same problem, your functions")
     shown = ", ".join(differs[:6]) + (f" and {len(differs) - 6} more" if len(differs) > 6 else "")
-    return (f"{STATE_TEXT[0].upper()}{STATE_TEXT[1:]}. With {how}, these differ from the first call's: {shown}. "
+    return (f"{STATE_TEXT[0].upper()}{STATE_TEXT[1:]}. {how} give{'s' if unit == 'class' else ''} other {shown} than "
+            f"the first call. "
             f"Start every backward pass from zero: make the gradient buffers and lists inside the function or in "
             f"__init__ (self.dx_list = []), never at module level or as class attributes.")
 
@@ -450,55 +452,51 @@ def _close(a: np.ndarray | None, b: np.ndarray) -> bool:
     return bool(np.max(np.abs(a - b), initial=0.0) <= 1e-9 * max(float(np.max(np.abs(b), initial=0.0)), 1e-300))
 
 
-def bookkeeping_hint(get: Getter, rows: list[dict], ref: Reference) -> dict | None:
-    """{"hint", "quantity", "t", "text"} when the first failing rows show a bookkeeping pattern (a skipped step, dx in
-    reverse time order, a transposed total, a batch mean, a sum over the wrong axis); None otherwise."""
+def bookkeeping_hint(get: Getter, rows: list[dict], ref: Reference, layout: str = "torch") -> dict | None:
+    """{"hint", "quantity", "t", "text"} when the first failing row shows a bookkeeping pattern (a skipped step, dx in
+    reverse time order, a transposed total, a batch mean, a sum over the wrong axis); None otherwise. The text quotes
+    the layout's own names and axes (shapes.FORMULAS)."""
     p = ref.problem
     T, B = p.x.shape[0], p.x.shape[1]
-    for r in rows:
-        if r["passed"]:
-            continue
-        q, t = r["quantity"], r["t"]
-        base = q.replace("_acc", "")
-        mine = get(q, t)
-        raw = get(q + RAW, t)
-        refv = ref.value(q, t)
-        at = "" if t is None else f" at t = {t}"
-        if q == "dx" and t is not None and mine is not None and not np.any(mine) and np.any(refv):
-            return {"hint": "skipped-step", "quantity": q, "t": t, "text":
-                    f"dx{at} is exactly zero while the reference's is not: did your loop skip t = {t}? The backward "
-                    f"loop must visit every step, t = T-1 down to 0 (for t in reversed(range(T))); range(T-1, 0, -1) "
-                    f"stops before t = 0 and range(T-2, -1, -1) starts after t = T-1."}
-        if q == "dx":
-            whole, refw = get("dx", None), ref.value("dx", None)
-            if T > 1 and _close(whole, refw[::-1]) and not _close(refw, refw[::-1]):
-                return {"hint": "dx-reversed", "quantity": q, "t": t, "text":
-                        "Your dx holds the right numbers in reverse time order: your dx[t] is the reference's "
-                        "dx[T-1-t]. The backward pass meets t = T-1 first, so insert each step's dx at the front "
-                        "(dx_list.insert(0, dx_t)) instead of appending it, or write it to dx[t], or reverse the "
-                        "list before stacking it."}
-        if base in ("dW_ih", "dW_hh"):
-            cand = mine if mine is not None else raw
-            if cand is not None and _close(cand, refv.T) and not _close(refv.T, refv):
-                return {"hint": "transposed", "quantity": q, "t": t, "text":
-                        f"Your {base}{at} equals the reference's transpose: the rows of {base} are the hidden units "
-                        f"j (torch.nn.RNN's weight is (H, {'I' if base == 'dW_ih' else 'H'})), so it is d_preᵀ @ "
-                        f"{'x_t' if base == 'dW_ih' else 'h_(t-1)'}, not "
-                        f"{'x_t' if base == 'dW_ih' else 'h_(t-1)'}ᵀ @ d_pre."}
-        if base in ("db_ih", "db_hh"):
-            cand = mine if mine is not None else raw
-            if B > 1 and mine is not None and _close(mine * B, refv):
-                return {"hint": "batch-mean", "quantity": q, "t": t, "text":
-                        f"Your {base}{at} equals the reference's divided by B = {B}: you took the mean over the batch. "
-                        f"The loss is a sum over the batch, so its gradient sums too: d_pre.sum(axis=0)."}
-            start = 0 if t is None else t
-            wrong = ref.unrolled.d_pre[start:].sum(axis=(0, 2))       # (B,): summed over H instead
-            if cand is not None and _close(cand.reshape(-1) if cand.size == B else cand, wrong):
-                return {"hint": "wrong-axis", "quantity": q, "t": t, "text":
-                        f"Your {base}{at} is summed over the wrong axis: it has one entry per batch row (B = {B}), "
-                        f"the sum over the hidden units. Sum d_pre over the batch, axis 0, which keeps H entries: "
-                        f"d_pre.sum(axis=0)."}
+    bad = first_failing(rows)
+    if bad is None:
         return None
+    q, t = bad["quantity"], bad["t"]
+    base = q.replace("_acc", "")
+    mine, raw, refv = get(q, t), get(q + RAW, t), ref.value(q, t)
+    at = "" if t is None else f" at t = {t}"
+    if q == "dx" and t is not None and mine is not None and not np.any(mine) and np.any(refv):
+        return {"hint": "skipped-step", "quantity": q, "t": t, "text":
+                f"dx{at} is exactly zero while the reference's is not: did your loop skip t = {t}? The backward loop "
+                f"must visit every step, t = T-1 down to 0 (for t in reversed(range(T))); range(T-1, 0, -1) stops "
+                f"before t = 0 and range(T-2, -1, -1) starts after t = T-1."}
+    if q == "dx":
+        whole, refw = get("dx", None), ref.value("dx", None)
+        if T > 1 and _close(whole, refw[::-1]) and not _close(refw, refw[::-1]):
+            return {"hint": "dx-reversed", "quantity": q, "t": t, "text":
+                    "Your dx holds the right numbers in reverse time order: your dx at t is the reference's at "
+                    "T-1-t. The backward pass meets t = T-1 first, so insert each step's dx at the front "
+                    "(dx_list.insert(0, dx_t)) instead of appending it, or write it to dx[t], or reverse the list "
+                    "before stacking it."}
+    if base not in shapes.FORMULAS[layout]:
+        return None
+    name, right, transposed = shapes.FORMULAS[layout][base]
+    yours = f"Your {name}{at}" + ("" if name == base else f" ({base} in torch.nn.RNN's layout)")
+    cand = mine if mine is not None else raw
+    if transposed and cand is not None and _close(cand, refv.T) and not _close(refv.T, refv):
+        return {"hint": "transposed", "quantity": q, "t": t, "text":
+                f"{yours} equals the reference's transpose: it is {right}, not {transposed}."}
+    if base.startswith("db"):
+        if B > 1 and mine is not None and _close(mine * B, refv):
+            return {"hint": "batch-mean", "quantity": q, "t": t, "text":
+                    f"{yours} equals the reference's divided by B = {B}: you took the mean over the batch. The loss "
+                    f"is a sum over the batch, so its gradient sums too: {right}."}
+        wrong = ref.unrolled.d_pre[0 if t is None else t:].sum(axis=(0, 2))      # (B,): summed over H instead
+        if cand is not None and cand.size == B and _close(cand.reshape(-1), wrong):
+            return {"hint": "wrong-axis", "quantity": q, "t": t, "text":
+                    f"{yours} is summed over the wrong axis: it has one entry per batch row (B = {B}), the sum over "
+                    f"the hidden units. Sum over the batch, {shapes.BATCH_AXIS[layout]}, which keeps H entries: "
+                    f"{right}."}
     return None
 
 
@@ -550,7 +548,8 @@ def _probe_runs(run: RunResult, unit: str, index: list, refs: dict) -> Callable[
         for jid, kind, n, pp in index:
             if jid not in refs:
                 refs[jid] = reference(pp)
-            out.append((kind, n, _getter(run, unit, jid), refs[jid]))
+            probs = [q for q in run.problems if q["unit"] == unit and q["job"] == jid]
+            out.append((kind, n, _getter(run, unit, jid), refs[jid], probs))
         return out
     return make
 

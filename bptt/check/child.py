@@ -79,9 +79,10 @@ class Recorder:
             return None
 
     def put(self, quantity: str, t: int | None, value: Any) -> None:
+        """Keep a copy: the student's code may hand back its own buffer and change it in a later call."""
         if value is not None:
             key = f"{self.unit}|{self.job}|{quantity}" + ("" if t is None else f"|{t}")
-            self.arrays[key] = value
+            self.arrays[key] = np.array(value, copy=True)
 
 
 RAW = "~raw"     # suffix of a quantity whose output had the wrong shape: its values as given, for the hints

@@ -94,6 +94,21 @@ EXPECT: dict[str, dict[str, Expect]] = {
 CS231N_AS = {"next_h": "h", "dprev_h": "dh_prev", "dWx": "dW_ih", "dWh": "dW_hh", "db": "db_ih"}
 COURSERA_AS = {"a_next": "h", "dxt": "dx", "da_prev": "dh_prev", "dWax": "dW_ih", "dWaa": "dW_hh", "dba": "db_ih"}
 
+# how each layout writes a weight or bias gradient: the hints quote the student's own names and axes
+# (layout -> torch name -> (the student's name, the right formula, the transposed one))
+FORMULAS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "torch": {"dW_ih": ("dW_ih", "d_pre.T @ x_t", "x_t.T @ d_pre"), "dW_hh": ("dW_hh", "d_pre.T @ h_prev",
+                                                                              "h_prev.T @ d_pre"),
+              "db_ih": ("db_ih", "d_pre.sum(axis=0)", ""), "db_hh": ("db_hh", "d_pre.sum(axis=0)", "")},
+    "cs231n": {"dW_ih": ("dWx", "x.T @ dtanh", "dtanh.T @ x"), "dW_hh": ("dWh", "prev_h.T @ dtanh", "dtanh.T @ prev_h"),
+               "db_ih": ("db", "dtanh.sum(axis=0)", ""), "db_hh": ("db", "dtanh.sum(axis=0)", "")},
+    "coursera": {"dW_ih": ("dWax", "np.dot(dtanh, xt.T)", "np.dot(xt, dtanh.T)"),
+                 "dW_hh": ("dWaa", "np.dot(dtanh, a_prev.T)", "np.dot(a_prev, dtanh.T)"),
+                 "db_ih": ("dba", "np.sum(dtanh, axis=1, keepdims=True)", ""),
+                 "db_hh": ("dba", "np.sum(dtanh, axis=1, keepdims=True)", "")},
+}
+BATCH_AXIS = {"torch": "axis 0", "cs231n": "axis 0", "coursera": "axis 1 (m)"}
+
 
 def sizes_of(T: int, B: int, I: int, H: int) -> dict[str, int]:
     """The size of each letter, in every layout's letters."""
