@@ -101,7 +101,7 @@ def arrays_section(cfg: RNNConfig) -> None:
 CODE_CSS = """<style>
 .st-key-{paste} textarea {{ font-family: "Source Code Pro", ui-monospace, SFMono-Regular, Menlo, Consolas,
   monospace; font-size: 0.85rem; }}
-.st-key-{py} [data-testid="stFileUploaderDropzoneInstructions"] small {{ display: none; }}
+.st-key-{py} [data-testid="stFileUploaderDropzoneInstructions"] {{ display: none; }}
 </style>"""
 
 
@@ -189,7 +189,7 @@ def show_result(key: tuple) -> None:
         return
     if report.units != ["arrays"]:
         st.markdown("Recognised: " + "; ".join(unit_title(u) for u in report.units))
-        h = headline(report)
+        h = headline(report, screen=True)
         if h["passed"]:
             st.success(f"**{h['title']}**", icon=":material/check_circle:")
         else:

@@ -77,10 +77,10 @@ def _sizes(cfg: Any) -> str:
     return f"I={cfg.input_size}, H={cfg.hidden_size}, T={cfg.seq_len}, B={cfg.batch_size}"
 
 
-def headline(r: CheckReport) -> dict:
+def headline(r: CheckReport, screen: bool = False) -> dict:
     """The one story of a check: {"passed", "title" (what and where), "text" (why and what to change), "bug", "unit",
     "config"}. It comes from the first failing unit of the first failing config; units come in recognition order, so
-    step functions lead when a file has them too."""
+    step functions lead when a file has them too. screen: t 1-based, as the app shows it."""
     ff = r.first_failing()
     if ff is None:
         tol = r.configs[0].units[0].rows[0]["tol"] if r.configs and r.configs[0].units[0].rows else 0
@@ -89,7 +89,10 @@ def headline(r: CheckReport) -> dict:
                                          f"{tol:g} relative)", "text": "", "bug": None, "unit": None, "config": None}
     c, u = ff
     second = " on the second call" if u.state is not None and all(row["passed"] for row in u.rows) else ""
-    where = _where(u.first_divergence) if u.first_divergence else "the outputs"
+    fd = u.first_divergence
+    where = _where(fd) if fd else "the outputs"
+    if screen and fd and fd["t"] is not None:
+        where = f"{fd['quantity']} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
     return {"passed": False, "title": f"MISMATCH: {where}{second}, in your {unit_title(u.unit)} (config "
                                       f"{r.configs.index(c) + 1}: {_sizes(c.config)})",
             "text": u.diagnosis["text"], "bug": u.diagnosis.get("bug"), "unit": u.unit, "config": c.config}
