@@ -115,13 +115,13 @@ def evidence(u: UnitResult) -> list[str]:
     good = [r.quantity for r in s.itertuples() if r.passed]
     letter = short(u.unit)
     if not bad and u.state is None:
-        return [f"{letter} everything agrees"]
+        return [f"{letter}: everything agrees"]
     if not bad:
-        lines = [f"{letter} the first call agrees everywhere; a second call on the same problem gives other "
+        lines = [f"{letter}: the first call agrees everywhere; a second call on the same problem gives other "
                  f"{', '.join(u.state['differs'][:6])}"]
     else:
-        first = "" if not u.first_divergence else f"first {_where(u.first_divergence)}; "
-        lines = [f"{letter} {first}differs: {', '.join(bad)}" + (f"; agrees: {', '.join(good)}" if good else "")]
+        first = "" if not u.first_divergence else f"first: {_where(u.first_divergence)}; "
+        lines = [f"{letter}: {first}differs: {', '.join(bad)}" + (f"; agrees: {', '.join(good)}" if good else "")]
         if u.state is not None:
             lines.append(f"  a second call on the same problem gives other {', '.join(u.state['differs'][:6])}")
     msgs = list(dict.fromkeys(row["message"] for row in u.rows if row["message"]))
