@@ -106,61 +106,6 @@ def _unpack(out: Any, n: int, fn: str, names: tuple[str, ...], rec: Recorder, t:
     return tuple(out)
 
 
-def run_torch_step(mod: Any, job: dict, rec: Recorder) -> None:
-    """(a): step forward on its own h, then backward from t = T-1 with dh_t = dh_out[t] + the student's carry."""
-    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
-    T = x.shape[0]
-    cs = rec.layout == "cs231n"
-    Wargs = (W["W_ih"].T.copy(), W["W_hh"].T.copy(), W["b_ih"] + W["b_hh"]) if cs else \
-        (W["W_ih"], W["W_hh"], W["b_ih"], W["b_hh"])
-    fwd_names = ("next_h", "cache") if cs else ("h_t", "cache")
-    h, caches = h0.copy(), []
-    for t in range(T):
-        out = call(mod.rnn_step_forward, f"rnn_step_forward at t = {t}", x[t].copy(), h.copy(),
-                   *(w.copy() for w in Wargs))
-        h_t, cache = _unpack(out, 2, "rnn_step_forward", fwd_names, rec, t)
-        h = rec.convert(h_t, fwd_names[0], "h", t, f" at t = {t}")
-        if h is None:
-            raise Stop
-        rec.put("h", t, h)
-        caches.append(cache)
-    names = shapes.RETURNS[(rec.layout, "step_backward")]
-    carry = None
-    acc: dict[str, Any] = {}
-    dxs = []
-    for t in range(T - 1, -1, -1):
-        dh_t = dh_out[t] + (0.0 if carry is None else carry)
-        out = call(mod.rnn_step_backward, f"rnn_step_backward at t = {t}", dh_t, caches[t])
-        vals = _unpack(out, len(names), "rnn_step_backward", names, rec, t)
-        at = f" at t = {t}"
-        if cs:
-            dx_t = rec.convert(vals[0], "dx", "dx", t, at, "dx_step")
-            carry = rec.convert(vals[1], "dprev_h", "dh_prev", t, at)
-            dWx, dWh, db = (rec.convert(v, n, shapes.CS231N_AS[n] + "_acc", t, at) for n, v in zip(names[2:], vals[2:]))
-            grads = {"dW_ih": None if dWx is None else dWx.T, "dW_hh": None if dWh is None else dWh.T,
-                     "db_ih": db, "db_hh": db}
-        else:
-            dx_t = rec.convert(vals[0], "dx_t", "dx", t, at)
-            carry = rec.convert(vals[1], "dh_prev", "dh_prev", t, at)
-            grads = {n: rec.convert(v, n, n + "_acc", t, at) for n, v in zip(names[2:], vals[2:])}
-        rec.put("dx", t, dx_t)
-        rec.put("dh_prev", t, carry)
-        for k, g in grads.items():
-            if g is None or (k in acc and acc[k] is None):
-                acc[k] = None
-            else:
-                acc[k] = g.copy() if k not in acc else acc[k] + g
-            rec.put(k + "_acc", t, acc[k])
-        dxs.append(dx_t)
-        if carry is None:
-            raise Stop
-    if all(d is not None for d in dxs):
-        rec.put("dx", None, np.stack(dxs[::-1]))
-    rec.put("dh0", None, carry)
-    for k, g in acc.items():
-        rec.put(k, None, g)
-
-
 def run_sequence(mod: Any, job: dict, rec: Recorder) -> None:
     """(b) or (c): rnn_forward on the whole sequence, then rnn_backward with the upstream gradient of every h_t."""
     x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
@@ -324,54 +269,6 @@ def _coursera_grads(vals: tuple, names: tuple[str, ...], rec: Recorder, suffix: 
     return out
 
 
-def run_coursera_step(mod: Any, job: dict, rec: Recorder) -> None:
-    """Coursera's rnn_cell_forward / rnn_cell_backward, column-major: a step forward on its own a, then backward
-    from t = T-1 with da_next = da[t] + the student's da_prev, as Coursera's rnn_backward does."""
-    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
-    T = x.shape[0]
-    params = _coursera_parameters(W)
-    a, caches = h0.T.copy(), []
-    fwd_names = shapes.RETURNS[("coursera", "step_forward")]
-    for t in range(T):
-        out = call(mod.rnn_cell_forward, f"rnn_cell_forward at t = {t}", x[t].T.copy(), a.copy(),
-                   {k: v.copy() for k, v in params.items()})
-        a_next, _, cache = _unpack(out, 3, "rnn_cell_forward", fwd_names, rec, t)
-        a = rec.convert(a_next, "a_next", "h", t, f" at t = {t}")
-        if a is None:
-            raise Stop
-        rec.put("h", t, a.T.copy())
-        caches.append(cache)
-    names = shapes.RETURNS[("coursera", "step_backward")]
-    carry = None
-    acc: dict[str, Any] = {}
-    dxs = []
-    for t in range(T - 1, -1, -1):
-        da_next = dh_out[t].T + (0.0 if carry is None else carry.T)
-        out = call(mod.rnn_cell_backward, f"rnn_cell_backward at t = {t}", da_next.copy(), caches[t])
-        vals = _from_dict(out, "rnn_cell_backward", names, rec, t)
-        at = f" at t = {t}"
-        dxt = rec.convert(vals[0], "dxt", "dx", t, at)
-        da_prev = rec.convert(vals[1], "da_prev", "dh_prev", t, at)
-        carry = None if da_prev is None else da_prev.T.copy()
-        dx_t = None if dxt is None else dxt.T.copy()
-        rec.put("dx", t, dx_t)
-        rec.put("dh_prev", t, carry)
-        for k, g in _coursera_grads(vals[2:], names[2:], rec, "_acc", t, at).items():
-            if g is None or (k in acc and acc[k] is None):
-                acc[k] = None
-            else:
-                acc[k] = g.copy() if k not in acc else acc[k] + g
-            rec.put(k + "_acc", t, acc[k])
-        dxs.append(dx_t)
-        if carry is None:
-            raise Stop
-    if all(d is not None for d in dxs):
-        rec.put("dx", None, np.stack(dxs[::-1]))
-    rec.put("dh0", None, carry)
-    for k, g in acc.items():
-        rec.put(k, None, g)
-
-
 def run_coursera_sequence(mod: Any, job: dict, rec: Recorder) -> None:
     """Coursera's rnn_forward(x, a0, parameters) -> (a, y_pred, caches) and rnn_backward(da, caches), column-major:
     x (n_x, m, T_x), a (n_a, m, T_x)."""
@@ -399,9 +296,100 @@ def run_coursera_sequence(mod: Any, job: dict, rec: Recorder) -> None:
         rec.put(k, None, None if g is None else np.ascontiguousarray(g))
 
 
-RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-sequence": run_sequence,
-           "cs231n-sequence": run_sequence, "class": run_class, "coursera-step": run_coursera_step,
-           "coursera-sequence": run_coursera_sequence}
+# one step forward and one step backward per layout, in the torch.nn.RNN layout on our side:
+# forward(mod, x_t (B, I), h (B, H), W, rec, t) -> (h_t (B, H) or None, cache);
+# backward(mod, dh_t (B, H), cache, rec, t) -> (dx_t (B, I), dh_prev (B, H), {torch gradient name: contribution})
+
+def _torch_step_forward(mod: Any, x_t: Any, h: Any, W: dict, rec: Recorder, t: int) -> tuple:
+    cs = rec.layout == "cs231n"
+    Wargs = (W["W_ih"].T, W["W_hh"].T, W["b_ih"] + W["b_hh"]) if cs else (W["W_ih"], W["W_hh"], W["b_ih"], W["b_hh"])
+    names = ("next_h", "cache") if cs else ("h_t", "cache")
+    out = call(mod.rnn_step_forward, f"rnn_step_forward at t = {t}", x_t.copy(), h.copy(), *(w.copy() for w in Wargs))
+    h_t, cache = _unpack(out, 2, "rnn_step_forward", names, rec, t)
+    return rec.convert(h_t, names[0], "h", t, f" at t = {t}"), cache
+
+
+def _torch_step_backward(mod: Any, dh_t: Any, cache: Any, rec: Recorder, t: int) -> tuple:
+    names = shapes.RETURNS[(rec.layout, "step_backward")]
+    out = call(mod.rnn_step_backward, f"rnn_step_backward at t = {t}", dh_t, cache)
+    vals = _unpack(out, len(names), "rnn_step_backward", names, rec, t)
+    at = f" at t = {t}"
+    if rec.layout == "cs231n":
+        dx_t = rec.convert(vals[0], "dx", "dx", t, at, "dx_step")
+        carry = rec.convert(vals[1], "dprev_h", "dh_prev", t, at)
+        dWx, dWh, db = (rec.convert(v, n, shapes.CS231N_AS[n] + "_acc", t, at) for n, v in zip(names[2:], vals[2:]))
+        return dx_t, carry, {"dW_ih": None if dWx is None else dWx.T, "dW_hh": None if dWh is None else dWh.T,
+                             "db_ih": db, "db_hh": db}
+    dx_t = rec.convert(vals[0], "dx_t", "dx", t, at)
+    carry = rec.convert(vals[1], "dh_prev", "dh_prev", t, at)
+    return dx_t, carry, {n: rec.convert(v, n, n + "_acc", t, at) for n, v in zip(names[2:], vals[2:])}
+
+
+def _coursera_step_forward(mod: Any, x_t: Any, h: Any, W: dict, rec: Recorder, t: int) -> tuple:
+    out = call(mod.rnn_cell_forward, f"rnn_cell_forward at t = {t}", x_t.T.copy(), h.T.copy(),
+               _coursera_parameters(W))
+    a_next, _, cache = _unpack(out, 3, "rnn_cell_forward", shapes.RETURNS[("coursera", "step_forward")], rec, t)
+    a = rec.convert(a_next, "a_next", "h", t, f" at t = {t}")
+    return (None if a is None else a.T.copy()), cache
+
+
+def _coursera_step_backward(mod: Any, dh_t: Any, cache: Any, rec: Recorder, t: int) -> tuple:
+    """da_next is the total gradient reaching a_next (upstream + carry), as Coursera's rnn_backward passes it."""
+    names = shapes.RETURNS[("coursera", "step_backward")]
+    out = call(mod.rnn_cell_backward, f"rnn_cell_backward at t = {t}", dh_t.T.copy(), cache)
+    vals = _from_dict(out, "rnn_cell_backward", names, rec, t)
+    at = f" at t = {t}"
+    dxt = rec.convert(vals[0], "dxt", "dx", t, at)
+    da_prev = rec.convert(vals[1], "da_prev", "dh_prev", t, at)
+    return (None if dxt is None else dxt.T.copy(), None if da_prev is None else da_prev.T.copy(),
+            _coursera_grads(vals[2:], names[2:], rec, "_acc", t, at))
+
+
+STEP_CALLS = {"torch": (_torch_step_forward, _torch_step_backward),
+              "cs231n": (_torch_step_forward, _torch_step_backward),
+              "coursera": (_coursera_step_forward, _coursera_step_backward)}
+
+
+def run_step(mod: Any, job: dict, rec: Recorder) -> None:
+    """Step functions of any layout (STEP_CALLS): step forward on its own h, then backward from t = T-1 with
+    dh_t = dh_out[t] + the student's carry, keeping the running sums of the weight gradients."""
+    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
+    forward, backward = STEP_CALLS[rec.layout]
+    T = x.shape[0]
+    h, caches = h0.copy(), []
+    for t in range(T):
+        h, cache = forward(mod, x[t], h, W, rec, t)
+        if h is None:
+            raise Stop
+        rec.put("h", t, h)
+        caches.append(cache)
+    carry = None
+    acc: dict[str, Any] = {}
+    dxs = []
+    for t in range(T - 1, -1, -1):
+        dh_t = dh_out[t] + (0.0 if carry is None else carry)
+        dx_t, carry, grads = backward(mod, dh_t, caches[t], rec, t)
+        rec.put("dx", t, dx_t)
+        rec.put("dh_prev", t, carry)
+        for k, g in grads.items():
+            if g is None or (k in acc and acc[k] is None):
+                acc[k] = None
+            else:
+                acc[k] = g.copy() if k not in acc else acc[k] + g
+            rec.put(k + "_acc", t, acc[k])
+        dxs.append(dx_t)
+        if carry is None:
+            raise Stop
+    if all(d is not None for d in dxs):
+        rec.put("dx", None, np.stack(dxs[::-1]))
+    rec.put("dh0", None, carry)
+    for k, g in acc.items():
+        rec.put(k, None, g)
+
+
+RUNNERS = {"torch-step": run_step, "cs231n-step": run_step, "coursera-step": run_step,
+           "torch-sequence": run_sequence, "cs231n-sequence": run_sequence, "coursera-sequence": run_coursera_sequence,
+           "class": run_class}
 AGAIN = "again"    # suffix of a job's id for the second call on the same problem (state kept between calls?)
 
 
