@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..bugs import ZOO
+from ..cells import BUGS as CELL_BUGS
 from ..compare import REL_TOL, agreement, rounding_floor
-from ..config import BUGS, RNNConfig
-from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace, run_engine
+from ..config import RNNConfig
+from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Totals, Trace, run_engine
 from ..problem import Problem, draw_problem
-from ..reference import TorchRNNResult, torch_rnn_reference, unrolled_reference
+from ..reference import torch_rnn_reference, unrolled_reference
 from . import shapes
 from .child import AGAIN, RAW
 from .runner import (
@@ -46,7 +47,7 @@ class Reference:
     floor's engine and replay (compare.FLOOR_FACTOR)."""
     problem: Problem
     unrolled: Trace
-    torch_rnn: TorchRNNResult
+    torch_rnn: Totals
     engine: Trace
     replay: Trace | None
 
@@ -63,7 +64,7 @@ def reference(p: Problem) -> Reference:
     """Run both autograd references and the engine (with its replay on autograd's forward values) on p."""
     unrolled = unrolled_reference(p)
     engine = run_engine(p)
-    replay = run_engine(p, (unrolled.a, unrolled.h)) if p.config.nonlinearity == "tanh" else None
+    replay = run_engine(p, {"a": unrolled.a, "h": unrolled.h}) if p.config.nonlinearity == "tanh" else None
     return Reference(p, unrolled, torch_rnn_reference(p), engine, replay)
 
 
@@ -150,8 +151,9 @@ def _zoo_note(bug: str) -> str:
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
-    """The engine on the same problem with each bug in the zoo (whatever bptt.config.BUGS holds now)."""
-    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in BUGS if b != "none"}
+    """The engine on the same problem with each bug in its cell's zoo (whatever bptt.cells holds now)."""
+    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in CELL_BUGS[p.config.cell]
+            if b != "none"}
 
 
 def zoo_matches(get: Getter, rows: list[dict], zoo: dict[str, Trace], tol: float = REL_TOL) -> list[str]:
@@ -178,8 +180,7 @@ def probe_problems(p: Problem) -> list[tuple[str, str, int, Problem]]:
     out = []
     for n in range(1, min(T - 1, MAX_PROBES) + 1):
         cfg = p.config.replace(seq_len=n)
-        out.append((f"prefix{n}", "prefix", n, Problem(cfg, p.x[:n], p.h0, p.dh_out[:n], p.W_ih, p.W_hh, p.b_ih,
-                                                       p.b_hh)))
+        out.append((f"prefix{n}", "prefix", n, dataclasses.replace(p, config=cfg, x=p.x[:n], dh_out=p.dh_out[:n])))
     steps = sorted({0, T - 1, *range(min(T, MAX_PROBES))}) if T > 1 else []
     for s in steps:
         dh = np.zeros_like(p.dh_out)

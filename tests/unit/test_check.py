@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptt.cells import BUGS as CELL_BUGS
 from bptt.check import checker
 from bptt.check.checker import CheckReport, check_file
-from bptt.config import BUGS, RNNConfig
+from bptt.config import RNNConfig
 from tests.unit.clitools import assert_usage_error, run_cli
 
 FILES = Path(__file__).parent / "check_files"
-# the bugs the engine helper adds to the zoo; their tests run once bptt.config.BUGS has them (git merge main)
-NEW_BUGS = ("overwrite-instead-of-accumulate", "drop-upstream", "tanh-applied-twice", "dh0-not-returned")
+BUGS = CELL_BUGS["rnn"]          # the vanilla RNN's bug zoo
 
 
 @cache
@@ -85,13 +85,7 @@ ZOO_CASES = [
 ]
 
 
-def _new_bug_mark(bug: str):
-    return pytest.mark.skipif(bug not in BUGS, reason=f"zoo bug {bug!r} is not in bptt.config.BUGS yet (the engine "
-                                                      f"helper adds it; merge main)")
-
-
-@pytest.mark.parametrize("name, bug, quantity, t_of", [
-    pytest.param(*case, marks=_new_bug_mark(case[1])) if case[1] in NEW_BUGS else case for case in ZOO_CASES])
+@pytest.mark.parametrize("name, bug, quantity, t_of", ZOO_CASES)
 def test_zoo_mistakes_are_located_and_named(name, bug, quantity, t_of):
     r = report(name)
     assert r.exit_code == 1 and not r.passed
@@ -112,7 +106,7 @@ def test_every_zoo_bug_is_planted_in_a_file():
 
 def test_zoo_match_comes_from_running_the_zoo(monkeypatch):
     """With the zoo emptied, the same mistake is still located but no bug is named (no guessing from names)."""
-    monkeypatch.setattr(checker, "BUGS", ("none",))
+    monkeypatch.setitem(checker.CELL_BUGS, "rnn", ("none",))
     r = check_file(FILES / "seq_forget_carry.py", [RNNConfig()])
     u = r.configs[0].units[0]
     assert u.first_divergence == {"quantity": "dx", "t": 1}
@@ -400,7 +394,7 @@ def test_bookkeeping_hints(name, hint, quantity, t_of, words):
 
 def test_without_a_pattern_the_maths_explains(monkeypatch):
     """The same carry mistake with the zoo emptied: no bookkeeping pattern holds, so the text is about the carry."""
-    monkeypatch.setattr(checker, "BUGS", ("none",))
+    monkeypatch.setitem(checker.CELL_BUGS, "rnn", ("none",))
     u = check_file(FILES / "exercise_class_carry_kept_unused.py", [RNNConfig()]).configs[0].units[0]
     assert u.diagnosis["hint"] is None and u.diagnosis["bug"] is None and "carry" in u.diagnosis["text"]
 
