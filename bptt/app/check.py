@@ -13,7 +13,7 @@ import streamlit as st
 
 from .. import figures
 from ..check import arrays as check_arrays
-from ..check.checker import CheckReport, UnitResult, check_file
+from ..check.checker import CheckReport, UnitResult, cell_refused, check_file
 from ..check.report import headline, summary_frame, unit_title
 from ..check.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 from ..config import RNNConfig
@@ -68,6 +68,11 @@ def cli_command(cfg: RNNConfig) -> str:
 
 def arrays_section(cfg: RNNConfig) -> None:
     """Download the problem, upload an NPZ of gradients, check it (no code runs on the server)."""
+    refused = cell_refused(cfg)
+    if refused:
+        st.info(f"This page checks the vanilla RNN for now: set the sidebar's cell to rnn ({refused}).",
+                icon=":material/info:")
+        return
     st.markdown("1. Download this page's problem: the inputs `x` (T, B, I), `h0` (B, H), the upstream gradient "
                 "`dh_out` (T, B, H), the weights `W_ih` (H, I), `W_hh` (H, H), `b_ih`, `b_hh` (H,), and "
                 "`config_json`.\n"
@@ -109,6 +114,8 @@ def code_section(cfg: RNNConfig) -> None:
     """Upload or paste a .py file and check it with the CLI's machinery, when this server may run code. The paste box
     sits in a form, so one click on "Check this code" sends what was typed; an uploaded file wins over pasted code,
     and the page says so before and after the check."""
+    if cell_refused(cfg):
+        return
     allowed, why = code_allowed()
     if not allowed:
         st.info(why, icon=":material/lock:")

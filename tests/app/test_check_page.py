@@ -215,3 +215,11 @@ def test_loopback_addresses():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
     assert not is_loopback(None) and not is_loopback("") and not is_loopback("0.0.0.0")
     assert not is_loopback("192.168.1.5")
+
+
+def test_a_gated_cell_in_the_sidebar_is_refused_with_a_message(monkeypatch):
+    monkeypatch.setenv(OPT_IN, "1")
+    at = app(CHECK, cell="lstm")
+    no_exception(at)
+    assert any("checks the vanilla RNN for now" in i.value for i in at.info)
+    assert not [u for u in at.file_uploader]

@@ -237,6 +237,7 @@ def test_cli_student_failure_is_exit_3(capsys):
     (["check", str(FILES / "torch_step.py"), "--truncate", "2"], "--truncate"),
     (["check", str(FILES / "torch_step.py"), "--timeout", "0"], "--timeout"),
     (["check", str(FILES / "torch_step.py"), "--hidden-size", "0"], "--hidden-size"),
+    (["check", str(FILES / "torch_step.py"), "--cell", "lstm"], "--cell lstm"),
 ])
 def test_cli_usage_errors_are_exit_2(capsys, argv, flag):
     assert_usage_error(*run_cli(capsys, *argv), flag)
