@@ -457,3 +457,15 @@ def test_default_report_is_short_and_verbose_has_the_tables(capsys, name):
     assert "max abs err" not in out and "--verbose" in out
     code, out, _ = run_cli(capsys, "check", str(FILES / name), "--verbose")
     assert code == 1 and "max abs err" in out and out.count("MISMATCH") == 1
+
+
+def test_a_file_slow_to_import_is_imported_once_per_config_not_per_probe(tmp_path):
+    """Each config's problem starts from a fresh import; the probes re-import only a file that imports quickly."""
+    counter = tmp_path / "imports.txt"
+    src = (f"import time\nopen({str(counter)!r}, 'a').write('x')\ntime.sleep(0.15)\n" +
+           (FILES / "torch_sequence.py").read_text())
+    path = tmp_path / "slow_import.py"
+    path.write_text(src)
+    r = check_file(path)
+    assert r.exit_code == 0
+    assert counter.read_text() == "xx"           # two configs; the probes reuse the module
