@@ -201,6 +201,7 @@ def _check_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN "
                                                    "or CS231n layout) or the worked exercise's class")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="also print every quantity's table, config by config")
     p.add_argument("--timeout", default=str(_check_runner.DEFAULT_TIMEOUT), metavar="S",
                    help=f"seconds your code may run in all (default {_check_runner.DEFAULT_TIMEOUT:g})")
     p.add_argument("--memory", default=str(_check_runner.DEFAULT_MEMORY_MB), metavar="MB",
@@ -232,7 +233,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if report.usage:
         raise UsageError(report.usage)
     print(json.dumps(_check_report.report_json(report), indent=2) if args.json
-          else _check_report.report_text(report))
+          else _check_report.report_text(report, verbose=args.verbose))
     return report.exit_code
 
 
