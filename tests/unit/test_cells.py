@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bptt.analysis import analyze
@@ -79,29 +79,12 @@ def check_engine_against_unrolled(cfg: RNNConfig, close) -> None:
             np.testing.assert_array_equal(v, eng.values[q], err_msg=q)
 
 
-PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@PROPERTY
-@given(cfg=configs("lstm"))
-@example(cfg=RNNConfig(cell="lstm", input_size=1, hidden_size=1, seq_len=1, batch_size=1)).via("every size 1")
-@example(cfg=RNNConfig(cell="lstm", hh_scale=10.0, seq_len=5, truncate=2)).via("saturated, truncated")
-def test_lstm_engine_equals_the_unrolled_reference_step_by_step(cfg: RNNConfig, close) -> None:
-    check_engine_against_unrolled(cfg, close)
-
-
-@PROPERTY
-@given(cfg=configs("gru"))
-@example(cfg=RNNConfig(cell="gru", input_size=1, hidden_size=1, seq_len=1, batch_size=1)).via("every size 1")
-@example(cfg=RNNConfig(cell="gru", hh_scale=10.0, seq_len=5, truncate=2)).via("saturated, truncated")
-def test_gru_engine_equals_the_unrolled_reference_step_by_step(cfg: RNNConfig, close) -> None:
-    check_engine_against_unrolled(cfg, close)
-
-
-@PROPERTY
-@given(cfg=configs("rnn"))
-def test_rnn_engine_equals_the_unrolled_reference_through_the_cell_api(cfg: RNNConfig, close) -> None:
-    check_engine_against_unrolled(cfg, close)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_engine_equals_the_unrolled_reference_step_by_step(cell: str, data: st.DataObject, close) -> None:
+    # (the size-1 edge case and a saturated, truncated config of every cell: EDGES below, through analyze)
+    check_engine_against_unrolled(data.draw(configs(cell), label="cfg"), close)
 
 
 # the exercise's defaults, the size-1 edge case, a saturated and a truncated one: every row of the comparison passes
