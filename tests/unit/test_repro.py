@@ -3,10 +3,12 @@ bptt/cells/), it runs for every cell and every bug, and its last line and exit c
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -45,11 +47,28 @@ def _run_script(tmp_path: Path, cfg: RNNConfig) -> subprocess.CompletedProcess:
 # ----------------------------------------------------------------------------------------------------------------------
 # every bug's script runs, and says PASS / FAIL with the exit code to match
 #
-# Each script is a fresh Python importing torch (~2 s): the RNN's at the defaults and at all-different sizes, the
-# gated cells' at the all-different sizes; they run two at a time, once per session.
+# The RNN's at the defaults and at all-different sizes, the gated cells' at the all-different sizes. A fresh Python
+# spends ~2 s importing torch, so the scripts run as __main__ one after another in two Python processes (each
+# script seeds numpy and torch itself and defines everything it uses); test_standalone_scripts runs one script of
+# each cell in a process of its own.
 
 SCRIPT_CONFIGS = [*(c.replace(bug=b) for b in RNN_BUGS for c in (DEFAULTS, ALL_DIFFERENT)),
                   *(ALL_DIFFERENT.replace(cell=cell, bug=b) for cell in ("lstm", "gru") for b in CELL_BUGS[cell])]
+
+# runs each script given on the command line as __main__, and prints [{stdout, stderr, returncode}] as JSON
+_RUNNER = """
+import contextlib, io, json, runpy, sys
+out = []
+for path in sys.argv[1:]:
+    so, se, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out.append({"stdout": so.getvalue(), "stderr": se.getvalue(), "returncode": code})
+print(json.dumps(out))
+"""
 
 
 def _key(cfg: RNNConfig) -> str:
@@ -57,12 +76,34 @@ def _key(cfg: RNNConfig) -> str:
     return f"{cfg.cell}-{cfg.bug}-{sizes}"
 
 
+def _run_scripts(tmp: Path, cfgs: list[RNNConfig]) -> list[SimpleNamespace]:
+    paths = []
+    for cfg in cfgs:
+        path = tmp / f"repro_{_key(cfg)}.py"
+        path.write_text(repro_script(cfg, filename=path.name))
+        paths.append(str(path))
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, *paths], capture_output=True, text=True, timeout=600,
+                          cwd=tmp)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return [SimpleNamespace(**r) for r in json.loads(proc.stdout)]
+
+
 @pytest.fixture(scope="module")
-def script_runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+def script_runs(tmp_path_factory) -> dict[str, SimpleNamespace]:
     tmp = tmp_path_factory.mktemp("scripts")
+    halves = [SCRIPT_CONFIGS[0::2], SCRIPT_CONFIGS[1::2]]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        procs = list(pool.map(lambda c: _run_script(tmp, c), SCRIPT_CONFIGS))
-    return {_key(c): p for c, p in zip(SCRIPT_CONFIGS, procs)}
+        runs = list(pool.map(lambda cfgs: _run_scripts(tmp, cfgs), halves))
+    return {_key(c): r for half, rs in zip(halves, runs) for c, r in zip(half, rs)}
+
+
+@pytest.mark.parametrize("cfg", [ALL_DIFFERENT.replace(cell="lstm", bug="gate-order-ifog"),
+                                 ALL_DIFFERENT.replace(cell="gru")], ids=_key)
+def test_standalone_scripts(tmp_path, script_runs, cfg: RNNConfig) -> None:
+    # a script in a fresh process says exactly what it says among the others
+    proc = _run_script(tmp_path, cfg)
+    assert proc.stderr == ""
+    assert (proc.returncode, proc.stdout) == (script_runs[_key(cfg)].returncode, script_runs[_key(cfg)].stdout)
 
 
 @pytest.mark.parametrize("cfg", SCRIPT_CONFIGS, ids=_key)
