@@ -133,9 +133,7 @@ def write_export(an: Analysis, path: str | Path) -> Path:
     return path
 
 
-_IMPORTS = ("from __future__ import annotations\n\nimport sys\nfrom types import SimpleNamespace\n\n"
-            "import numpy as np\n"
-            "import torch\n")
+_IMPORTS = "from __future__ import annotations\n\nimport sys\n{}\nimport numpy as np\nimport torch\n"
 _MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP, {}))\n'
 
 
@@ -176,7 +174,8 @@ def repro_script(config: RNNConfig, filename: str = "this_file.py") -> str:
     ])
     classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
     chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is correct else f"the mistake {step.name}")
-    parts = [_script_docstring(config, filename) + _IMPORTS, constants, *classes, chosen,
+    namespace = "from types import SimpleNamespace\n" if config.cell != "rnn" else ""   # numpy_gated's
+    parts = [_script_docstring(config, filename) + _IMPORTS.format(namespace), constants, *classes, chosen,
              *(inspect.getsource(fn) for fn in body(config.cell)), _MAIN.format(NUMPY_SIDE[config.cell])]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
 

@@ -140,15 +140,12 @@ def test_npz_has_every_documented_key_with_its_shape(small):
         assert z[key].shape == shape, key
         assert z[key].dtype == np.float64, key
     assert RNNConfig.from_dict(json.loads(str(z["config_json"]))) == SMALL
-    np.testing.assert_allclose(z["dW_ih"], z["dW_ih_acc"][0], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(z["dW_ih"], z["dW_ih_acc"][0])
     # X_acc[t] is the sum of the contributions of steps t..T-1
     np.testing.assert_allclose(z["dW_hh_acc"][1], small.engine.dW_hh_step[1:].sum(0), rtol=1e-12)
     np.testing.assert_allclose(z["ref_dW_hh_acc"], z["dW_hh_acc"], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="bptt/cells/base.py gradients() now sums the rank-(T·B) product in one batch: "
-                   "the exported full gradients differ from the running sums at t = 0 (and from the RNN's previous "
-                   "export) in the last bit; issue 14 says the RNN's numbers and exports are unchanged")
 def test_npz_full_gradients_are_the_running_sums_at_t0_bit_for_bit(small):
     z = np.load(io.BytesIO(npz_bytes(small)), allow_pickle=False)
     for w in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
@@ -279,7 +276,7 @@ def test_export_of_a_gated_cell_has_every_documented_key(capsys, tmp_path, cell,
     an = gated[cell]
     np.testing.assert_array_equal(z["d_gates"], an.engine.d_gates)
     np.testing.assert_array_equal(z["dW_hh_acc"], an.engine.dW_hh_acc)
-    np.testing.assert_allclose(z["dW_ih"], z["dW_ih_acc"][0], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(z["dW_ih"], z["dW_ih_acc"][0])
     np.testing.assert_allclose(z["torch_dW_hh"], z["dW_hh"], rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(z["ref_d_gates"], z["d_gates"], rtol=1e-10, atol=1e-13)
     if cell == "gru":                                    # db_hh != db_ih in the n block (d_hn, not d_n)

@@ -131,13 +131,7 @@ def test_the_script_prints_numpy_and_pytorch_side_by_side(tmp_path) -> None:
     assert "dW_ih (NumPy)" in proc.stdout and "dW_ih (PyTorch)" in proc.stdout
 
 
-UNUSED_IMPORT = pytest.mark.xfail(strict=True, reason="bptt/export.py _IMPORTS always imports types.SimpleNamespace, "
-                                                      "which only the gated cells' numpy_gated uses: F401 in the "
-                                                      "RNN's script")
-
-
-@pytest.mark.parametrize("cell,bug", [pytest.param(c, b, marks=UNUSED_IMPORT) if c == "rnn" else (c, b)
-                                      for c, b in CELL_AND_BUG])
+@pytest.mark.parametrize("cell,bug", CELL_AND_BUG)
 def test_the_script_is_lint_clean(tmp_path, cell: str, bug: str) -> None:
     # pyflakes' checks: every name the assembled functions use is defined in the script, and nothing is left unused
     path = tmp_path / "repro.py"
@@ -186,9 +180,8 @@ def test_the_scripts_numbers_are_the_packages(cfg: RNNConfig) -> None:
     step = repro.STEPS["rnn"] if cfg.bug == "none" else ZOO[cfg.bug]
     mine = repro.numpy_rnn(p, values, step)
     eng = run_plain(problem)                       # the script runs the engine's plain form (fast form: test_engine)
-    # the script's gradients are the running sums at t = 0, in the engine's order (the Trace's full gradients are
-    # one batched product since issue 14: equal to the last bits, see test_cli_export's strict xfail)
-    expected = {"h": eng.h, "dx": eng.dx, "dh0": eng.dh0, **{w: v[0] for w, v in eng.running_sums(0, 1).items()}}
+    # the script's gradients are the running sums at t = 0, in the engine's order: the Trace's full gradients
+    expected = {"h": eng.h, "dx": eng.dx, "dh0": eng.dh0, **eng.gradients}
     for q in repro.WHOLE:
         np.testing.assert_array_equal(mine[q], expected[q], err_msg=q)
     ref = repro.torch_reference(p, values)
