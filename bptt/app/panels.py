@@ -73,8 +73,9 @@ def verdict(analysis: Analysis) -> str:
 # charts
 
 def chart(fig, key: str):
-    """A Plotly chart without the mode bar."""
-    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
+    """A Plotly chart without the mode bar, drawn with its own colours (theme=None: Streamlit's chart theme would
+    replace the figure's colour scales)."""
+    return st.plotly_chart(fig, width="stretch", key=key, theme=None, config={"displayModeBar": False})
 
 
 # ----------------------------------------------------------------------------------------------------------------------

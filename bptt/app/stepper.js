@@ -98,12 +98,18 @@ class View {
     this.root = null;
     this._onResize = () => this.layout();
     window.addEventListener("resize", this._onResize);
+    // the keys work from page load wherever focus is (the body too, e.g. after a button was disabled under it),
+    // except in a text field or another control that uses them itself
+    this._onKey = (e) => this.key(e);
+    document.addEventListener("keydown", this._onKey);
   }
 
   destroy() {
     this.stop(false);
     clearTimeout(this.settle);
     window.removeEventListener("resize", this._onResize);
+    document.removeEventListener("keydown", this._onKey);
+    if (this.resizer) this.resizer.disconnect();
   }
 
   // -- steps and time ------------------------------------------------------------------------------------------------
@@ -306,7 +312,6 @@ class View {
     play.onclick = () => (this.playing ? this.stop() : this.play());
     speed.onchange = () => { this.speed = Number(speed.value); if (this.playing) this.schedule(); };
     slider.oninput = () => this.go(this.kOf(Number(slider.value) - 1));
-    root.addEventListener("keydown", (e) => this.key(e));
     root.addEventListener("keyup", (e) => {                       // Space plays: it must not also click a button
       if ((e.key === " " || e.code === "Space") && e.target && e.target.tagName === "BUTTON") e.preventDefault();
     });
@@ -315,7 +320,8 @@ class View {
     const caption = el("div", { class: "bptt-caption" });
     const loading = el("div", { class: "bptt-loading", "data-testid": "bptt-loading", role: "status" });
     loading.hidden = true;
-    root.append(head, controls, caption, loading, this.buildStrip(), el("div", { class: "bptt-eq" }));
+    this.stripBox = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
+    root.append(head, controls, caption, loading, this.stripBox, el("div", { class: "bptt-eq" }));
 
     // the heatmaps: a row per group, the weight gradients behind tabs
     this.groups = [];
@@ -355,6 +361,12 @@ class View {
     this.tip.hidden = true;
     root.append(this.tip);
     this.parent.append(root);
+    this.buildStrip(this.stripBox.clientWidth || Math.max(360, ((this.parent.host || this.parent).clientWidth || 900) - 16));
+    if (this.resizer) this.resizer.disconnect();
+    if (window.ResizeObserver) {                                // in a frame of its own: no ResizeObserver loop
+      this.resizer = new ResizeObserver(() => requestAnimationFrame(() => this.layout()));
+      this.resizer.observe(this.stripBox);
+    }
     this.layout();
   }
 
@@ -389,12 +401,14 @@ class View {
     return panel;
   }
 
-  buildStrip() {
-    // the unrolled network in page pixels: nodes keep a legible size at any T (the strip scrolls if it must)
+  buildStrip(width) {
+    // the unrolled network in page pixels, fitted to the strip's width: nodes keep a legible size at any T (past
+    // about 100 steps the strip scrolls, and keeps the current step in view: scrollStrip)
     const { T, norms, cuts } = this.h.strip;
-    const box = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
-    const host = this.parent.host || this.parent;
-    const avail = Math.max(360, (host.clientWidth || 900) - 16);
+    const box = this.stripBox;
+    box.replaceChildren();
+    this.stripWidth = width;
+    const avail = Math.max(240, width - 4);
     const unit = Math.min(90, Math.max(9, avail / (T + 1)));
     const r = Math.max(3, Math.min(17, unit * 0.3)), labels = unit >= 30;
     const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10);
@@ -453,12 +467,29 @@ class View {
       }
     }
     box.append(s);
-    return box;
+    this.stripUnit = unit;
+  }
+
+  scrollStrip() {
+    // keep the current node inside the strip's visible part (centred when it has left it)
+    const box = this.stripBox;
+    if (!box || !this.k || box.scrollWidth <= box.clientWidth + 1) return;
+    const x = (this.tOf(this.k) + 1.5) * this.stripUnit, margin = Math.min(3 * this.stripUnit, box.clientWidth / 4);
+    if (x - margin < box.scrollLeft || x + margin > box.scrollLeft + box.clientWidth) {
+      box.scrollLeft = Math.max(0, x - box.clientWidth / 2);
+    }
   }
 
   layout() {
-    // heatmap display sizes: cells as square as the width allows, within a sensible height
+    // the strip, built for the width it has (a first layout may come before the page has its final width); heatmap
+    // display sizes: cells as square as the width allows, within a sensible height
     if (!this.groups) return;
+    const width = this.stripBox.clientWidth;
+    if (width && Math.abs(width - (this.stripWidth || 0)) > 4) {
+      this.buildStrip(width);
+      if (this.k) this.markStrip(this.tOf(this.k) + 1);
+    }
+    this.scrollStrip();
     for (const { panels } of this.groups) {
       for (const pn of panels) {
         const w = pn.canvas.clientWidth || pn.canvas.parentElement.clientWidth || 200;
@@ -484,10 +515,7 @@ class View {
     this.root.querySelector(".bptt-eq").innerHTML = st.eq.map((e) => `<div>${e}</div>`).join("");
     this.ui.slider.value = String(t);
     this.controls();
-    // the strip
-    this.stripNodes.h.forEach((g, i) => g.classList.toggle("cur", i === t));
-    this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
-    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i === t - 1));
+    this.markStrip(t);
     // the heatmaps
     const at = st.at;                                            // where each panel's values of this step start
     for (const grp of this.groups) {
@@ -513,6 +541,15 @@ class View {
         tb.setAttribute("aria-selected", String(tb.dataset.weight === this.weight));
       }
     }
+  }
+
+  markStrip(t) {
+    // highlight 1-based step t on the strip, and keep it in view
+    if (!this.stripNodes) return;
+    this.stripNodes.h.forEach((g, i) => g.classList.toggle("cur", i === t));
+    this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
+    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i === t - 1));
+    this.scrollStrip();
   }
 
   localRange(panels, at) {
@@ -601,17 +638,36 @@ class View {
   }
 
   key(e) {
-    const tag = (e.target && e.target.tagName) || "";
-    if (tag === "SELECT" || (tag === "INPUT" && e.target.type === "range")) return;
-    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+    if (!this.root || !this.root.isConnected || !this.h || e.defaultPrevented) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const arrow = e.key === "ArrowLeft" || e.key === "ArrowRight", space = e.key === " " || e.code === "Space";
+    if (!arrow && !space) return;
+    const target = (e.composedPath && e.composedPath()[0]) || e.target;     // inside the shadow root, not its host
+    if (this.root.contains(target)) {                           // the viewer's own select and slider keep their keys
+      const tag = target.tagName;
+      if (tag === "SELECT" || (tag === "INPUT" && target.type === "range" && arrow)) return;
+    } else if (ownsKeys(target, space)) return;
+    if (arrow) {
       const dt = e.key === "ArrowLeft" ? -1 : 1;                 // position means time: ← is t − 1
       this.go(this.kOf(this.tOf(this.k) + dt));
-      e.preventDefault();
-    } else if (e.key === " " || e.code === "Space") {
-      if (this.playing) this.stop(); else this.play();
-      e.preventDefault();
-    }
+    } else if (this.playing) this.stop(); else this.play();
+    e.preventDefault();
   }
+}
+
+// elements outside the viewer that use ← → or Space themselves: text fields, selects, sliders, radios, and (for
+// Space) a button or link, which Space presses
+const OWN_ROLES = new Set(["slider", "textbox", "combobox", "listbox", "spinbutton", "searchbox", "menu", "menuitem",
+                           "option", "radio", "radiogroup", "tab", "tablist"]);
+function ownsKeys(node, space) {
+  for (let n = node; n && n.nodeType === 1; n = n.parentElement || (n.getRootNode() && n.getRootNode().host)) {
+    const tag = n.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || n.isContentEditable) return true;
+    if (tag === "INPUT") return n.type !== "checkbox" || space;
+    if (OWN_ROLES.has(n.getAttribute("role") || "")) return true;
+    if (space && (tag === "BUTTON" || tag === "A" || tag === "SUMMARY" || n.getAttribute("role") === "button")) return true;
+  }
+  return false;
 }
 
 export default function (component) {

@@ -94,3 +94,52 @@ def test_large_triplets_print_no_cell_values():
     fig = figures.triplet_figure(z, z, "dW_hh", 1.0, "HH")
     assert all(tr.text is None for tr in fig.data[:3])
     _json(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every chart draws with its own colours (Streamlit's chart theme would replace the colour scales)
+
+def test_every_plotly_chart_call_passes_theme_none():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for path in [*root.glob("bptt/**/*.py"), *root.glob("app_pages/*.py"), root / "streamlit_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plotly_chart":
+                theme = [k.value for k in node.keywords if k.arg == "theme"]
+                calls.append((f"{path.relative_to(root)}:{node.lineno}",
+                              len(theme) == 1 and isinstance(theme[0], ast.Constant) and theme[0].value is None))
+    assert calls, "no st.plotly_chart call found"
+    assert [where for where, ok in calls if not ok] == []
+
+
+def test_every_chart_of_every_page_is_drawn_with_theme_none():
+    from apptools import app, no_exception
+
+    from bptt.app.navigation import SCRIPTS
+
+    at = app(None, seq_len="6")
+    seen = 0
+    for page in [None, *SCRIPTS.values()]:
+        if page:
+            at.switch_page(page)
+            at.run()
+        no_exception(at)
+        for el in at.get("plotly_chart"):
+            assert el.proto.theme == "", (page, el.proto.id)
+            seen += 1
+    assert seen >= 5                                             # the Gradient flow page alone draws several
+
+
+def test_no_pages_directory_beside_the_entry_script():
+    """A pages/ directory beside streamlit_app.py switches on Streamlit's automatic page discovery until the script has
+    run once: the first deep link after a server start then showed "streamlit app" and no icons in the menu."""
+    from pathlib import Path
+
+    from bptt.app.navigation import SCRIPTS
+
+    root = Path(__file__).resolve().parents[2]
+    assert not (root / "pages").exists()
+    assert all((root / s).is_file() and not s.startswith("pages/") for s in SCRIPTS.values())
