@@ -248,6 +248,28 @@ def test_reset_resets_the_config_and_the_step():
     assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
 
 
+def test_verification_page_lists_failing_steps_1_based_or_the_whole_sequence():
+    at = app(VERIFICATION, bug="forget-carry", seq_len="4")
+    no_exception(at)
+    s = at.dataframe[0].value
+    assert "failing_steps" not in s.columns
+    bad = RNNConfig(bug="forget-carry", seq_len=4)
+    from bptt.analysis import analyze
+    tab = analyze(bad).table
+    for row in s.itertuples():
+        if row.verdict == "pass":
+            assert row.failing == ""
+            continue
+        if row.reference == "torch.nn.RNN":
+            assert (row.failing, row.rows) == ("whole sequence", "whole")
+            continue
+        rows = tab[(tab["quantity"] == row.quantity) & (tab["implementation"] == row.implementation) &
+                   (tab["reference"] == row.reference)]
+        failing = sorted(int(t) + 1 for t in rows.loc[~rows["passed"], "t"])
+        assert row.failing == f"{len(failing)} of 4: t = {', '.join(map(str, failing))}", row
+        assert 0 not in failing and row.rows == "4"
+
+
 def test_bug_banner_names_the_first_divergence():
     at = app(BACKWARD, bug="forget-carry", seq_len="4")
     no_exception(at)

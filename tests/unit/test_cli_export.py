@@ -52,6 +52,25 @@ def test_verify_with_a_bug_exits_1_and_names_the_first_divergence(capsys, bug):
     assert data["first_divergence"] is not None
 
 
+def test_verify_counts_failing_rows_the_same_way_for_steps_and_whole_sequences(capsys):
+    code, out, _ = run_cli(capsys, "verify", "--bug", "forget-carry", "--seq-len", "4")
+    an = analyze(RNNConfig(bug="forget-carry", seq_len=4))
+    tab = an.table
+    assert code == 1 and "(0 of" not in out
+    lines = {tuple(line.split()[:3]): line for line in out.splitlines()}
+    # a final gradient is one whole-sequence row: failing, it is "FAIL (1 of 1)", and its steps column says so
+    dw = next(v for k, v in lines.items() if k[0] == "dW_hh" and "torch.nn.RNN" in v and v.startswith("dW_hh "))
+    assert "whole" in dw.split() and dw.endswith("FAIL (1 of 1)")
+    # a per-step row: the number of failing steps of the table, of T
+    rows = tab[(tab["quantity"] == "dh_total") & (tab["reference"] == "unrolled autograd")]
+    line = next(v for v in out.splitlines() if v.startswith("dh_total "))
+    assert line.endswith(f"FAIL ({int((~rows['passed']).sum())} of {len(rows)})") and len(rows) == 4
+    data = json.loads(run_cli(capsys, "verify", "--json", "--bug", "forget-carry", "--seq-len", "4")[1])
+    for q in data["quantities"]:
+        assert (q["failing_steps"] == 0) if q["passed"] else (1 <= q["failing_steps"] <= q["rows"])
+        assert q["whole"] == (q["rows"] == 1 and q["reference"] == "torch.nn.RNN")
+
+
 @pytest.mark.parametrize("argv,cfg", [([], RNNConfig()), (["--bug", "forget-carry"], RNNConfig(bug="forget-carry"))])
 def test_verify_values_prints_both_sides_side_by_side_to_6_decimals(capsys, argv, cfg):
     code, out, _ = run_cli(capsys, "verify", "--values", *argv)
