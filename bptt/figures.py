@@ -287,11 +287,13 @@ def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bo
 
 
 def _integer_x_ticks(fig: go.Figure) -> go.Figure:
-    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5."""
-    highs = [np.nanmax(np.asarray(tr.x, dtype=float)) for tr in fig.data
-             if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
-    if highs:
-        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(max(highs) / 12))))
+    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5, and the range is the
+    data's (half a step beyond each end), so an axis that counts t from 1 shows no 0 tick."""
+    xs = [np.asarray(tr.x, dtype=float) for tr in fig.data
+          if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
+    if xs:
+        lo, hi = min(np.nanmin(x) for x in xs), max(np.nanmax(x) for x in xs)
+        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(hi / 12))), range=[lo - 0.5, hi + 0.5])
     return fig
 
 

@@ -137,7 +137,18 @@ def config_from_url(params: Any) -> tuple[RNNConfig, int | None, list[str]]:
     if step is not None and step > cfg.seq_len:
         notes.append(f"URL parameter `step` must be in 1..{cfg.seq_len} (seq_len), got {step}; using {cfg.seq_len}.")
         step = cfg.seq_len
-    return cfg, step, notes
+    long = sorted({v for k in params for v in params.get_all(k) if len(v) > URL_ECHO}, key=len, reverse=True)
+    return cfg, step, [_cut_echoes(n, long) for n in notes]
+
+
+URL_ECHO = 40    # a URL value longer than this is echoed in a warning as its first URL_ECHO characters and "…"
+
+
+def _cut_echoes(note: str, values: list[str]) -> str:
+    """note with every long URL value in it cut to its first URL_ECHO characters (a 5,000-digit value is not shown)."""
+    for v in values:
+        note = note.replace(v, f"{v[:URL_ECHO]}… ({len(v):,} characters)")
+    return note
 
 
 def url_params(cfg: RNNConfig, step: int) -> dict[str, str]:

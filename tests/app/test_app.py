@@ -194,6 +194,15 @@ def test_bad_url_values_warn_and_fall_back(params, name):
     assert payload(at)[0]["T"] == cfg.seq_len
 
 
+@pytest.mark.parametrize("name", ["seq_len", "seed", "step"])
+def test_a_huge_url_value_is_cut_in_the_warning(name):
+    at = app(None, **{name: "9" * 5000})
+    no_exception(at)
+    text = warnings_text(at)
+    assert name in text and "9" * 40 + "…" in text and "9" * 41 not in text, text[:300]
+    assert len(text) < 400
+
+
 def test_good_url_values_are_kept_and_written_back():
     at = app(None, seed="7", nonlinearity="relu", upstream="last", hh_scale="0.5", truncate="2", seq_len="5",
              step="4")

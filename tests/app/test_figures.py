@@ -143,3 +143,19 @@ def test_no_pages_directory_beside_the_entry_script():
     root = Path(__file__).resolve().parents[2]
     assert not (root / "pages").exists()
     assert all((root / s).is_file() and not s.startswith("pages/") for s in SCRIPTS.values())
+
+
+def test_time_axes_counting_from_1_show_no_0_tick():
+    rng = np.random.default_rng(1)
+    T, H = 9, 4
+    figs = [figures.grad_norm_figure(rng.random(T) + 0.1, rng.random((T, 2)) + 0.1),
+            figures.sweep_figure([0.5, 1.0, 2.0], rng.random((3, T)) + 0.1, 1.0),
+            figures.saturation_figure(rng.random((T, H)), rng.random(T), "tanh"),
+            figures.spectrum_figure(rng.random(H) + 0.5, 1.2)]
+    for fig in figs:
+        axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
+        for ax in axes:
+            lo, hi = ax.range
+            assert 0 < lo < 1 and hi > H, (lo, hi)
+            first = ax.tick0 + np.ceil((lo - ax.tick0) / ax.dtick) * ax.dtick       # the first tick drawn
+            assert first >= 1
