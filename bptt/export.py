@@ -56,7 +56,9 @@ CSV_AXES: dict[str, tuple[str, ...]] = {
     "dW_ih_acc": ("t", "j", "i"), "dW_hh_acc": ("t", "j", "k"), "db_ih_acc": ("t", "j"), "db_hh_acc": ("t", "j"),
     "dW_ih": ("j", "i"), "dW_hh": ("j", "k"), "db_ih": ("j",), "db_hh": ("j",),
 }
-CSV_COLUMNS = ["quantity", "t", "b", "i", "j", "k", "numpy", "torch", "reference"]
+# one meaning per column: numpy is the engine's value, reference_value its autograd reference's, reference_name which
+# reference that is ("unrolled autograd" or "torch.nn.RNN")
+CSV_COLUMNS = ["quantity", "t", "b", "i", "j", "k", "numpy", "reference_value", "reference_name"]
 
 
 def trace_frame(an: Analysis) -> pd.DataFrame:
@@ -78,8 +80,8 @@ def trace_frame(an: Analysis) -> pd.DataFrame:
         for ax in ("t", "b", "i", "j", "k"):
             f[ax] = pd.array(idx[axes.index(ax)] if ax in axes else [pd.NA] * len(f), dtype="Int64")
         f["numpy"] = mine.reshape(-1)
-        f["torch"] = ref.reshape(-1)
-        f["reference"] = ref_name
+        f["reference_value"] = ref.reshape(-1)
+        f["reference_name"] = ref_name
         frames.append(f)
     return pd.concat(frames, ignore_index=True)[CSV_COLUMNS]
 

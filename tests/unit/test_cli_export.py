@@ -174,7 +174,15 @@ def test_csv_is_tidy_and_matches_the_npz(small):
     np.testing.assert_array_equal(got, arrays["dW_hh_acc"])      # %.17g round-trips float64 exactly
     dx = df[df["quantity"] == "dx"]
     assert dx["b"].notna().all() and dx["i"].notna().all() and dx["j"].isna().all()
-    np.testing.assert_allclose(dx["numpy"], dx["torch"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dx["numpy"], dx["reference_value"], rtol=1e-10, atol=1e-13)
+    # one meaning per column: the reference's value is a number, its name a label, and each is the NPZ's
+    assert set(dx["reference_name"]) == {"unrolled autograd"} and set(df["reference_name"]) == {"unrolled autograd",
+                                                                                               "torch.nn.RNN"}
+    dw = df[df["quantity"] == "dW_hh"]
+    assert set(dw["reference_name"]) == {"torch.nn.RNN"}
+    np.testing.assert_array_equal(dw["reference_value"].to_numpy().reshape(arrays["torch_dW_hh"].shape),
+                                  arrays["torch_dW_hh"])
+    assert df["reference_value"].dtype.kind == "f"
 
 
 @pytest.mark.parametrize("argv,cfg", [
