@@ -63,6 +63,7 @@ class Panel:
     axes: str                                       # AXES key
     series: Callable[[int, int], np.ndarray]        # (lo, hi) -> (hi - lo, rows, cols) float64 values
     zmax: float = 1.0
+    hover: str = ""                                 # the quantity as the page names it, for the hover (else quantity)
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,10 @@ def d_pre_label(nonlinearity: str) -> str:
 def _triplet(name: str, label: str, impl: np.ndarray, ref: np.ndarray, axes: str, ref_quantity: str,
              ref_title: str = "PyTorch autograd") -> tuple[Panel, ...]:
     z = colour_range(impl, ref)
-    return (Panel(name, f"NumPy engine · {label}", "signed", axes, _rows(impl), z),
-            Panel(ref_quantity, f"{ref_title} · {label}", "signed", axes, _rows(ref), z),
-            Panel(f"log10_diff_{name}", "log10 |NumPy − PyTorch|", "diff", axes, _diff(impl, ref)))
+    return (Panel(name, f"NumPy engine · {label}", "signed", axes, _rows(impl), z, f"NumPy {label}"),
+            Panel(ref_quantity, f"{ref_title} · {label}", "signed", axes, _rows(ref), z, f"PyTorch {label}"),
+            Panel(f"log10_diff_{name}", "log10 |NumPy − PyTorch|", "diff", axes, _diff(impl, ref),
+                  hover=f"log10 |NumPy − PyTorch| of {label}"))
 
 
 def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
@@ -111,14 +113,14 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         return (
             Group("inputs", "The inputs of this step and what it computes (NumPy engine)", (
                 Panel("x", "x_t  (B × I)", "signed", "BI", _rows(p.x), colour_range(p.x)),
-                Panel("h_prev", "h_(t−1)  (B × H)", "signed", "BH", hprev, hz),
+                Panel("h_prev", "h_(t−1)  (B × H)", "signed", "BH", hprev, hz, "h_(t−1)"),
                 Panel("a", "a_t  (pre-activation)", "signed", "BH", _rows(e.a), colour_range(e.a, u.a)),
                 Panel("h", "h_t  (B × H)", "signed", "BH", _rows(e.h), hz))),
             Group("h_cmp", "The NumPy engine beside torch.nn.RNN", (
-                Panel("h", "NumPy engine · h_t", "signed", "BH", _rows(e.h), hz),
-                Panel("torch_h", "torch.nn.RNN · h_t", "signed", "BH", _rows(analysis.torch_rnn.h), hz),
+                Panel("h", "NumPy engine · h_t", "signed", "BH", _rows(e.h), hz, "NumPy h"),
+                Panel("torch_h", "torch.nn.RNN · h_t", "signed", "BH", _rows(analysis.torch_rnn.h), hz, "PyTorch h"),
                 Panel("log10_diff_h", "log10 |NumPy − torch.nn.RNN|", "diff", "BH",
-                      _diff(e.h, analysis.torch_rnn.h)))),
+                      _diff(e.h, analysis.torch_rnn.h), hover="log10 |NumPy − PyTorch| of h"))),
         )
     if page != "backward":
         raise ValueError(f"page must be one of {', '.join(PAGES)}, got {page!r}")
@@ -133,7 +135,7 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
         step, acc, ref = getattr(e, f"{w}_step"), getattr(e, f"{w}_acc"), getattr(u, f"{w}_acc")
         panels = (Panel(f"{w}_step", f"this step's contribution to {w}", "signed", axes, _rows(step),
-                        colour_range(step)),
+                        colour_range(step), f"this step's contribution to {w}"),
                   *_triplet(f"{w}_acc", f"{w} so far", acc, ref, axes, f"ref_{w}_acc"))
         out.append(Group(w, "Accumulated weight gradients", panels, tab=w))
     return tuple(out)
@@ -303,6 +305,36 @@ def _twins(gs: tuple[Group, ...]) -> list[int | None]:
     return out
 
 
+def _step_max(series: Callable[[int, int], np.ndarray], T: int, every: int = 8) -> np.ndarray:
+    """(T,) the largest finite |value| of a panel at each step (0 where there is none), a few steps at a time."""
+    out = np.zeros(T)
+    for a in range(0, T, every):
+        v = np.abs(series(a, min(T, a + every)).reshape(min(T, a + every) - a, -1))
+        out[a:a + len(v)] = np.where(np.isfinite(v), v, 0.0).max(axis=1, initial=0.0)
+    return out
+
+
+def growing_ranges(gs: tuple[Group, ...], T: int, backward: bool = True) -> dict[int, np.ndarray]:
+    """panel index -> (T,) zmax at each step for the panels whose range grows with the steps taken: a weight tab's
+    contribution and running sums (NumPy and PyTorch) share, at step t, the largest finite |value| any of them had at
+    the steps taken so far in this pass (t = T … t going backwards). So the first step's sum shows its structure, the
+    sum visibly grows as steps are added, and a contribution and a sum that hold the same numbers look the same."""
+    out: dict[int, np.ndarray] = {}
+    k = 0
+    for g in gs:
+        idx = list(range(k, k + len(g.panels)))
+        k += len(g.panels)
+        if not g.tab:
+            continue
+        signed = [(i, pn) for i, pn in zip(idx, g.panels) if pn.kind == "signed"]
+        m = np.max([_step_max(pn.series, T) for _, pn in signed], axis=0)            # (T,)
+        z = np.maximum.accumulate(m[::-1])[::-1] if backward else np.maximum.accumulate(m)
+        z = np.where(z > 0, z, 1.0)
+        for i, _ in signed:
+            out[i] = z
+    return out
+
+
 def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -> bytes:
     """The viewer's data for steps lo <= t < hi (0-based) of `page`, opening at page step `start` (1..T)."""
     cfg = analysis.config
@@ -332,15 +364,19 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -
         for pn in g.panels:
             r, c = series[k].shape[1:]
             ylab, xlab = AXES[pn.axes]
-            metas.append({"quantity": pn.quantity, "title": pn.title, "kind": pn.kind, "rows": r, "cols": c,
+            metas.append({"quantity": pn.quantity, "hover": pn.hover or pn.quantity, "title": pn.title,
+                          "kind": pn.kind, "rows": r, "cols": c,
                           "index": k, "rowname": ylab, "colname": xlab,
                           "zmin": DIFF_RANGE[0] if pn.kind == "diff" else -pn.zmax,
                           "zmax": DIFF_RANGE[1] if pn.kind == "diff" else pn.zmax})
             k += 1
         meta_groups.append({"id": g.id, "section": g.section, "tab": g.tab, "panels": metas})
     steps = [step_texts(analysis, page, t) for t in range(lo, hi)]
-    for st, at in zip(steps, at_steps):
+    ranges = growing_ranges(gs, T, backward=page == "backward")
+    for i, (st, at) in enumerate(zip(steps, at_steps)):
         st["at"] = at
+        if ranges:
+            st["z"] = {str(p): float(z[lo + i]) for p, z in ranges.items()}   # panel index -> this step's zmax
     header = {
         "version": 2, "page": page, "id": f"{page}:{cfg.to_json()}", "config": cfg.to_dict(), "T": T, "lo": lo,
         "hi": hi, "start": start, "budget": BUDGET, "floats": int(values.size),

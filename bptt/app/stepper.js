@@ -339,8 +339,9 @@ class View {
         const box = el("input", { type: "checkbox", "data-testid": "bptt-local-range" });
         box.checked = this.local;
         box.onchange = () => { this.local = box.checked; this.draw(); };
-        const lab = el("label", { class: "bptt-local", title: "Off: one range over all steps, so you see the sum " +
-                                  "grow as steps are added. On: the range of this step only, to see its pattern." },
+        const lab = el("label", { class: "bptt-local", title: "Off: the contribution and the sums share one range, " +
+                                  "the largest value met so far in this pass, so a colour compares across them and " +
+                                  "you see the sum grow. On: the range of this step only, to see its pattern." },
                        box, el("span", { text: " colour range of this step only" }));
         root.append(el("div", { class: "bptt-tabbar" }, tabs, lab));
         this.weight = this.weight && h.weights.includes(this.weight) ? this.weight : "dW_hh";
@@ -352,8 +353,10 @@ class View {
                      row);
       if (g.panels.length >= 4) row.classList.add("n4");
       const panels = g.panels.map((p, i) => this.buildPanel(g, p, i, row));
-      if (g.tab) box.append(el("div", { class: "bptt-hint", text: "Click a cell of the NumPy engine's running sum " +
-                                        "to check it with a finite difference below." }));
+      if (g.tab) box.append(el("div", { class: "bptt-hint", text: "Colours: this step's contribution and the sums " +
+                                        "share one range, the largest value met so far in this pass (it grows as " +
+                                        "steps are added). Click a cell of the NumPy engine's running sum to check " +
+                                        "it with a finite difference below." }));
       root.append(box);
       this.groups.push({ g, box, label, badge, panels });
     }
@@ -384,14 +387,15 @@ class View {
     const xlab = el("div", { class: "bptt-xlab", text: `${p.colname}  0 … ${p.cols - 1}` });
     const heat = el("div", { class: "bptt-heatrow" }, el("div", { class: "bptt-canvaswrap" }, canvas), barBox);
     const plot = el("div", { class: "bptt-plot" }, ylab, el("div", { class: "bptt-canvasbox" }, heat, xlab));
+    const rangeText = el("div", { class: "bptt-range", "data-testid": "bptt-range" });
     const fig = el("figure", { class: `bptt-panel bptt-${p.kind}`, "data-quantity": p.quantity, "data-rows": p.rows,
-                               "data-cols": p.cols, "data-kind": p.kind }, title, plot);
+                               "data-cols": p.cols, "data-kind": p.kind }, title, plot, rangeText);
     if (p.kind === "diff") barBox.append(el("div", { class: "bptt-bartitle", text: "log10 |diff|" }));
     row.append(fig);
     const ctx2 = canvas.getContext("2d");
     const image = ctx2.createImageData(p.cols, p.rows);
     const panel = { p, g, fig, canvas, ctx: ctx2, image, u32: new Uint32Array(image.data.buffer), ticks: [hi, mid, lo],
-                    title, range: null };
+                    title, range: null, rangeText };
     canvas.addEventListener("mousemove", (e) => this.hover(panel, e));
     canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; });
     if (g.tab && p.quantity === `${g.tab}_acc`) {
@@ -572,7 +576,9 @@ class View {
     const { p, u32 } = pn;
     const v = this.values, n = p.rows * p.cols;
     let zmin = p.zmin, zmax = p.zmax;
+    const grown = this.step().z && this.step().z[p.index];       // a range that grows with the steps taken
     if (local && local.has(pn)) { zmax = local.get(pn); zmin = -zmax; }
+    else if (grown) { zmax = grown; zmin = -zmax; }
     const table = this.lut[p.kind === "diff" ? "diff" : "signed"];
     const scale = 255 / (zmax - zmin || 1);
     for (let i = 0; i < n; i++) {
@@ -588,6 +594,8 @@ class View {
       const [hi, mid, lo] = pn.ticks;
       if (p.kind === "diff") { hi.textContent = String(zmax); mid.textContent = String((zmax + zmin) / 2); lo.textContent = String(zmin); }
       else { hi.textContent = short(zmax); mid.textContent = "0"; lo.textContent = short(zmin); }
+      pn.rangeText.textContent = p.kind === "diff" ? `colour range 10^${zmin} … 10^${zmax}` : `colour range ±${short(zmax)}`;
+      pn.rangeText.dataset.zmax = String(zmax);
     }
   }
 
@@ -616,7 +624,7 @@ class View {
     const x = this.values[st.at[p.index] + c.row * p.cols + c.col];
     const rn = (p.rowname || "").split(" ").pop(), cn = (p.colname || "").split(" ").pop();
     const idx = p.rows > 1 ? `${rn} = ${c.row}, ${cn} = ${c.col}` : `${cn} = ${c.col}`;
-    const what = p.kind === "diff" ? `${p.quantity.replace("log10_diff_", "log10 |diff| of ")}` : p.quantity;
+    const what = p.hover || p.quantity;                         // as the page names it ("PyTorch dh_total")
     this.tip.textContent = `t = ${st.t} · ${what}[${idx}] = ${fmt(x)}`;
     this.tip.dataset.row = String(c.row);
     this.tip.dataset.col = String(c.col);

@@ -176,7 +176,9 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
     info.value.save_as(path)
     t = T - 2                                                     # backward step 2 is 0-based t = T - 2
     with np.load(path, allow_pickle=False) as z:
-        for quantity, b, j in (("dh_total", 1, 4), ("ref_dh_total", 0, 2), ("dx", 1, 2)):
+        for quantity, name, b, j in (("dh_total", "NumPy dh_total", 1, 4), ("ref_dh_total", "PyTorch dh_total", 0, 2),
+                                     ("dx", "NumPy dx", 1, 2), ("log10_diff_d_pre", "log10 |NumPy − PyTorch| of d_tanh",
+                                                                0, 1)):
             canvas = v.root.locator(f"[data-quantity={quantity}] canvas.bptt-heat")
             canvas.scroll_into_view_if_needed()
             box = canvas.bounding_box()
@@ -186,8 +188,13 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
             wait_until(lambda tip=tip, q=quantity: tip.is_visible() and tip.get_attribute("data-quantity") == q, 10,
                        what=f"the tooltip of {quantity}")
             text = tip.inner_text()
-            assert text.startswith(f"t = {t + 1} · {quantity}[b = {b}, ")
+            assert text.startswith(f"t = {t + 1} · {name}[b = {b}, ") and "ref_" not in text   # as the page names it
             shown = float(text.rsplit("=", 1)[1].replace("−", "-"))
+            if quantity.startswith("log10_diff_"):
+                q = quantity[len("log10_diff_"):]
+                diff = max(abs(float(z[q][t][b, j]) - float(z["ref_" + q][t][b, j])), 1e-18)
+                assert shown == pytest.approx(np.log10(diff), abs=1e-5), (text, diff)
+                continue
             want = z[quantity][t][b, j]
             assert shown == pytest.approx(want, rel=1e-6), (text, want)     # at least 6 significant digits
             assert len(re.sub(r"[^0-9]", "", text.rsplit("=", 1)[1].split("e")[0]).lstrip("0")) >= 6
