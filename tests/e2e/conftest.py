@@ -43,8 +43,8 @@ def new_page(browser, server, request):
     """A factory of pages, each in its own browser context, with the run counter installed; closed after the test."""
     contexts = []
 
-    def make(path: str = ""):
-        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    def make(path: str = "", width: int | None = None):
+        ctx = browser.new_context(viewport=dict(VIEWPORT, width=width) if width else VIEWPORT, accept_downloads=True)
         ctx.set_default_timeout(30_000)
         ctx.add_init_script(RUN_COUNTER_JS)
         contexts.append(ctx)

@@ -43,8 +43,8 @@ def open_viewer(new_page):
     """Open a page with the viewer at a query string; every page opened is checked for errors at teardown."""
     opened = []
 
-    def make(path: str = "Backward_pass", query: str = "", timeout: float = 90):
-        page = new_page(path + (f"?{query}" if query else ""))
+    def make(path: str = "Backward_pass", query: str = "", timeout: float = 90, width: int | None = None):
+        page = new_page(path + (f"?{query}" if query else ""), width=width)
         console = page.console
         opened.append((page, console))
         key = "stepper_backward" if path.startswith("Backward") else "stepper_forward"
@@ -124,6 +124,81 @@ def test_buttons_slider_and_keys_step_in_the_browser(open_viewer):
     v.wait_step(3)
     assert v.drawn()[1].startswith("t = 3 ")
     assert v.control("next").is_enabled() and v.click("last")[0] == 5 and v.control("next").is_disabled()
+
+
+def test_keys_work_from_page_load_and_after_a_button_is_disabled_under_the_focus(open_viewer):
+    v = open_viewer(query="seq_len=4&hidden_size=3&batch_size=2")
+    v.page.keyboard.press("ArrowLeft")                           # nothing clicked or focused: ← is t − 1
+    v.wait_step(2)
+    v.control("last").click()                                    # "last" is disabled at the end: focus falls away
+    v.wait_step(4)
+    assert v.control("last").is_disabled()
+    v.page.keyboard.press("ArrowRight")
+    v.wait_step(3)
+    v.page.keyboard.press("ArrowLeft")
+    v.wait_step(4)
+    v.page.keyboard.press("ArrowRight")
+    v.wait_step(3)
+    v.page.keyboard.press("Space")                               # Space plays (from t = 2 on to the end)
+    wait_until(lambda: "pause" in v.control("play").inner_text() or v.step == 4, 10, what="Space to start play")
+    v.wait_step(4, timeout=15)
+    # a text field keeps its keys: typing in the sidebar's seed moves nothing
+    seed = v.page.locator(".st-key-w_seed input")
+    seed.click()
+    v.page.keyboard.press("ArrowLeft")
+    v.page.keyboard.press("ArrowRight")
+    v.page.wait_for_timeout(300)
+    assert v.step == 4
+
+
+# the current node of the strip and the strip's visible box, in page pixels
+STRIP_JS = """([key, rootJs]) => {
+  const root = eval(rootJs)(key), strip = root.querySelector('[data-testid=bptt-strip]');
+  const cur = strip.querySelector('.node.h.cur'), a = strip.getBoundingClientRect(), b = cur.getBoundingClientRect();
+  return {strip: [a.left, a.right], node: [b.left, b.right], t: Number(cur.dataset.t),
+          scroll: strip.scrollWidth > strip.clientWidth + 1};
+}"""
+
+
+@pytest.mark.parametrize("T, width", [(200, 1400), (12, 800)])
+def test_the_strip_always_shows_the_current_step(open_viewer, T, width):
+    v = open_viewer(query=f"seq_len={T}&hidden_size=2&input_size=2&batch_size=1", width=width)
+    ts = [T, T // 2, 3 * T // 4, 2, 1, T] if T > 20 else [T, 6, 1, T - 1]
+    for t in ts:
+        if t != T:
+            v.root.locator("[data-testid=bptt-step-slider]").fill(str(t))
+            v.wait_step(T - t + 1)
+        s = v.page.evaluate(STRIP_JS, [v.key, VIEWER_ROOT_JS])
+        assert s["t"] == t
+        assert s["strip"][0] - 0.5 <= s["node"][0] and s["node"][1] <= s["strip"][1] + 0.5, (t, s)
+    if T > 20:
+        assert s["scroll"]                                       # 200 steps do not fit: the strip scrolls to them
+    else:
+        assert not s["scroll"]                                   # 12 steps fit 800 px: no scrolling needed
+
+
+def test_browser_back_undoes_a_sidebar_change_and_a_step_is_no_history_entry(open_viewer):
+    v = open_viewer(query="seq_len=5&hidden_size=3&batch_size=2")
+    shape = lambda: (v.root.locator("[data-quantity=dh_total]").get_attribute("data-rows"),  # noqa: E731
+                     v.root.locator("[data-quantity=dh_total]").get_attribute("data-cols"))
+    v.click("next")
+    v.click("next")                                              # steps: no history entries
+    wait_until(lambda: "step=3" in v.page.url, 10, what="the URL to follow the step")
+    v.page.wait_for_timeout(900)                                 # settled: Python knows step 3
+    wait_for_app(v.page)
+    hidden = v.page.locator(".st-key-w_hidden_size input")
+    hidden.fill("6")
+    hidden.press("Enter")
+    wait_until(lambda: shape() == ("2", "6") and "hidden_size=6" in v.page.url, 60, what="the new config")
+    wait_for_app(v.page)
+    v.page.go_back()
+    wait_until(lambda: shape() == ("2", "3"), 60, what="Back to draw hidden_size = 3 again")
+    wait_for_app(v.page)
+    v.page.wait_for_timeout(800)
+    assert "hidden_size=3" in v.page.url and "hidden_size=6" not in v.page.url   # the app did not rewrite it
+    assert hidden.input_value() == "3" and v.step == 3                           # the sidebar and the step too
+    v.page.go_forward()
+    wait_until(lambda: shape() == ("2", "6") and "hidden_size=6" in v.page.url, 60, what="Forward to hidden_size 6")
 
 
 def test_the_server_hears_the_step_when_the_user_settles(open_viewer):
