@@ -89,6 +89,15 @@ def _on_fd_weight(cfg: RNNConfig) -> None:
             st.session_state.get(FD_I, 0))
 
 
+def fd_table(name: str, rows: list[tuple[str, float, str]]) -> str:
+    """The spot check's values as a Markdown table: every digit shown (monospace, one under the other, so they compare
+    digit by digit at any width), with each value's relative difference from the finite difference."""
+    body = "\n".join(f"| {label} | `{v:#.12g}` | {rel} |" for label, v, rel in rows)
+    return (f"| {name} | value | rel. diff from the finite difference |\n|---|--:|--:|\n{body}\n\n"
+            "The central difference is (L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true "
+            "gradient.")
+
+
 def fd_spot_check(analysis: Analysis, t: int) -> None:
     """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
     cfg = analysis.config
@@ -120,17 +129,13 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
         index = (j,)
     r = get_fd(cfg, weight, index)
     name = f"{choice}[{', '.join(map(str, index))}]"
-    diff = lambda v: f"rel. diff {fmt_err(r.rel_err(v))}"  # noqa: E731
-    m = st.columns(4 if cfg.truncate else 3)
-    m[0].metric(f"central difference, ε = {FD_EPS:g}", f"{r.estimate:.10g}",
-                help="(L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true gradient")
-    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", diff(r.engine), delta_color="off",
-                delta_arrow="off")
-    m[2].metric("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), f"{r.torch_rnn:.10g}",
-                diff(r.torch_rnn), delta_color="off", delta_arrow="off")
+    rows = [(f"central difference, ε = {FD_EPS:g}", r.estimate, ""),
+            ("NumPy engine (full gradient)", r.engine, fmt_err(r.rel_err(r.engine))),
+            ("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), r.torch_rnn,
+             fmt_err(r.rel_err(r.torch_rnn)))]
     if cfg.truncate:
-        m[3].metric("torch.nn.RNN, full BPTT", f"{r.torch_full:.10g}", diff(r.torch_full), delta_color="off",
-                    delta_arrow="off")
+        rows.append(("torch.nn.RNN, full BPTT", r.torch_full, fmt_err(r.rel_err(r.torch_full))))
+    st.markdown(fd_table(name, rows))
     notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
     if t != 0:
         notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "

@@ -488,6 +488,7 @@ class View {
     // the strip, built for the width it has (a first layout may come before the page has its final width); heatmap
     // display sizes: cells as square as the width allows, within a sensible height
     if (!this.groups) return;
+    this.root.classList.toggle("narrow", this.root.clientWidth > 0 && this.root.clientWidth < 640);   // ~800 px window
     const width = this.stripBox.clientWidth;
     if (width && Math.abs(width - (this.stripWidth || 0)) > 4) {
       this.buildStrip(width);

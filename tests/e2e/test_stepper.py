@@ -164,8 +164,8 @@ STRIP_JS = """([key, rootJs]) => {
 def test_the_strip_always_shows_the_current_step(open_viewer, T, width):
     v = open_viewer(query=f"seq_len={T}&hidden_size=2&input_size=2&batch_size=1", width=width)
     ts = [T, T // 2, 3 * T // 4, 2, 1, T] if T > 20 else [T, 6, 1, T - 1]
-    for t in ts:
-        if t != T:
+    for i, t in enumerate(ts):
+        if i:
             v.root.locator("[data-testid=bptt-step-slider]").fill(str(t))
             v.wait_step(T - t + 1)
         s = v.page.evaluate(STRIP_JS, [v.key, VIEWER_ROOT_JS])
