@@ -16,7 +16,8 @@ SEQUENTIAL = "Viridis"        # for log10 |diff|
 DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
 TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page
-FONT = dict(size=12)
+FONT = dict(size=12, family='"Source Sans Pro", "Source Sans 3", sans-serif')   # the app's font (figures draw with
+# theme=None, so that Streamlit's chart theme cannot replace their colour scales)
 
 # axis titles by the kind of matrix: rows, columns
 AXES = {
@@ -58,9 +59,9 @@ def _layout(title: str, rows: int, cols: int, axes: str) -> dict:
         title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"),
         height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT, plot_bgcolor="#f3f3f3",
         xaxis=dict(title=dict(text=xlab, standoff=2, font=dict(size=11)), side="bottom", showgrid=False,
-                   zeroline=False, dtick=1 if cols <= 16 else None),
+                   zeroline=False, dtick=1 if cols <= 16 else None, automargin=True),
         yaxis=dict(title=dict(text=ylab, standoff=2, font=dict(size=11)), autorange="reversed", showgrid=False,
-                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1),
+                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1, automargin=True),
     )
 
 
@@ -280,8 +281,8 @@ def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bo
     fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"), height=height,
                       margin=dict(l=10, r=10, t=40, b=10), font=FONT, plot_bgcolor="white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=10)))
-    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False)
-    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False,
+    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True)
+    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True,
                      type="log" if log_y else "linear", exponentformat="power")
     return _integer_x_ticks(fig)
 
@@ -360,13 +361,13 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
                                                                 len=0.7, y=0.37),
                              hovertemplate=f"f′(a_t) = {name}, unit j = %{{y}}, t = %{{x}}: %{{z:.4f}}<extra></extra>",
                              xgap=1 if T <= 60 else 0, ygap=1 if H <= 60 else 0), row=2, col=1)
-    fig.update_layout(title=dict(text=f"Saturation: f′(a_t) = {name}, mean over the batch (dark = the gradient is "
-                                      "blocked)", font=dict(size=13), x=0.0, xanchor="left"),
+    fig.update_layout(title=dict(text=f"f′(a_t) = {name}, mean over the batch (dark = blocked)", font=dict(size=13),
+                                 x=0.0, xanchor="left"),
                       height=int(min(620, max(340, 160 + 12 * H))), margin=dict(l=10, r=10, t=40, b=10), font=FONT,
                       plot_bgcolor="white")
-    fig.update_yaxes(title_text="% saturated", range=[0, 100], row=1, col=1)
-    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", row=2, col=1)
-    fig.update_xaxes(title_text="t (1-based)", row=2, col=1)
+    fig.update_yaxes(title_text="% saturated", range=[0, 100], automargin=True, row=1, col=1)
+    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", automargin=True, row=2, col=1)
+    fig.update_xaxes(title_text="t (1-based)", automargin=True, row=2, col=1)
     return _integer_x_ticks(fig)
 
 
