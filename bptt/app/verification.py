@@ -58,6 +58,8 @@ def summary_table(analysis: Analysis) -> None:
     s["failing"] = failing_text(analysis.table, s)
     s["rows"] = [("whole" if w else str(n)) for w, n in zip(s["whole"], s["rows"])]
     s = s.drop(columns=["passed", "failing_steps", "whole"])
+    first = ["verdict", "quantity", "failing", "implementation", "reference"]     # what failed, where, first
+    s = s[first + [c for c in s.columns if c not in first]]
     st.dataframe(s, width="stretch", hide_index=True, height=38 + 35 * len(s), column_config=_columns(s))
 
 
