@@ -156,6 +156,7 @@ class View {
     if (this.pending === null || target !== null) this.loadingBox(false);
     if (target !== null) {                                       // a step to draw now; otherwise keep what is drawn
       this.pending = null;
+      this.playWait = false;
       this.go(target, { report: !restart });
       if (this.playing) this.schedule();
     } else {
@@ -261,6 +262,8 @@ class View {
 
   stop(report = true) {
     this.playing = false;
+    this.playNote(false);
+    if (this.playWait) { this.pending = null; this.playWait = false; }   // paused while play waited: stay here
     clearTimeout(this.timer);
     if (this.root) this.controls();
     if (report && this.h) this.report();
@@ -274,9 +277,29 @@ class View {
   tick() {
     if (!this.playing) return;
     if (this.k >= this.T) { this.stop(); return; }
-    this.go(this.k + 1, { report: false });
-    if (this.pending !== null) return;                           // load() resumes play when the chunk arrives
+    const next = this.k + 1;
+    if (!this.loaded(next)) {
+      // play outran the data (large configs at a fast speed): wait for the chunk on the current step, say that play
+      // goes as fast as the steps arrive, and go on when it comes (load() resumes play); no "loading" alarm
+      this.playNote(true);
+      this.pending = next;
+      this.playWait = true;
+      this.ask(this.tOf(next), false);
+      this.timer = setTimeout(() => {                            // a lost run? ask again
+        if (this.playing && this.pending === next) { this.inflight = 0; this.ask(this.tOf(next), false); }
+      }, STALL_MS);
+      return;
+    }
+    this.go(next, { report: false });
     if (this.k >= this.T) this.stop(); else this.schedule();
+  }
+
+  playNote(show) {
+    const note = this.root && this.root.querySelector(".bptt-playnote");
+    if (!note) return;
+    note.hidden = !show;
+    if (show) note.textContent = "Playing as fast as the steps arrive from the server: at this size that is slower " +
+      "than the chosen speed.";
   }
 
   // -- DOM -----------------------------------------------------------------------------------------------------------
@@ -320,8 +343,10 @@ class View {
     const caption = el("div", { class: "bptt-caption" });
     const loading = el("div", { class: "bptt-loading", "data-testid": "bptt-loading", role: "status" });
     loading.hidden = true;
+    const playnote = el("div", { class: "bptt-playnote", "data-testid": "bptt-playnote", role: "status" });
+    playnote.hidden = true;
     this.stripBox = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
-    root.append(head, controls, caption, loading, this.stripBox, el("div", { class: "bptt-eq" }));
+    root.append(head, controls, caption, loading, playnote, this.stripBox, el("div", { class: "bptt-eq" }));
 
     // the heatmaps: a row per group, the weight gradients behind tabs
     this.groups = [];

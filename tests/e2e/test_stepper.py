@@ -3,6 +3,7 @@ the finite-difference cell click, the NPZ download; never a console error or a B
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -314,6 +315,20 @@ def test_a_large_config_loads_and_steps_through_chunks(open_viewer):
     # the chunks seen before are kept: the first step is drawn again at once, without asking the server
     k, _, ran = v.click("first", 120_000)
     assert (k, ran) == (1, 0) and v.drawn()[3] == first[3]
+    # play at 0.1 s a step never stalls on "loading": where it outruns the chunks it waits on the step it is at, says
+    # so, and goes on when they come
+    v.root.locator("[data-testid=bptt-step-speed]").select_option("100")
+    v.control("play").click()
+    loading, shown, deadline = False, set(), time.monotonic() + 180
+    while v.step < 30 and time.monotonic() < deadline:
+        loading |= v.root.locator("[data-testid=bptt-loading]").is_visible()
+        shown.add(v.step)
+        v.page.wait_for_timeout(40)
+    v.control("play").click()
+    assert v.step >= 30 and not loading
+    assert len(shown) >= 20                                                # every step drawn in turn, none skipped
+    note = v.root.locator("[data-testid=bptt-playnote]")
+    assert note.is_hidden()                                                # paused: the note goes
 
 
 def test_two_browser_contexts_step_independently(open_viewer):
