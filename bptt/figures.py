@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
+from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -27,6 +27,19 @@ AXES = {
     "HH": ("hidden unit j", "hidden unit k"),
     "1H": ("", "hidden unit j"),
 }
+
+
+def colour_scale(name: str) -> list[list]:
+    """A named Plotly colour scale as explicit stops that Streamlit's frontend leaves alone. It replaces the colours
+    #000001 … #000040 anywhere in a chart's JSON (its theme's placeholders), even with theme=None: Magma's first stop
+    #000004 arrived as #ab63fa (or, with Streamlit's theme, #ffabab), so "dark = blocked" drew light. Such a stop is
+    nudged to #010000 + its blue, the same colour to the eye."""
+    out = []
+    for x, c in get_colorscale(name):
+        if c.lower().startswith("#0000") and 1 <= int(c[1:], 16) <= 0x40:
+            c = "#01" + c[3:]
+        out.append([x, c])
+    return out
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
@@ -101,7 +114,8 @@ def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     trace = dict(
-        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
+        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0,
+        colorscale=colour_scale(DIVERGING),
         colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
@@ -128,7 +142,7 @@ def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     return dict(
-        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
+        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=colour_scale(SEQUENTIAL),
         colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
                       tickfont=dict(size=10)),
         hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
@@ -357,8 +371,8 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
                              marker=dict(size=4), showlegend=False,
                              hovertemplate="t = %{x}: %{y:.0f}% of units saturated<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), x=ts, y=np.arange(H), zmin=0.0, zmax=1.0,
-                             colorscale="Magma", colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10,
-                                                                len=0.7, y=0.37),
+                             colorscale=colour_scale("Magma"),
+                             colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10, len=0.7, y=0.37),
                              hovertemplate=f"f′(a_t) = {name}, unit j = %{{y}}, t = %{{x}}: %{{z:.4f}}<extra></extra>",
                              xgap=1 if T <= 60 else 0, ygap=1 if H <= 60 else 0), row=2, col=1)
     fig.update_layout(title=dict(text=f"f′(a_t) = {name}, mean over the batch (dark = blocked)", font=dict(size=13),

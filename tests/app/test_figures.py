@@ -159,3 +159,21 @@ def test_time_axes_counting_from_1_show_no_0_tick():
             assert 0 < lo < 1 and hi > H, (lo, hi)
             first = ax.tick0 + np.ceil((lo - ax.tick0) / ax.dtick) * ax.dtick       # the first tick drawn
             assert first >= 1
+
+
+def test_no_figure_carries_a_colour_streamlit_replaces():
+    """Streamlit's frontend replaces #000001 … #000040 in a chart's JSON (its theme's placeholders), theme or not."""
+    import re
+
+    rng = np.random.default_rng(2)
+    T, H = 6, 4
+    figs = [figures.saturation_figure(rng.random((T, H)), rng.random(T), "tanh"),
+            figures.triplet_figure(rng.normal(size=(3, H)), rng.normal(size=(3, H)), "dh_total", 2.0),
+            figures.heatmap(rng.normal(size=(3, H)), "h_1", 1.0),
+            figures.grad_norm_figure(rng.random(T) + 0.1), figures.spectrum_figure(rng.random(H), 0.9),
+            figures.sweep_figure([0.5, 1.0], rng.random((2, T)) + 0.1, 1.0), figures.unrolled_strip(T)]
+    for fig in figs:
+        # the traces (the template, under streamlit's default, holds the placeholders on purpose: its own colours)
+        text = json.dumps(_json(fig)["data"]).lower()
+        assert not re.search(r"#0000(0[1-9]|[1-3][0-9]|40)\b", text), fig.layout.title.text
+    assert figures.colour_scale("Magma")[0][1] == "#010004"                   # dark, as Magma is
