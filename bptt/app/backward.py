@@ -167,13 +167,12 @@ def truncation_gap(analysis: Analysis) -> None:
                 f"window into the one before it. The carry is cut between {where or 'nothing (K ≥ T)'} "
                 "(marked ✂ in the strip). PyTorch, detaching the same way, agrees with the engine; "
                 "the gap below is against full BPTT.")
-    c = st.columns([1.2, 2])
-    with c[0]:
-        chart(figures.gap_figure(gap.rel_err, cfg.truncate), GAP_BARS_KEY)
-    with c[1]:
-        w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key=GAP_WEIGHT_KEY,
-                                 label_visibility="collapsed") or "dW_hh"
-        axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
-        d = gap.diff[w]
-        chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
-                              title=f"{w}: truncated − full BPTT (colour range of the full gradient)"), GAP_HEAT_KEY)
+    # one under the other: side by side they were squeezed to ~200 px each in a narrow window
+    chart(figures.gap_figure(gap.rel_err, cfg.truncate), GAP_BARS_KEY)
+    st.markdown("Where the gap is, entry by entry (truncated − full BPTT, on the colour range of the full gradient):")
+    w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key=GAP_WEIGHT_KEY,
+                             label_visibility="collapsed") or "dW_hh"
+    axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
+    d = gap.diff[w]
+    chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
+                          title=f"{w}: truncated − full BPTT"), GAP_HEAT_KEY)

@@ -440,7 +440,8 @@ class View {
     const avail = Math.max(240, width - 4);
     const unit = Math.min(90, Math.max(9, avail / (T + 1)));
     const r = Math.max(3, Math.min(17, unit * 0.3)), labels = unit >= 30;
-    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10);
+    const every = labels ? 0 : [1, 2, 5, 10, 20, 50].find((n) => n * unit >= 28) || 100;   // thinned t labels
+    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10) + (every ? 14 : 0);
     const s = svg("svg", { viewBox: `${-unit / 2} 0 ${W} ${H}`, width: W, height: H });
     s.style.fontSize = `${Math.max(9, Math.round(r * 0.75))}px`;
     const line = (x1, y1, x2, y2, cls, w) => svg("line", { x1, y1, x2, y2, class: cls, "stroke-width": w });
@@ -494,6 +495,11 @@ class View {
         s.append(gx);
         this.stripNodes.x.push(gx);
       }
+    }
+    for (let i = every; every && i <= T; i += every) {          // the nodes are too small for "h7": t every few
+      const tx = svg("text", { x: i * unit, y: H - 3, "text-anchor": "middle", class: "tick" });
+      tx.textContent = `t = ${i}`.replace("t = ", i === every ? "t = " : "");
+      s.append(tx);
     }
     box.append(s);
     this.stripUnit = unit;
