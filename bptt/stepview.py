@@ -23,6 +23,7 @@ import numpy as np
 from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
+from .budget import cached
 from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, GATE_SCALE, SEQUENTIAL, colour_range, log_diff
 
@@ -67,6 +68,7 @@ class Panel:
     hover: str = ""                                 # the quantity as the page names it, for the hover (else quantity)
     gate: str = ""                                  # data-gate: the gate block this panel shows (gated cells)
     row0: int = 0                                   # its first row in the whole weight (a gate block's offset)
+    step_max: np.ndarray | None = None              # (T,) the largest finite |value| at each step, if known already
 
 
 @dataclass(frozen=True)
@@ -187,13 +189,27 @@ def _diff_of(a: Series, b: Series) -> Series:
     return lambda lo, hi: log_diff(a(lo, hi), b(lo, hi))
 
 
-def _weight_range(trace) -> dict[str, float]:
-    """The largest |running sum| of each weight over all steps (derived step by step, nothing kept)."""
-    z = dict.fromkeys(("dW_ih", "dW_hh", "db_ih", "db_hh"), 0.0)
-    for _, total in trace.iter_sums():
-        for w, v in total.items():
-            z[w] = max(z[w], colour_range(v) if np.isfinite(v).any() else 0.0)
-    return {w: v or 1.0 for w, v in z.items()}
+def _finite_max(a: np.ndarray) -> float:
+    a = np.abs(a)
+    return float(np.where(np.isfinite(a), a, 0.0).max(initial=0.0))
+
+
+def weight_maxima(analysis: Analysis) -> dict[tuple[str, str, str], np.ndarray]:
+    """(series, weight, gate) -> (T,) the largest finite |value| of each gate block at each step, for the running sums
+    of the engine ("acc") and of the reference ("ref") and for each step's contribution ("step"): one pass over the
+    steps each, nothing (T, ...) kept; cached per config in the memory budget (every chunk of a config needs them)."""
+    def compute() -> dict[tuple[str, str, str], np.ndarray]:
+        cell, T, H = analysis.cell, analysis.config.seq_len, analysis.config.hidden_size
+        out = {(s, w, g): np.zeros(T) for s in ("acc", "ref", "step") for w in WEIGHTS for g in cell.gates}
+        for s, pairs in (("acc", analysis.engine.iter_sums()), ("ref", analysis.unrolled.iter_sums()),
+                         ("step", ((t, analysis.engine.contributions(t, t + 1)) for t in range(T)))):
+            for t, v in pairs:
+                for w in WEIGHTS:
+                    for g in cell.gates:
+                        block = v[w][..., cell.gate_slice(g, H), :] if v[w].ndim == 3 else v[w][cell.gate_slice(g, H)]
+                        out[s, w, g][t] = _finite_max(block)
+        return out
+    return cached(("weight_maxima", analysis.config), compute)
 
 
 def gated_groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
@@ -263,23 +279,25 @@ def gated_groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         out.append(Group(name, "Sent onwards" if i == 0 else "",
                          _triplet(name, q[name].label, getattr(e, name), getattr(u, name), kind, f"ref_{name}")))
     ut = u.trace()                                                   # the reference decoded once for this payload
-    zw, zr = _weight_range(e), _weight_range(ut)
     ew, uw, cw = _Weights(e), _Weights(ut), _Weights(e)
+    mx = weight_maxima(analysis)
     for w in WEIGHTS:
         axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
-        zmax = max(zw[w], zr[w])
+        zmax = max(float(mx["acc", w, g].max()) for g in cell.gates) or 1.0
         for g in cell.gates:
             sl = cell.gate_slice(g, H)
             block = f"{WEIGHT_BLOCK[w]}{g}"
             acc, ref = _weight_series(ew, w, sl, True), _weight_series(uw, w, sl, True)
             out.append(Group(f"{w}_{g}", "Accumulated weight gradients, by gate block", (
                 Panel(f"{w}_step", f"this step's contribution to d{block}", "signed", axes,
-                      _weight_series(cw, w, sl, False), zmax, gate=g, row0=sl.start),
-                Panel(f"{w}_acc", f"NumPy engine · d{block} so far", "signed", axes, acc, zmax, gate=g,
-                      row0=sl.start),
-                Panel(f"ref_{w}_acc", f"PyTorch autograd · d{block} so far", "signed", axes, ref, zmax, gate=g,
-                      row0=sl.start),
-                Panel(f"log10_diff_{w}_acc", "log10 |NumPy − PyTorch|", "diff", axes, _diff_of(acc, ref), gate=g)),
+                      _weight_series(cw, w, sl, False), zmax, f"this step's contribution to d{block}", gate=g,
+                      row0=sl.start, step_max=mx["step", w, g]),
+                Panel(f"{w}_acc", f"NumPy engine · d{block} so far", "signed", axes, acc, zmax, f"NumPy d{block}",
+                      gate=g, row0=sl.start, step_max=mx["acc", w, g]),
+                Panel(f"ref_{w}_acc", f"PyTorch autograd · d{block} so far", "signed", axes, ref, zmax,
+                      f"PyTorch d{block}", gate=g, row0=sl.start, step_max=mx["ref", w, g]),
+                Panel(f"log10_diff_{w}_acc", "log10 |NumPy − PyTorch|", "diff", axes, _diff_of(acc, ref),
+                      hover=f"log10 |NumPy − PyTorch| of d{block}", gate=g)),
                 tab=w))
     return tuple(out)
 
@@ -597,7 +615,8 @@ def growing_ranges(gs: tuple[Group, ...], T: int, backward: bool = True) -> dict
         if not g.tab:
             continue
         signed = [(i, pn) for i, pn in zip(idx, g.panels) if pn.kind == "signed"]
-        m = np.max([_step_max(pn.series, T) for _, pn in signed], axis=0)            # (T,)
+        m = np.max([pn.step_max if pn.step_max is not None else _step_max(pn.series, T) for _, pn in signed],
+                   axis=0)                                                        # (T,)
         z = np.maximum.accumulate(m[::-1])[::-1] if backward else np.maximum.accumulate(m)
         z = np.where(z > 0, z, 1.0)
         for i, _ in signed:

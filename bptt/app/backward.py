@@ -9,6 +9,7 @@ import streamlit as st
 from .. import figures
 from ..analysis import Analysis
 from ..bugs import step_of
+from ..cells import cell_of
 from ..config import RNNConfig
 from ..fd import FD_EPS
 from . import stepper
@@ -59,9 +60,10 @@ def bug_equation_note(analysis: Analysis) -> None:
 # the finite-difference spot check
 
 def _fd_shape(cfg: RNNConfig, choice: str) -> tuple[int, ...]:
-    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is, like torch.nn.RNN's."""
-    H, I = cfg.hidden_size, cfg.input_size
-    return {"dW_ih": (H, I), "dW_hh": (H, H)}.get(choice, (H,))
+    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is, like the torch module's: G·H
+    rows for G gate blocks."""
+    H, I, G = cfg.hidden_size, cfg.input_size, cell_of(cfg.cell).G
+    return {"dW_ih": (G * H, I), "dW_hh": (G * H, H)}.get(choice, (G * H,))
 
 
 def _fd_set(cfg: RNNConfig, choice: str, j: int, i: int) -> None:
@@ -99,7 +101,7 @@ def fd_table(name: str, rows: list[tuple[str, float, str]]) -> str:
 
 
 def fd_spot_check(analysis: Analysis, t: int) -> None:
-    """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
+    """The central finite difference of one weight's gradient beside the engine's and the torch module's values."""
     cfg = analysis.config
     st.markdown("**Finite-difference spot check** — click a cell of a running sum above (NumPy engine), or choose "
                 "the weight and its indices:")
@@ -118,7 +120,10 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
                       args=(cfg,))          # the config, not the analysis: a widget's callback args live in the session
     kj = f"{WIDGET_FD_J}_{gen}"
     st.session_state[kj] = j
-    cols[1].number_input("row j (hidden unit)", 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
+    cell = cell_of(cfg.cell)
+    torch_name = cell.torch_name
+    j_label = "row j (hidden unit)" if cell.G == 1 else f"row j (gate row: {' | '.join(cell.gates)})"
+    cols[1].number_input(j_label, 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
     if len(shape) == 2:
         ki = f"{WIDGET_FD_I}_{gen}"
         st.session_state[ki] = i
@@ -131,18 +136,18 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
     name = f"{choice}[{', '.join(map(str, index))}]"
     rows = [(f"central difference, ε = {FD_EPS:g}", r.estimate, ""),
             ("NumPy engine (full gradient)", r.engine, fmt_err(r.rel_err(r.engine))),
-            ("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), r.torch_rnn,
+            (torch_name + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), r.torch_rnn,
              fmt_err(r.rel_err(r.torch_rnn)))]
     if cfg.truncate:
-        rows.append(("torch.nn.RNN, full BPTT", r.torch_full, fmt_err(r.rel_err(r.torch_full))))
+        rows.append((f"{torch_name}, full BPTT", r.torch_full, fmt_err(r.rel_err(r.torch_full))))
     st.markdown(fd_table(name, rows))
     notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
     if t != 0:
         notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "
                      "need not match.")
     if cfg.truncate:
-        notes.append(f"With truncate = {cfg.truncate} the engine and torch.nn.RNN compute the truncated gradient; "
-                     "the finite difference estimates the true one, which torch.nn.RNN gives without detaching.")
+        notes.append(f"With truncate = {cfg.truncate} the engine and {torch_name} compute the truncated gradient; "
+                     f"the finite difference estimates the true one, which {torch_name} gives without detaching.")
     if cfg.bug != "none":
         notes.append(f"The engine makes the bug `{cfg.bug}` on purpose, so its value is expected to differ.")
     if r.exact:

@@ -138,7 +138,8 @@ class View {
       this.chunks = [];
       this.span = 1;
       this.perStep = 1;
-      this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff) };
+      this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff),
+                   gate: lut(header.colours.gate || header.colours.signed) };
       this.build();
     }
     if (!this.chunks.some((c) => c.lo === header.lo && c.hi === header.hi)) {
@@ -401,7 +402,7 @@ class View {
   buildPanel(g, p, i, row) {
     const canvas = el("canvas", { class: "bptt-heat", width: p.cols, height: p.rows });
     const bar = el("canvas", { class: "bptt-bar", width: 1, height: 256 });
-    const lut = this.lut[p.kind === "diff" ? "diff" : "signed"];
+    const lut = this.lut[p.kind] || this.lut.signed;
     const ctx = bar.getContext("2d"), img = ctx.createImageData(1, 256), u32 = new Uint32Array(img.data.buffer);
     for (let y = 0; y < 256; y++) u32[y] = lut[255 - y];
     ctx.putImageData(img, 0, 0);
@@ -413,7 +414,8 @@ class View {
     const heat = el("div", { class: "bptt-heatrow" }, el("div", { class: "bptt-canvaswrap" }, canvas), barBox);
     const plot = el("div", { class: "bptt-plot" }, ylab, el("div", { class: "bptt-canvasbox" }, heat, xlab));
     const rangeText = el("div", { class: "bptt-range", "data-testid": "bptt-range" });
-    const fig = el("figure", { class: `bptt-panel bptt-${p.kind}`, "data-quantity": p.quantity, "data-rows": p.rows,
+    const fig = el("figure", { class: `bptt-panel bptt-${p.kind}`, "data-quantity": p.quantity,
+                               "data-gate": p.gate || null, "data-rows": p.rows,
                                "data-cols": p.cols, "data-kind": p.kind }, title, plot, rangeText);
     if (p.kind === "diff") barBox.append(el("div", { class: "bptt-bartitle", text: "log10 |diff|" }));
     row.append(fig);
@@ -433,7 +435,7 @@ class View {
   buildStrip(width) {
     // the unrolled network in page pixels, fitted to the strip's width: nodes keep a legible size at any T (past
     // about 100 steps the strip scrolls, and keeps the current step in view: scrollStrip)
-    const { T, norms, cuts } = this.h.strip;
+    const { T, norms, cnorms, cuts } = this.h.strip;
     const box = this.stripBox;
     box.replaceChildren();
     this.stripWidth = width;
@@ -441,7 +443,8 @@ class View {
     const unit = Math.min(90, Math.max(9, avail / (T + 1)));
     const r = Math.max(3, Math.min(17, unit * 0.3)), labels = unit >= 30;
     const every = labels ? 0 : [1, 2, 5, 10, 20, 50].find((n) => n * unit >= 28) || 100;   // thinned t labels
-    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10) + (every ? 14 : 0);
+    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit;
+    const H = yh + r + (norms ? 30 : 10) + (cnorms ? 18 : 0) + (every ? 14 : 0);
     const s = svg("svg", { viewBox: `${-unit / 2} 0 ${W} ${H}`, width: W, height: H });
     s.style.fontSize = `${Math.max(9, Math.round(r * 0.75))}px`;
     const line = (x1, y1, x2, y2, cls, w) => svg("line", { x1, y1, x2, y2, class: cls, "stroke-width": w });
@@ -453,31 +456,40 @@ class View {
                                 `${yh - head / 1.6} ${i * unit - r - head - 2},${yh + head / 1.6}` }));
       s.append(line(i * unit, yx + r - 2, i * unit, yh - r - 2, "fw", 1));
     }
-    if (norms) {
-      const fin = norms.filter((v) => v !== null);
+    // the gradient paths back in time, width ∝ norm: the hidden path (dh_prev) and, for the LSTM, the cell path
+    // (dc_prev) drawn apart under it
+    const path = (vals, y, cls, name, into) => {
+      const fin = vals.filter((v) => v !== null);
       const gmax = Math.max(...fin, 0) || 1, wmax = Math.max(2, Math.min(7, unit * 0.16));
       const cut = new Set(cuts);
-      const y = yh + r + 12;
+      if (labels) {
+        const lab = svg("text", { x: -unit / 2 + 2, y: y + 4, class: `plabel ${cls}` });
+        lab.textContent = name === "h" ? "∂h" : "∂c";
+        s.append(lab);
+      }
       for (let t = 0; t < T; t++) {                            // step t sends from node t+1 to node t (0-based t)
         if (cut.has(t)) {
           const c = svg("text", { x: t * unit + unit / 2, y: y + 5, class: "cut", "text-anchor": "middle" });
           c.textContent = "✂";
           s.append(c);
-          this.stripNodes.g.push(null);
+          into.push(null);
           continue;
         }
-        const v = norms[t], w = 0.8 + (v === null ? wmax : (wmax * v) / gmax);
-        const gpath = svg("g", { class: "bw" });
+        const v = vals[t], w = 0.8 + (v === null ? wmax : (wmax * v) / gmax);
+        const gpath = svg("g", { class: cls });
         const x1 = (t + 1) * unit - unit * 0.18, x2 = t * unit + unit * 0.18, hd = Math.min(8, unit * 0.2);
         gpath.append(line(x1, y, x2 + hd, y, "", w));
         gpath.append(svg("polygon", { points: `${x2},${y} ${x2 + hd},${y - 2 - w / 2} ${x2 + hd},${y + 2 + w / 2}` }));
         const tt = svg("title");
-        tt.textContent = `gradient sent from h_${t + 1} to h_${t}: norm ${v === null ? "inf/nan" : short(v)}`;
+        tt.textContent = `gradient sent from ${name}_${t + 1} to ${name}_${t}` +
+          (name === "c" ? " along the cell path (dc_prev = dc ⊙ f)" : "") + `: norm ${v === null ? "inf/nan" : short(v)}`;
         gpath.append(tt);
         s.append(gpath);
-        this.stripNodes.g.push(gpath);
+        into.push(gpath);
       }
-    }
+    };
+    if (norms) path(norms, yh + r + 12, "bw", "h", this.stripNodes.g);
+    if (cnorms) path(cnorms, yh + r + 30, "bw bwc", "c", this.stripNodes.g);
     for (let i = 0; i <= T; i++) {
       const g = svg("g", { class: "node h", "data-t": i });
       g.append(svg("circle", { cx: i * unit, cy: yh, r }));
@@ -584,7 +596,7 @@ class View {
     if (!this.stripNodes) return;
     this.stripNodes.h.forEach((g, i) => g.classList.toggle("cur", i === t));
     this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
-    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i === t - 1));
+    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i % this.T === t - 1));   // h (and c) path
     this.scrollStrip();
   }
 
@@ -611,7 +623,7 @@ class View {
     const grown = this.step().z && this.step().z[p.index];       // a range that grows with the steps taken
     if (local && local.has(pn)) { zmax = local.get(pn); zmin = -zmax; }
     else if (grown) { zmax = grown; zmin = -zmax; }
-    const table = this.lut[p.kind === "diff" ? "diff" : "signed"];
+    const table = this.lut[p.kind] || this.lut.signed;
     const scale = 255 / (zmax - zmin || 1);
     for (let i = 0; i < n; i++) {
       const x = v[o + i];
@@ -624,9 +636,10 @@ class View {
     if (pn.range !== zmax) {
       pn.range = zmax;
       const [hi, mid, lo] = pn.ticks;
-      if (p.kind === "diff") { hi.textContent = String(zmax); mid.textContent = String((zmax + zmin) / 2); lo.textContent = String(zmin); }
-      else { hi.textContent = short(zmax); mid.textContent = "0"; lo.textContent = short(zmin); }
-      pn.rangeText.textContent = p.kind === "diff" ? `colour range 10^${zmin} … 10^${zmax}` : `colour range ±${short(zmax)}`;
+      if (p.kind === "signed") { hi.textContent = short(zmax); mid.textContent = "0"; lo.textContent = short(zmin); }
+      else { hi.textContent = String(zmax); mid.textContent = String((zmax + zmin) / 2); lo.textContent = String(zmin); }
+      pn.rangeText.textContent = p.kind === "diff" ? `colour range 10^${zmin} … 10^${zmax}` :
+        p.kind === "gate" ? "colour range 0 (closed) … 1 (open)" : `colour range ±${short(zmax)}`;
       pn.rangeText.dataset.zmax = String(zmax);
     }
   }
@@ -661,6 +674,7 @@ class View {
     this.tip.dataset.row = String(c.row);
     this.tip.dataset.col = String(c.col);
     this.tip.dataset.quantity = p.quantity;
+    if (p.gate) this.tip.dataset.gate = p.gate; else delete this.tip.dataset.gate;
     this.tip.dataset.value = String(x);
     this.tip.hidden = false;
     const rr = this.root.getBoundingClientRect();
@@ -672,7 +686,8 @@ class View {
     const c = this.cell(pn, e);
     if (!c) return;
     const w = pn.g.tab;
-    const value = pn.p.rows === 1 ? { weight: w, j: c.col } : { weight: w, j: c.row, i: c.col };
+    const r0 = pn.p.row0 || 0;                                   // a gate block's first row in the whole weight
+    const value = pn.p.rows === 1 ? { weight: w, j: r0 + c.col } : { weight: w, j: r0 + c.row, i: c.col };
     this.report();                                               // Python should know the step of the check too
     this.setTrigger("cell", value);
   }
