@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from .helpers import button, main_text, runs, wait_for_app, wait_until
-from .test_stepper import open_viewer  # noqa: F401  (the fixture)
 
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
