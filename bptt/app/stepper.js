@@ -379,7 +379,8 @@ class View {
                      row);
       if (g.panels.length >= 4) row.classList.add("n4");
       const panels = g.panels.map((p, i) => this.buildPanel(g, p, i, row));
-      if (g.tab) box.append(el("div", { class: "bptt-hint", text: "Colours: this step's contribution and the sums " +
+      const lastOfTab = g.tab && !h.groups.slice(h.groups.indexOf(g) + 1).some((o) => o.tab === g.tab);
+      if (lastOfTab) box.append(el("div", { class: "bptt-hint", text: "Colours: this step's contribution and the sums " +
                                         "share one range, the largest value met so far in this pass (it grows as " +
                                         "steps are added). Click a cell of the NumPy engine's running sum to check " +
                                         "it with a finite difference below." }));
