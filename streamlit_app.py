@@ -28,6 +28,9 @@ def home() -> None:
     downloads(cfg, DOWNLOADS_KEY)
 
 
-# st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses
-# of the other pages (/Forward_pass, /Backward_pass, ...) are the same as with discovery.
-st.navigation([st.Page(p.script or home, title=p.title, icon=p.icon, default=p.script is None) for p in PAGES]).run()
+# st.navigation with the page list of bptt/app/navigation.py (so that this page is called "Home" and every page has its
+# icon). The page scripts live in app_pages/, not pages/: a pages/ directory beside this script makes Streamlit use its
+# automatic page discovery until this script has run once, so the first deep link after a server start showed a menu
+# of "streamlit app" and the bare file names. The addresses are /Forward_pass, /Backward_pass, ...
+st.navigation([st.Page(p.script or home, title=p.title, icon=p.icon, default=p.script is None,
+                        **({"url_path": p.url_path} if p.script else {})) for p in PAGES]).run()

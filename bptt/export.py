@@ -59,7 +59,9 @@ def npz_bytes(an: Analysis) -> bytes:
 # ----------------------------------------------------------------------------------------------------------------------
 # CSV
 
-CSV_COLUMNS = ["quantity", "gate", "t", "b", "i", "j", "k", "numpy", "torch", "reference"]
+# one meaning per column: numpy is the engine's value, reference_value its autograd reference's, reference_name which
+# reference that is ("unrolled autograd", or the cell's torch module)
+CSV_COLUMNS = ["quantity", "gate", "t", "b", "i", "j", "k", "numpy", "reference_value", "reference_name"]
 
 
 def csv_axes(an: Analysis, q: str) -> tuple[str, ...]:
@@ -105,8 +107,8 @@ def trace_frame(an: Analysis) -> pd.DataFrame:
         for ax in ("t", "b", "i", "j", "k"):
             f[ax] = pd.array(idx[axes.index(ax)] if ax in axes else [pd.NA] * len(f), dtype="Int64")
         f["numpy"] = mine.reshape(-1)
-        f["torch"] = ref.reshape(-1)
-        f["reference"] = ref_name
+        f["reference_value"] = ref.reshape(-1)
+        f["reference_name"] = ref_name
         frames.append(f)
     return pd.concat(frames, ignore_index=True)[CSV_COLUMNS]
 

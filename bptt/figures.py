@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
+from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -17,7 +17,8 @@ GATE_SCALE = "Blues"          # for a σ gate's value, 0 (closed, white) to 1 (o
 DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
 TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page
-FONT = dict(size=12)
+FONT = dict(size=12, family='"Source Sans Pro", "Source Sans 3", sans-serif')   # the app's font (figures draw with
+# theme=None, so that Streamlit's chart theme cannot replace their colour scales)
 
 # axis titles by the kind of matrix: rows, columns
 AXES = {
@@ -27,6 +28,19 @@ AXES = {
     "HH": ("hidden unit j", "hidden unit k"),
     "1H": ("", "hidden unit j"),
 }
+
+
+def colour_scale(name: str) -> list[list]:
+    """A named Plotly colour scale as explicit stops that Streamlit's frontend leaves alone. It replaces the colours
+    #000001 … #000040 anywhere in a chart's JSON (its theme's placeholders), even with theme=None: Magma's first stop
+    #000004 arrived as #ab63fa (or, with Streamlit's theme, #ffabab), so "dark = blocked" drew light. Such a stop is
+    nudged to #010000 + its blue, the same colour to the eye."""
+    out = []
+    for x, c in get_colorscale(name):
+        if c.lower().startswith("#0000") and 1 <= int(c[1:], 16) <= 0x40:
+            c = "#01" + c[3:]
+        out.append([x, c])
+    return out
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
@@ -59,9 +73,9 @@ def _layout(title: str, rows: int, cols: int, axes: str) -> dict:
         title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"),
         height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT, plot_bgcolor="#f3f3f3",
         xaxis=dict(title=dict(text=xlab, standoff=2, font=dict(size=11)), side="bottom", showgrid=False,
-                   zeroline=False, dtick=1 if cols <= 16 else None),
+                   zeroline=False, dtick=1 if cols <= 16 else None, automargin=True),
         yaxis=dict(title=dict(text=ylab, standoff=2, font=dict(size=11)), autorange="reversed", showgrid=False,
-                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1),
+                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1, automargin=True),
     )
 
 
@@ -101,7 +115,8 @@ def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     trace = dict(
-        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
+        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0,
+        colorscale=colour_scale(DIVERGING),
         colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
@@ -128,7 +143,7 @@ def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     return dict(
-        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
+        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=colour_scale(SEQUENTIAL),
         colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
                       tickfont=dict(size=10)),
         hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
@@ -281,18 +296,20 @@ def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bo
     fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"), height=height,
                       margin=dict(l=10, r=10, t=40, b=10), font=FONT, plot_bgcolor="white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=10)))
-    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False)
-    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False,
+    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True)
+    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True,
                      type="log" if log_y else "linear", exponentformat="power")
     return _integer_x_ticks(fig)
 
 
 def _integer_x_ticks(fig: go.Figure) -> go.Figure:
-    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5."""
-    highs = [np.nanmax(np.asarray(tr.x, dtype=float)) for tr in fig.data
-             if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
-    if highs:
-        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(max(highs) / 12))))
+    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5, and the range is the
+    data's (half a step beyond each end), so an axis that counts t from 1 shows no 0 tick."""
+    xs = [np.asarray(tr.x, dtype=float) for tr in fig.data
+          if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
+    if xs:
+        lo, hi = min(np.nanmin(x) for x in xs), max(np.nanmax(x) for x in xs)
+        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(hi / 12))), range=[lo - 0.5, hi + 0.5])
     return fig
 
 
@@ -355,17 +372,17 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
                              marker=dict(size=4), showlegend=False,
                              hovertemplate="t = %{x}: %{y:.0f}% of units saturated<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), x=ts, y=np.arange(H), zmin=0.0, zmax=1.0,
-                             colorscale="Magma", colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10,
-                                                                len=0.7, y=0.37),
+                             colorscale=colour_scale("Magma"),
+                             colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10, len=0.7, y=0.37),
                              hovertemplate=f"f′(a_t) = {name}, unit j = %{{y}}, t = %{{x}}: %{{z:.4f}}<extra></extra>",
                              xgap=1 if T <= 60 else 0, ygap=1 if H <= 60 else 0), row=2, col=1)
-    fig.update_layout(title=dict(text=f"Saturation: f′(a_t) = {name}, mean over the batch (dark = the gradient is "
-                                      "blocked)", font=dict(size=13), x=0.0, xanchor="left"),
+    fig.update_layout(title=dict(text=f"f′(a_t) = {name}, mean over the batch (dark = blocked)", font=dict(size=13),
+                                 x=0.0, xanchor="left"),
                       height=int(min(620, max(340, 160 + 12 * H))), margin=dict(l=10, r=10, t=40, b=10), font=FONT,
                       plot_bgcolor="white")
-    fig.update_yaxes(title_text="% saturated", range=[0, 100], row=1, col=1)
-    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", row=2, col=1)
-    fig.update_xaxes(title_text="t (1-based)", row=2, col=1)
+    fig.update_yaxes(title_text="% saturated", range=[0, 100], automargin=True, row=1, col=1)
+    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", automargin=True, row=2, col=1)
+    fig.update_xaxes(title_text="t (1-based)", automargin=True, row=2, col=1)
     return _integer_x_ticks(fig)
 
 

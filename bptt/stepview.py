@@ -23,6 +23,7 @@ import numpy as np
 from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
+from .budget import cached
 from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, GATE_SCALE, SEQUENTIAL, colour_range, log_diff
 
@@ -64,8 +65,10 @@ class Panel:
     axes: str                                       # AXES key
     series: Callable[[int, int], np.ndarray]        # (lo, hi) -> (hi - lo, rows, cols) float64 values
     zmax: float = 1.0
+    hover: str = ""                                 # the quantity as the page names it, for the hover (else quantity)
     gate: str = ""                                  # data-gate: the gate block this panel shows (gated cells)
     row0: int = 0                                   # its first row in the whole weight (a gate block's offset)
+    step_max: np.ndarray | None = None              # (T,) the largest finite |value| at each step, if known already
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,10 @@ def d_pre_label(nonlinearity: str) -> str:
 def _triplet(name: str, label: str, impl: np.ndarray, ref: np.ndarray, axes: str, ref_quantity: str,
              ref_title: str = "PyTorch autograd") -> tuple[Panel, ...]:
     z = colour_range(impl, ref)
-    return (Panel(name, f"NumPy engine · {label}", "signed", axes, _rows(impl), z),
-            Panel(ref_quantity, f"{ref_title} · {label}", "signed", axes, _rows(ref), z),
-            Panel(f"log10_diff_{name}", "log10 |NumPy − PyTorch|", "diff", axes, _diff(impl, ref)))
+    return (Panel(name, f"NumPy engine · {label}", "signed", axes, _rows(impl), z, f"NumPy {label}"),
+            Panel(ref_quantity, f"{ref_title} · {label}", "signed", axes, _rows(ref), z, f"PyTorch {label}"),
+            Panel(f"log10_diff_{name}", "log10 |NumPy − PyTorch|", "diff", axes, _diff(impl, ref),
+                  hover=f"log10 |NumPy − PyTorch| of {label}"))
 
 
 def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
@@ -116,14 +120,14 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         return (
             Group("inputs", "The inputs of this step and what it computes (NumPy engine)", (
                 Panel("x", "x_t  (B × I)", "signed", "BI", _rows(p.x), colour_range(p.x)),
-                Panel("h_prev", "h_(t−1)  (B × H)", "signed", "BH", hprev, hz),
+                Panel("h_prev", "h_(t−1)  (B × H)", "signed", "BH", hprev, hz, "h_(t−1)"),
                 Panel("a", "a_t  (pre-activation)", "signed", "BH", _rows(e.a), colour_range(e.a, u.a)),
                 Panel("h", "h_t  (B × H)", "signed", "BH", _rows(e.h), hz))),
             Group("h_cmp", "The NumPy engine beside torch.nn.RNN", (
-                Panel("h", "NumPy engine · h_t", "signed", "BH", _rows(e.h), hz),
-                Panel("torch_h", "torch.nn.RNN · h_t", "signed", "BH", _rows(analysis.torch_rnn.h), hz),
+                Panel("h", "NumPy engine · h_t", "signed", "BH", _rows(e.h), hz, "NumPy h"),
+                Panel("torch_h", "torch.nn.RNN · h_t", "signed", "BH", _rows(analysis.torch_rnn.h), hz, "PyTorch h"),
                 Panel("log10_diff_h", "log10 |NumPy − torch.nn.RNN|", "diff", "BH",
-                      _diff(e.h, analysis.torch_rnn.h)))),
+                      _diff(e.h, analysis.torch_rnn.h), hover="log10 |NumPy − PyTorch| of h"))),
         )
     if page != "backward":
         raise ValueError(f"page must be one of {', '.join(PAGES)}, got {page!r}")
@@ -138,7 +142,7 @@ def groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
         step, acc, ref = getattr(e, f"{w}_step"), getattr(e, f"{w}_acc"), getattr(u, f"{w}_acc")
         panels = (Panel(f"{w}_step", f"this step's contribution to {w}", "signed", axes, _rows(step),
-                        colour_range(step)),
+                        colour_range(step), f"this step's contribution to {w}"),
                   *_triplet(f"{w}_acc", f"{w} so far", acc, ref, axes, f"ref_{w}_acc"))
         out.append(Group(w, "Accumulated weight gradients", panels, tab=w))
     return tuple(out)
@@ -185,13 +189,27 @@ def _diff_of(a: Series, b: Series) -> Series:
     return lambda lo, hi: log_diff(a(lo, hi), b(lo, hi))
 
 
-def _weight_range(trace) -> dict[str, float]:
-    """The largest |running sum| of each weight over all steps (derived step by step, nothing kept)."""
-    z = dict.fromkeys(("dW_ih", "dW_hh", "db_ih", "db_hh"), 0.0)
-    for _, total in trace.iter_sums():
-        for w, v in total.items():
-            z[w] = max(z[w], colour_range(v) if np.isfinite(v).any() else 0.0)
-    return {w: v or 1.0 for w, v in z.items()}
+def _finite_max(a: np.ndarray) -> float:
+    a = np.abs(a)
+    return float(np.where(np.isfinite(a), a, 0.0).max(initial=0.0))
+
+
+def weight_maxima(analysis: Analysis) -> dict[tuple[str, str, str], np.ndarray]:
+    """(series, weight, gate) -> (T,) the largest finite |value| of each gate block at each step, for the running sums
+    of the engine ("acc") and of the reference ("ref") and for each step's contribution ("step"): one pass over the
+    steps each, nothing (T, ...) kept; cached per config in the memory budget (every chunk of a config needs them)."""
+    def compute() -> dict[tuple[str, str, str], np.ndarray]:
+        cell, T, H = analysis.cell, analysis.config.seq_len, analysis.config.hidden_size
+        out = {(s, w, g): np.zeros(T) for s in ("acc", "ref", "step") for w in WEIGHTS for g in cell.gates}
+        for s, pairs in (("acc", analysis.engine.iter_sums()), ("ref", analysis.unrolled.iter_sums()),
+                         ("step", ((t, analysis.engine.contributions(t, t + 1)) for t in range(T)))):
+            for t, v in pairs:
+                for w in WEIGHTS:
+                    for g in cell.gates:
+                        block = v[w][..., cell.gate_slice(g, H), :] if v[w].ndim == 3 else v[w][cell.gate_slice(g, H)]
+                        out[s, w, g][t] = _finite_max(block)
+        return out
+    return cached(("weight_maxima", analysis.config), compute)
 
 
 def gated_groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
@@ -261,23 +279,25 @@ def gated_groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         out.append(Group(name, "Sent onwards" if i == 0 else "",
                          _triplet(name, q[name].label, getattr(e, name), getattr(u, name), kind, f"ref_{name}")))
     ut = u.trace()                                                   # the reference decoded once for this payload
-    zw, zr = _weight_range(e), _weight_range(ut)
     ew, uw, cw = _Weights(e), _Weights(ut), _Weights(e)
+    mx = weight_maxima(analysis)
     for w in WEIGHTS:
         axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
-        zmax = max(zw[w], zr[w])
+        zmax = max(float(mx["acc", w, g].max()) for g in cell.gates) or 1.0
         for g in cell.gates:
             sl = cell.gate_slice(g, H)
             block = f"{WEIGHT_BLOCK[w]}{g}"
             acc, ref = _weight_series(ew, w, sl, True), _weight_series(uw, w, sl, True)
             out.append(Group(f"{w}_{g}", "Accumulated weight gradients, by gate block", (
                 Panel(f"{w}_step", f"this step's contribution to d{block}", "signed", axes,
-                      _weight_series(cw, w, sl, False), zmax, gate=g, row0=sl.start),
-                Panel(f"{w}_acc", f"NumPy engine · d{block} so far", "signed", axes, acc, zmax, gate=g,
-                      row0=sl.start),
-                Panel(f"ref_{w}_acc", f"PyTorch autograd · d{block} so far", "signed", axes, ref, zmax, gate=g,
-                      row0=sl.start),
-                Panel(f"log10_diff_{w}_acc", "log10 |NumPy − PyTorch|", "diff", axes, _diff_of(acc, ref), gate=g)),
+                      _weight_series(cw, w, sl, False), zmax, f"this step's contribution to d{block}", gate=g,
+                      row0=sl.start, step_max=mx["step", w, g]),
+                Panel(f"{w}_acc", f"NumPy engine · d{block} so far", "signed", axes, acc, zmax, f"NumPy d{block}",
+                      gate=g, row0=sl.start, step_max=mx["acc", w, g]),
+                Panel(f"ref_{w}_acc", f"PyTorch autograd · d{block} so far", "signed", axes, ref, zmax,
+                      f"PyTorch d{block}", gate=g, row0=sl.start, step_max=mx["ref", w, g]),
+                Panel(f"log10_diff_{w}_acc", "log10 |NumPy − PyTorch|", "diff", axes, _diff_of(acc, ref),
+                      hover=f"log10 |NumPy − PyTorch| of d{block}", gate=g)),
                 tab=w))
     return tuple(out)
 
@@ -573,6 +593,37 @@ def _twins(gs: tuple[Group, ...]) -> list[int | None]:
     return out
 
 
+def _step_max(series: Callable[[int, int], np.ndarray], T: int, every: int = 8) -> np.ndarray:
+    """(T,) the largest finite |value| of a panel at each step (0 where there is none), a few steps at a time."""
+    out = np.zeros(T)
+    for a in range(0, T, every):
+        v = np.abs(series(a, min(T, a + every)).reshape(min(T, a + every) - a, -1))
+        out[a:a + len(v)] = np.where(np.isfinite(v), v, 0.0).max(axis=1, initial=0.0)
+    return out
+
+
+def growing_ranges(gs: tuple[Group, ...], T: int, backward: bool = True) -> dict[int, np.ndarray]:
+    """panel index -> (T,) zmax at each step for the panels whose range grows with the steps taken: a weight tab's
+    contribution and running sums (NumPy and PyTorch) share, at step t, the largest finite |value| any of them had at
+    the steps taken so far in this pass (t = T … t going backwards). So the first step's sum shows its structure, the
+    sum visibly grows as steps are added, and a contribution and a sum that hold the same numbers look the same."""
+    out: dict[int, np.ndarray] = {}
+    k = 0
+    for g in gs:
+        idx = list(range(k, k + len(g.panels)))
+        k += len(g.panels)
+        if not g.tab:
+            continue
+        signed = [(i, pn) for i, pn in zip(idx, g.panels) if pn.kind == "signed"]
+        m = np.max([pn.step_max if pn.step_max is not None else _step_max(pn.series, T) for _, pn in signed],
+                   axis=0)                                                        # (T,)
+        z = np.maximum.accumulate(m[::-1])[::-1] if backward else np.maximum.accumulate(m)
+        z = np.where(z > 0, z, 1.0)
+        for i, _ in signed:
+            out[i] = z
+    return out
+
+
 def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -> bytes:
     """The viewer's data for steps lo <= t < hi (0-based) of `page`, opening at page step `start` (1..T)."""
     cfg = analysis.config
@@ -604,14 +655,17 @@ def build_payload(analysis: Analysis, page: str, lo: int, hi: int, start: int) -
             ylab, xlab = AXES[pn.axes]
             zmin, zmax = DIFF_RANGE if pn.kind == "diff" else (0.0, 1.0) if pn.kind == "gate" else (-pn.zmax,
                                                                                                      pn.zmax)
-            metas.append({"quantity": pn.quantity, "title": pn.title, "kind": pn.kind, "rows": r, "cols": c,
-                          "index": k, "rowname": ylab, "colname": xlab, "zmin": zmin, "zmax": zmax,
-                          "gate": pn.gate, "row0": pn.row0})
+            metas.append({"quantity": pn.quantity, "hover": pn.hover or pn.quantity, "title": pn.title,
+                          "kind": pn.kind, "rows": r, "cols": c, "index": k, "rowname": ylab, "colname": xlab,
+                          "zmin": zmin, "zmax": zmax, "gate": pn.gate, "row0": pn.row0})
             k += 1
         meta_groups.append({"id": g.id, "section": g.section, "tab": g.tab, "panels": metas})
     steps = [step_texts(analysis, page, t) for t in range(lo, hi)]
-    for st, at in zip(steps, at_steps):
+    ranges = growing_ranges(gs, T, backward=page == "backward")
+    for i, (st, at) in enumerate(zip(steps, at_steps)):
         st["at"] = at
+        if ranges:
+            st["z"] = {str(p): float(z[lo + i]) for p, z in ranges.items()}   # panel index -> this step's zmax
     header = {
         "version": 2, "page": page, "id": f"{page}:{cfg.to_json()}", "config": cfg.to_dict(), "T": T, "lo": lo,
         "hi": hi, "start": start, "budget": BUDGET, "floats": int(values.size),

@@ -238,7 +238,7 @@ def unit_result(u: UnitResult, key: tuple) -> None:
                                      AXES_OF.get(q, "BH"),
                                      titles=(f"reference · {fd['quantity']}", f"yours · {fd['quantity']}",
                                              "log10 |reference − yours|"))
-        st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}",
+        st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}", theme=None,
                         config={"displayModeBar": False})
     st.markdown(f"**Diagnosis.** {u.diagnosis['text']}")
     if u.probes:

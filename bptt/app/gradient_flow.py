@@ -42,86 +42,69 @@ def preset_note(cfg: RNNConfig) -> None:
 # the sections, top to bottom
 
 def grad_norms_section(cfg: RNNConfig, report: FlowReport) -> None:
-    """‖dL/dh_t‖ over t, on a log scale."""
+    """‖dL/dh_t‖ over t, on a log scale. (Each section: a sentence or two, then its chart across the whole width, so
+    that it reads in a narrow window too.)"""
     st.subheader("How much gradient reaches each h_t")
-    c = st.columns([3, 1.3])
-    with c[0]:
-        g = report.grad_norms
-        chart(figures.grad_norm_figure(g.per_t, g.per_batch, cuts(cfg)), NORMS_KEY)
-    with c[1]:
-        st.markdown("‖∂L/∂h_t‖ is the norm of `dh_total`, everything that reaches h_t from its own output and from "
-                    "the future. On a log scale, vanishing gradients are a line falling towards t = 1 and exploding "
-                    "ones a line rising towards it.")
-        ratio = g.per_t[0] / g.per_t[-1] if g.per_t[-1] > 0 else float("nan")
-        st.metric("‖∂L/∂h_1‖ / ‖∂L/∂h_T‖", f"{ratio:.2e}")
-        notes = []
-        if cfg.truncate:
-            notes.append(f"truncate = {cfg.truncate}: the carry is cut at the dashed lines, so each window starts "
-                         "afresh")
-        if cfg.bug != "none":
-            notes.append(f"bug = `{cfg.bug}`: these are the buggy engine's numbers")
-        if notes:
-            st.caption("; ".join(notes) + ".")
+    g = report.grad_norms
+    ratio = g.per_t[0] / g.per_t[-1] if g.per_t[-1] > 0 else float("nan")
+    st.markdown("‖∂L/∂h_t‖ is the norm of `dh_total`, everything that reaches h_t from its own output and from "
+                "the future. On a log scale, vanishing gradients are a line falling towards t = 1 and exploding "
+                f"ones a line rising towards it. Here **‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {ratio:.3g}**.")
+    chart(figures.grad_norm_figure(g.per_t, g.per_batch, cuts(cfg)), NORMS_KEY)
+    notes = []
+    if cfg.truncate:
+        notes.append(f"truncate = {cfg.truncate}: the carry is cut at the dashed lines, so each window starts "
+                     "afresh")
+    if cfg.bug != "none":
+        notes.append(f"bug = `{cfg.bug}`: these are the buggy engine's numbers")
+    if notes:
+        st.caption("; ".join(notes) + ".")
 
 
 def jacobian_section(cfg: RNNConfig) -> FlowReport:
     """The Jacobian products ∂h_T/∂h_s against the distance, for a chosen batch element; returns the report used."""
     st.subheader("Why: the Jacobian product back through time")
+    st.latex(r"\frac{\partial h_T}{\partial h_s} = \prod_{k=s+1}^{T} \operatorname{diag}(f'(a_k))\, W_{hh}")
+    st.markdown("A gradient sent from h_T back to h_s is multiplied by this product of T − s factors. Each factor "
+                "stretches by at most ‖W_hh‖₂ · max f′, so the norm shrinks or grows roughly geometrically with the "
+                "distance.")
     b = 0
     if cfg.batch_size > 1:
         b = int(st.number_input("batch element b", 0, cfg.batch_size - 1, 0, key=BATCH_KEY,
                                 help="whose activations f′(a_k) enter the product"))
     report = get_flow(cfg, b)
-    c = st.columns([3, 1.3])
-    with c[0]:
-        jac = report.jacobian
-        chart(figures.jacobian_norm_figure(jac.distance, jac.norms, cfg.seq_len, b), JACOBIAN_KEY)
-    with c[1]:
-        st.latex(r"\frac{\partial h_T}{\partial h_s} = \prod_{k=s+1}^{T} \operatorname{diag}(f'(a_k))\, W_{hh}")
-        st.markdown("A gradient sent from h_T back to h_s is multiplied by this product of T − s factors. Each "
-                    "factor stretches by at most ‖W_hh‖₂ · max f′, so the norm shrinks or grows roughly "
-                    "geometrically with the distance.")
+    jac = report.jacobian
+    chart(figures.jacobian_norm_figure(jac.distance, jac.norms, cfg.seq_len, b), JACOBIAN_KEY)
     return report
 
 
 def spectrum_section(report: FlowReport) -> None:
     """The singular values of W_hh, its spectral radius and the line at 1."""
     st.subheader("The recurrent weights W_hh")
-    c = st.columns([3, 1.3])
     sp = report.spectrum
-    with c[0]:
-        chart(figures.spectrum_figure(sp.singular_values, sp.spectral_radius), SPECTRUM_KEY)
-    with c[1]:
-        st.markdown("If every singular value is below 1 (and f′ ≤ 1, as for tanh and relu), the Jacobian product "
-                    "must shrink: gradients vanish. A spectral radius above 1 lets it grow over long distances: "
-                    "gradients can explode, unless saturation (f′ ≈ 0) damps them.")
-        a, b = st.columns(2)
-        a.metric("spectral radius ρ", f"{sp.spectral_radius:.3g}")
-        b.metric("largest σ = ‖W_hh‖₂", f"{sp.spectral_norm:.3g}")
+    st.markdown("If every singular value is below 1 (and f′ ≤ 1, as for tanh and relu), the Jacobian product must "
+                "shrink: gradients vanish. A spectral radius above 1 lets it grow over long distances: gradients can "
+                "explode, unless saturation (f′ ≈ 0) damps them. Here the **spectral radius ρ = "
+                f"{sp.spectral_radius:.3g}** and the **largest σ = ‖W_hh‖₂ = {sp.spectral_norm:.3g}**.")
+    chart(figures.spectrum_figure(sp.singular_values, sp.spectral_radius), SPECTRUM_KEY)
 
 
 def saturation_section(cfg: RNNConfig, report: FlowReport) -> None:
     """The saturation map f′(a_t) over time."""
     st.subheader("Saturation: where f′(a_t) blocks the gradient")
-    c = st.columns([3, 1.3])
     sat = report.saturation
-    with c[0]:
-        chart(figures.saturation_figure(sat.fprime_mean, sat.fraction, cfg.nonlinearity), SATURATION_KEY)
-    with c[1]:
-        what = ("A tanh unit with |a_t| large has h_t ≈ ±1 and f′ = 1 − h_t² ≈ 0" if cfg.nonlinearity == "tanh" else
-                "A relu unit with a_t ≤ 0 has f′ = 0")
-        st.markdown(f"{what}: no gradient passes through it at that step. Dark cells are units that block the "
-                    f"gradient; the top panel counts the saturated fraction ({sat.rule}) over batch and units.")
+    what = ("A tanh unit with |a_t| large has h_t ≈ ±1 and f′ = 1 − h_t² ≈ 0" if cfg.nonlinearity == "tanh" else
+            "A relu unit with a_t ≤ 0 has f′ = 0")
+    st.markdown(f"{what}: no gradient passes through it at that step. Dark cells are units that block the "
+                f"gradient; the top panel counts the saturated fraction ({sat.rule}) over batch and units.")
+    chart(figures.saturation_figure(sat.fprime_mean, sat.fraction, cfg.nonlinearity), SATURATION_KEY)
 
 
 def sweep_section(cfg: RNNConfig, report: FlowReport) -> None:
     """The hh_scale sweep, overlaid."""
     st.subheader("From vanishing to exploding: a sweep over hh_scale")
     sw = report.sweep
-    c = st.columns([3, 1.3])
-    with c[0]:
-        chart(figures.sweep_figure(sw.scales, sw.norms, cfg.hh_scale), SWEEP_KEY)
-    with c[1]:
-        st.markdown("The same problem with W_hh multiplied by each scale (the current one is thick). Small scales "
-                    "make the curves fall towards t = 1, large ones make them rise, unless tanh saturates. The sweep "
-                    "always shows full BPTT without a bug, i.e. the true gradient.")
+    st.markdown("The same problem with W_hh multiplied by each scale (the current one is thick). Small scales make "
+                "the curves fall towards t = 1, large ones make them rise, unless tanh saturates. The sweep always "
+                "shows full BPTT without a bug, i.e. the true gradient.")
+    chart(figures.sweep_figure(sw.scales, sw.norms, cfg.hh_scale), SWEEP_KEY)

@@ -74,8 +74,9 @@ def verdict(analysis: Analysis) -> str:
 # charts
 
 def chart(fig, key: str):
-    """A Plotly chart without the mode bar."""
-    return st.plotly_chart(fig, width="stretch", key=key, config={"displayModeBar": False})
+    """A Plotly chart without the mode bar, drawn with its own colours (theme=None: Streamlit's chart theme would
+    replace the figure's colour scales)."""
+    return st.plotly_chart(fig, width="stretch", key=key, theme=None, config={"displayModeBar": False})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -99,16 +100,17 @@ def download_data(cfg: RNNConfig) -> dict[str, tuple[str, str, object]]:
         else "bptt_worked_example"
     stem = "".join(ch if ch.isalnum() or ch in "_-." else "-" for ch in stem)[:120]
     return {
-        "NPZ (every array)": (f"{stem}.npz", "application/octet-stream", lambda: _npz(cfg)),
-        "CSV (long format)": (f"{stem}.csv", "text/csv", lambda: _csv(cfg)),
+        "NPZ": (f"{stem}.npz", "application/octet-stream", lambda: _npz(cfg)),
+        "CSV": (f"{stem}.csv", "text/csv", lambda: _csv(cfg)),
         "Python script": (f"{stem}_repro.py", "text/x-python", lambda: _script(cfg)),
     }
 
 
 def downloads(cfg: RNNConfig, key: str) -> None:
     """Download buttons for the trace (NPZ, CSV) and a reproduction script; the files are made on click."""
-    st.markdown("**Downloads** — the whole trace (t is 0-based in the files: file t = 0 is t = 1 on screen), and a "
-                "self-contained script that recomputes these numbers with NumPy and PyTorch.")
+    st.markdown("**Downloads** — the whole trace, every array (NPZ) or one number per row (CSV; t is 0-based in the "
+                "files: file t = 0 is t = 1 on screen), and a self-contained script that recomputes these numbers "
+                "with NumPy and PyTorch.")
     c = st.columns(3)
     for col, (label, (fname, mime, make)) in zip(c, download_data(cfg).items()):
         col.download_button(label, icon=":material/download:", data=make, file_name=fname, mime=mime,

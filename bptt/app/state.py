@@ -19,6 +19,7 @@ STEP = "step"              # session_state key: the current step, 1..T
 NOTICES = "url_notices"    # session_state key: warnings from parsing the URL, shown until the config changes
 ERROR = "config_error"     # session_state key: the last refused sidebar change, shown once
 PRESET_APPLIED = "preset_applied"   # session_state key: the preset last chosen (None: reset), for its page link
+WRITTEN = "url_written"    # session_state key: the query string this session last wrote (a different one: Back)
 URL_KEYS = (*FIELDS, "step")
 WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical config is never a widget key
 
@@ -137,7 +138,18 @@ def config_from_url(params: Any) -> tuple[RNNConfig, int | None, list[str]]:
     if step is not None and step > cfg.seq_len:
         notes.append(f"URL parameter `step` must be in 1..{cfg.seq_len} (seq_len), got {step}; using {cfg.seq_len}.")
         step = cfg.seq_len
-    return cfg, step, notes
+    long = sorted({v for k in params for v in params.get_all(k) if len(v) > URL_ECHO}, key=len, reverse=True)
+    return cfg, step, [_cut_echoes(n, long) for n in notes]
+
+
+URL_ECHO = 40    # a URL value longer than this is echoed in a warning as its first URL_ECHO characters and "…"
+
+
+def _cut_echoes(note: str, values: list[str]) -> str:
+    """note with every long URL value in it cut to its first URL_ECHO characters (a 5,000-digit value is not shown)."""
+    for v in values:
+        note = note.replace(v, f"{v[:URL_ECHO]}… ({len(v):,} characters)")
+    return note
 
 
 def url_params(cfg: RNNConfig, step: int) -> dict[str, str]:
@@ -148,19 +160,50 @@ def url_params(cfg: RNNConfig, step: int) -> dict[str, str]:
 
 
 def sync_url() -> None:
-    """Write the current config and step into the query string (only what changed)."""
+    """Write the current config and step into the query string (only what changed). Streamlit's frontend pushes a
+    browser history entry when the query string it is sent differs from the address bar's, and the step viewer moves
+    the address bar's step itself (replaceState) before Python hears it: so a config change is a history entry, and a
+    step is not."""
     want = url_params(st.session_state[CONFIG], st.session_state[STEP])
     have = st.query_params.to_dict()
     if have != want:
         st.query_params.from_dict(want)
+    st.session_state[WRITTEN] = want
+
+
+def _history_navigation() -> bool:
+    """Whether this run is the browser's Back or Forward (Streamlit reruns with that history entry's query string)."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+        ctx = get_script_run_ctx()
+        return bool(ctx is not None and ctx.is_history_navigation)
+    except (ImportError, AttributeError):        # an internal of Streamlit 1.67: without it, Back is not followed
+        return False
+
+
+def follow_url() -> None:
+    """On a later run, adopt the URL's config and step when the browser went Back or Forward to another config. Only
+    then: another run's query string may lag behind what the session wrote, and one without a query string (a page
+    switch) keeps the session's config."""
+    written = st.session_state.get(WRITTEN)
+    have = st.query_params.to_dict()
+    if written is None or not have or have == written or not _history_navigation():
+        return
+    cfg, step, notes = config_from_url(st.query_params)
+    st.session_state[CONFIG] = cfg
+    st.session_state[STEP] = step or 1
+    st.session_state[NOTICES] = notes
+    st.session_state[PRESET_APPLIED] = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # canonical state
 
 def init_state() -> None:
-    """On a session's first run, read the config and step from the URL."""
+    """On a session's first run, read the config and step from the URL; later, follow the URL when the browser changed
+    it (Back, Forward, an edited address)."""
     if CONFIG in st.session_state:
+        follow_url()
         return
     cfg, step, notes = config_from_url(st.query_params)
     st.session_state[CONFIG] = cfg

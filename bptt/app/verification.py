@@ -22,10 +22,32 @@ def _columns(frame) -> dict:
            "floor": ("floor", "absolute allowance for forward rounding (see above)")}
     out = {k: st.column_config.NumberColumn(label, help=help, format="%.2e", width="small")
            for k, (label, help) in sci.items() if k in frame.columns}
-    if "failing_steps" in frame.columns:
-        out["failing_steps"] = st.column_config.NumberColumn("failing t", help="timesteps that fail", width="small")
+    if "failing" in frame.columns:
+        out["failing"] = st.column_config.TextColumn("failing", help="the steps that fail, t counted from 1 as on "
+                                                     "screen, or the whole sequence (a final result)")
+    if "rows" in frame.columns:
+        out["rows"] = st.column_config.TextColumn("steps", help="steps compared, or the whole sequence", width="small")
     if "nonfinite" in frame.columns:
         out["nonfinite"] = st.column_config.NumberColumn("inf/nan", help="entries that are inf or nan", width="small")
+    return out
+
+
+def failing_text(table, summ, most: int = 8) -> list[str]:
+    """For each summary row: "" when it passes, "whole sequence" for a failing whole-sequence row, else "k of n: t = 1,
+    2, …" with the failing steps counted from 1 as on screen (the first `most` of them)."""
+    keys = ["quantity", "implementation", "reference"]
+    bad = table[~table["passed"]].groupby(keys, sort=False)["t"].apply(list).to_dict()
+    out = []
+    for row in summ.itertuples():
+        ts = bad.get((row.quantity, row.implementation, row.reference))
+        if not ts:
+            out.append("")
+        elif row.whole:
+            out.append("whole sequence")
+        else:
+            shown = sorted(int(t) + 1 for t in ts)
+            more = ", …" if len(shown) > most else ""
+            out.append(f"{len(shown)} of {row.rows}: t = {', '.join(map(str, shown[:most]))}{more}")
     return out
 
 
@@ -33,7 +55,11 @@ def summary_table(analysis: Analysis) -> None:
     """Pass/fail per quantity and comparison pair, worst errors over all timesteps."""
     s = summary(analysis.table)
     s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
-    s = s.drop(columns=["passed"])
+    s["failing"] = failing_text(analysis.table, s)
+    s["rows"] = [("whole" if w else str(n)) for w, n in zip(s["whole"], s["rows"])]
+    s = s.drop(columns=["passed", "failing_steps", "whole"])
+    first = ["verdict", "quantity", "failing", "implementation", "reference"]     # what failed, where, first
+    s = s[first + [c for c in s.columns if c not in first]]
     st.dataframe(s, width="stretch", hide_index=True, height=38 + 35 * len(s), column_config=_columns(s))
 
 
