@@ -2,10 +2,11 @@
 import streamlit as st
 
 from bptt.app import backward
-from bptt.app.panels import downloads, page_setup
+from bptt.app.panels import downloads, page_setup, viewer_pending
 
 cfg, analysis = page_setup("Backward pass", "⬅️")
-backward.step_view(analysis)
-st.divider()
-backward.truncation_gap(analysis)
+if not viewer_pending(cfg):
+    backward.step_view(analysis)
+    st.divider()
+    backward.truncation_gap(analysis)
 downloads(cfg, backward.DOWNLOADS_KEY)

@@ -7,9 +7,11 @@ import streamlit as st
 from .. import export
 from ..analysis import Analysis
 from ..bugs import step_of
+from ..cells import cell_of
 from ..config import RNNConfig
 from ..engine import carry_cut
 from ..stepview import fmt_err
+from .navigation import SCRIPTS
 from .state import NOTICES, current_config, get_analysis, init_state, sidebar, sync_url
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -49,6 +51,33 @@ def nonfinite_banner(analysis: Analysis) -> None:
         st.warning(f"Some values overflowed to inf or nan ({n:,} entries over all comparisons): the gradients exploded "
                    "beyond float64. They are crossed out (×) in the heatmaps; compare only where both sides are "
                    "finite. Lower hh_scale or seq_len to see finite numbers.", icon=":material/local_fire_department:")
+
+
+def config_line(cfg: RNNConfig) -> str:
+    """The config in one line of markdown, the cell first."""
+    c = cell_of(cfg.cell)
+    rest = [f"I = {cfg.input_size}", f"H = {cfg.hidden_size}", f"T = {cfg.seq_len}", f"B = {cfg.batch_size}",
+            f"seed {cfg.seed}", f"upstream {cfg.upstream}", f"hh_scale {cfg.hh_scale:g}"]
+    if cfg.cell == "rnn":
+        rest.insert(5, cfg.nonlinearity)
+    if cfg.truncate:
+        rest.append(f"truncate {cfg.truncate}")
+    if cfg.bug != "none":
+        rest.append(f"bug `{cfg.bug}`")
+    return f"**{c.title}** (`{c.torch_name}`) · " + ", ".join(rest)
+
+
+def viewer_pending(cfg: RNNConfig) -> bool:
+    """For a gated cell, until the step viewer draws its gates: say so, link to Verification, and return True."""
+    if cfg.cell == "rnn":
+        return False
+    st.caption(config_line(cfg))
+    st.info(f"The gate-by-gate step viewer for the {cell_of(cfg.cell).title} is coming. Until then every one of its "
+            "per-step quantities, gate by gate, is checked against PyTorch autograd on the Verification page, and "
+            "derived on the Derivation page.", icon=":material/construction:")
+    st.page_link(SCRIPTS["Verification"], label="Verification: every quantity of this cell, step by step",
+                 icon=":material/fact_check:")
+    return True
 
 
 def cuts(cfg: RNNConfig) -> list[int]:
