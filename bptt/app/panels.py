@@ -38,7 +38,8 @@ def bug_banner(analysis: Analysis) -> None:
     if bug == "none":
         return
     fd = analysis.first_divergence
-    where = (f"It first diverges from autograd in **{fd['quantity']}** at **t = {fd['t'] + 1}**."
+    gate = f" [{fd['gate']}]" if fd and "gate" in fd else ""
+    where = (f"It first diverges from autograd in **{fd['quantity']}{gate}** at **t = {fd['t'] + 1}**."
              if fd else "In this configuration it happens not to change any number.")
     st.error(f"**Bug on purpose: `{bug}`** — {step_of(bug, analysis.config.cell).note} {where}",
              icon=":material/bug_report:")
@@ -145,8 +146,17 @@ def downloads(cfg: RNNConfig, key: str) -> None:
                             width="stretch", on_click="ignore")
 
 
+def with_gates(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with each gate block named in its quantity, as the heatmaps name it: `d_gates [f]`, `dW_hh_acc [o]`
+    (the `gate` column folded in)."""
+    tab = table.copy()
+    gated = tab["gate"].notna()
+    tab.loc[gated, "quantity"] = tab.loc[gated, "quantity"] + " [" + tab.loc[gated, "gate"].astype(str) + "]"
+    return tab.drop(columns=["gate"])
+
+
 def comparison_frame(analysis: Analysis) -> pd.DataFrame:
-    """The comparison table for display: t shown 1-based."""
-    tab = analysis.table.copy()
+    """The comparison table for display: t shown 1-based, gate blocks named in the quantity."""
+    tab = with_gates(analysis.table)
     tab.insert(1, "t (1-based)", tab["t"] + 1)
     return tab.drop(columns=["t"])
