@@ -193,8 +193,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "Long sequence": dict(hidden_size=32, seq_len=100, batch_size=4, input_size=8),
     "LSTM: the cell state carries the gradient": dict(cell="lstm", hidden_size=16, seq_len=50, batch_size=2,
                                                       input_size=4, upstream="last"),
-    "GRU: PyTorch's reset gate": dict(cell="gru", input_size=3, hidden_size=4, seq_len=5, batch_size=2,
-                                      bug="reset-before-matmul"),
+    "GRU: PyTorch's reset gate": dict(cell="gru", input_size=3, hidden_size=4, seq_len=5, batch_size=2),
 }
 PRESET_NOTES: dict[str, str] = {
     "Worked example": "The course exercise's numbers: I=4, H=5, T=3, B=3, seed 123.",
@@ -208,9 +207,9 @@ PRESET_NOTES: dict[str, str] = {
                                                  "f_t (no W_hh, no tanh′), so it reaches further back than the "
                                                  "vanilla RNN's on the same problem.",
     "GRU: PyTorch's reset gate": "PyTorch's GRU applies r after the W_hn product, r ⊙ (W_hn h + b_hn); the paper's "
-                                 "puts it inside, W_hn (r ⊙ h). This preset runs the paper's backward against "
-                                 "PyTorch's forward (bug reset-before-matmul): the reset gate's gradient d_gates[r] "
-                                 "is wrong from the first step back.",
+                                 "puts it inside, W_hn (r ⊙ h). The Derivation page sets the two side by side; pick "
+                                 "the bug reset-before-matmul to run the paper's backward against PyTorch's forward "
+                                 "and see d_gates [r] fail first.",
 }
 
 

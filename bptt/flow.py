@@ -409,7 +409,7 @@ def report_text(r: FlowReport) -> str:
         out += [f"{d + 1:>7}{fp:>14.3e}{zp:>14.3e}{j:>20.3e}"
                 for d, (fp, zp, j) in enumerate(zip(c.forget_product, c.update_product, c.rnn_jacobian))]
         if c.truncations:
-            out += ["", "truncation gap of each cell, ‖g_K − g_full‖ / ‖g_full‖ over all four weight gradients:",
+            out += ["", "each cell truncated every K steps: ‖g_K − g_full‖ / ‖g_full‖ over all four weight gradients:",
                     f"{'K':>5}" + "".join(f"{CELLS[k].title:>14}" for k in c.gap)]
             out += [f"{K:>5}" + "".join(f"{c.gap[k][i]:>14.3e}" for k in c.gap) for i, K in enumerate(c.truncations)]
     return "\n".join(out)

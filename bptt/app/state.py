@@ -256,7 +256,7 @@ def _on_preset(name: str | None) -> None:
 PRESET_PAGES = {"Worked example": "Backward pass", "Vanishing gradients": "Gradient flow",
                 "Exploding gradients": "Gradient flow", "Long sequence": "Gradient flow",
                 "LSTM: the cell state carries the gradient": "Gradient flow",
-                "GRU: PyTorch's reset gate": "Verification"}
+                "GRU: PyTorch's reset gate": "Derivation"}
 RESET_KEY = "preset_reset"
 
 
