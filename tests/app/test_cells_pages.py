@@ -72,7 +72,7 @@ def test_the_step_pages_say_the_gated_viewer_is_coming_and_link_to_verification(
     (dict(cell="lstm", bug="z-swapped", seq_len="4"), "bug", dict(cell="lstm", seq_len=4)),
 ])
 def test_a_url_value_that_does_not_fit_the_cell_warns_and_keeps_the_rest(params, name, kept):
-    at = app(VERIFICATION, **params)
+    at = app(DERIVATION, **params)
     no_exception(at)
     w = warnings_text(at)
     assert f"`{name}`" in w, w
