@@ -175,8 +175,9 @@ def paths_section(cfg: RNNConfig, report: FlowReport) -> None:
         st.caption(f"With PyTorch's initialisation the forget gates sit near σ(0) = 0.5 (mean f here: "
                    f"{cc.mean_forget:.2f}), so ∏ f still shrinks geometrically; a trained LSTM learns f near 1 where "
                    "it must remember.")
-    st.info(cc.sentence() + " (Shares of ‖∂L/∂·‖ at t = 1 over t = T, upstream gradient at the last step only, "
-            "this hh_scale.)", icon=":material/calculate:")
+    st.markdown(f":material/calculate: **{cc.sentence()}**")
+    st.caption("The shares are ‖∂L/∂·‖ at t = 1 over ‖∂L/∂·‖ at t = T, computed on this problem with the upstream "
+               "gradient at the last step only and this hh_scale (full BPTT, no bug).")
 
 
 def cells_gap_section(cfg: RNNConfig, report: FlowReport) -> None:
