@@ -416,6 +416,7 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
 # the three cells on the same problem (the Gradient flow page)
 
 CELL_TITLES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+CELL_SHORT = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 CELL_COLOURS = {"rnn": FLOW_BLUE, "lstm": "#2e7d32", "gru": "#ef6c00"}
 
 
@@ -431,8 +432,8 @@ def cells_norm_figure(scales: Sequence[float], h_norms: dict[str, np.ndarray], c
     cells = list(h_norms)
     T = next(iter(h_norms.values())).shape[1]
     fig = make_subplots(rows=1, cols=len(cells), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[CELL_TITLES.get(c, c) + (": ‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ (dashed)" if c == "lstm"
-                                                                else ": ‖∂L/∂h_t‖") for c in cells])
+                        subplot_titles=[CELL_SHORT.get(c, c) + (" (‖∂L/∂c_t‖ dashed)" if c == "lstm" else "")
+                                        for c in cells])
     lo, hi = np.log(min(scales)), np.log(max(scales))
     ts = np.arange(1, T + 1)
     for col, cell in enumerate(cells, start=1):
@@ -453,9 +454,9 @@ def cells_norm_figure(scales: Sequence[float], h_norms: dict[str, np.ndarray], c
                                   f"‖∂L/∂{state}_t‖ = %{{y:.3e}}<extra></extra>"), row=1, col=col)
         _time_axis(fig, T, row=1, col=col)
     fig = _flow_layout(fig, "", "t (1-based)", "", height=360)
-    fig.update_layout(margin=dict(l=10, r=10, t=60, b=10), title=None,
-                      legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0.0))
-    fig.update_yaxes(title_text="norm (log scale)", row=1, col=1)
+    fig.update_layout(margin=dict(l=10, r=10, t=60, b=10), title=None, height=400,
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0))
+    fig.update_yaxes(title_text="‖∂L/∂h_t‖  (log scale)", row=1, col=1)
     fig.update_annotations(font=dict(size=12))
     for col in range(1, len(cells) + 1):
         _time_axis(fig, T, row=1, col=col)
@@ -492,5 +493,6 @@ def cells_gap_figure(truncations: Sequence[int], gap: dict[str, np.ndarray]) -> 
                                  hovertemplate=f"{CELL_TITLES.get(cell, cell)}, K = %{{x}}: %{{y:.3e}}<extra></extra>"))
     fig = _flow_layout(fig, "Truncation gap of every cell: ‖g_K − g_full‖ / ‖g_full‖", "K (truncate every K steps)",
                        "relative error  (log scale)", height=320)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0.0))
     fig.update_xaxes(type="log", tickvals=list(truncations), dtick=None, tick0=None)
     return fig

@@ -75,17 +75,18 @@ def grad_norms_section(cfg: RNNConfig, report: FlowReport) -> None:
 
 def jacobian_section(cfg: RNNConfig) -> FlowReport:
     """The Jacobian products ∂h_T/∂h_s against the distance, for a chosen batch element; returns the report used."""
-    st.subheader("Why: the Jacobian product back through time" if cfg.cell == "rnn" else
-                 "Which batch element")
+    if cfg.cell == "rnn":
+        st.subheader("Why: the Jacobian product back through time")
     b = 0
     if cfg.batch_size > 1:
         b = int(st.number_input("batch element b", 0, cfg.batch_size - 1, 0, key=BATCH_KEY,
-                                help="whose activations f′(a_k) enter the product"))
+                                help="whose activations f′(a_k) enter the product" if cfg.cell == "rnn" else
+                                "whose gates the products along the paths (below) multiply"))
     report = get_flow(cfg, b)
     if report.jacobian is None:
-        st.markdown(f"The {cell_of(cfg.cell).title}'s W_hh stacks {len(cell_of(cfg.cell).gates)} gate blocks and its "
-                    "step Jacobian mixes them with the gates; this section and the next two are the vanilla RNN's. "
-                    "For every cell, see the paths the gradient takes below.")
+        st.caption(f"The {cell_of(cfg.cell).title}'s W_hh stacks {len(cell_of(cfg.cell).gates)} gate blocks, mixed "
+                   "with the gates at every step: the Jacobian product, W_hh's spectrum and saturation are shown for "
+                   "the vanilla RNN. For every cell, see the paths the gradient takes below.")
         return report
     c = st.columns([3, 1.3])
     with c[0]:
@@ -164,20 +165,16 @@ def paths_section(cfg: RNNConfig, report: FlowReport) -> None:
     """∏ f (LSTM) and ∏ z (GRU) against the vanilla RNN's Jacobian norms, and the sentence computed from them."""
     cc = report.cells
     st.subheader("Why the LSTM keeps more of the gradient")
-    c = st.columns([3, 1.3])
-    with c[0]:
-        chart(figures.paths_figure(cc.forget_product, cc.update_product, cc.rnn_jacobian, cc.b), PATHS_KEY)
-    with c[1]:
-        st.markdown("Along the LSTM's cell path the gradient is multiplied at each step by the forget gate alone: "
-                    "dc_prev = dc_total ⊙ f_t, no W_hh and no tanh′. So from step T back to s it carries "
-                    "∏ f (green, the mean over units). The GRU's direct path h_(t−1) → h_t carries ∏ z. The vanilla "
-                    "RNN's gradient goes through diag(f′(a_k)) W_hh at every step (blue).")
-        st.caption(f"With PyTorch's initialisation the forget gates sit near σ(0) = 0.5 (mean f here: "
-                   f"{cc.mean_forget:.2f}), so ∏ f still shrinks geometrically; a trained LSTM learns f near 1 where "
-                   "it must remember.")
-    st.markdown(f":material/calculate: **{cc.sentence()}**")
+    st.markdown("Along the LSTM's cell path the gradient is multiplied at each step by the forget gate alone: "
+                "dc_prev = dc_total ⊙ f_t, with no W_hh and no tanh′. So from step T back to s it carries ∏ f (green, "
+                "the mean over units). The GRU's direct path h_(t−1) → h_t carries ∏ z (orange). The vanilla RNN's "
+                "gradient goes through diag(f′(a_k)) W_hh at every step (blue: the norm of that product).")
+    chart(figures.paths_figure(cc.forget_product, cc.update_product, cc.rnn_jacobian, cc.b), PATHS_KEY)
+    st.markdown(f"**{cc.sentence()}**")
     st.caption("The shares are ‖∂L/∂·‖ at t = 1 over ‖∂L/∂·‖ at t = T, computed on this problem with the upstream "
-               "gradient at the last step only and this hh_scale (full BPTT, no bug).")
+               "gradient at the last step only and this hh_scale (full BPTT, no bug). With PyTorch's initialisation "
+               f"the forget gates sit near σ(0) = 0.5 (mean f here: {cc.mean_forget:.2f}), so ∏ f still shrinks "
+               "geometrically; a trained LSTM learns f near 1 where it must remember.")
 
 
 def cells_gap_section(cfg: RNNConfig, report: FlowReport) -> None:
@@ -187,10 +184,7 @@ def cells_gap_section(cfg: RNNConfig, report: FlowReport) -> None:
     if not cc.truncations:
         st.markdown(f"With T = {cfg.seq_len} there is no K < T to truncate at.")
         return
-    c = st.columns([3, 1.3])
-    with c[0]:
-        chart(figures.cells_gap_figure(cc.truncations, cc.gap), CELLS_GAP_KEY)
-    with c[1]:
-        st.markdown("Truncated BPTT detaches the state (h, and c for the LSTM) every K steps. The gap is how far the "
-                    "truncated weight gradients are from full BPTT's: ‖g_K − g_full‖ / ‖g_full‖ over dW_ih, dW_hh, "
-                    "db_ih and db_hh together, on the same problem (upstream as in the sidebar).")
+    st.markdown("Truncated BPTT detaches the state (h, and c for the LSTM) every K steps. The gap is how far the "
+                "truncated weight gradients are from full BPTT's: ‖g_K − g_full‖ / ‖g_full‖ over dW_ih, dW_hh, db_ih "
+                "and db_hh together, on the same problem (upstream as in the sidebar).")
+    chart(figures.cells_gap_figure(cc.truncations, cc.gap), CELLS_GAP_KEY)

@@ -86,17 +86,21 @@ def gradcheck(analysis: Analysis) -> None:
 def bug_zoo(cfg: RNNConfig) -> None:
     """The chosen cell's bug zoo: what each bug does and where it first diverges from autograd (t 1-based)."""
     cell = cell_of(cfg.cell)
-    rows = []
+    st.markdown(f"Classic mistakes in a hand-written {cell.title} backward pass, each made on purpose by the engine "
+                "when chosen in the sidebar's bug selector. The first divergence is where the comparison above "
+                f"first fails, in the order BPTT computes (t = {cfg.seq_len} down to 1), at this T.")
+    lines = []
     for name in cell.zoo:
         if name == "none":
             continue
-        fd = first_divergence(name, cfg.seq_len, cfg.cell)
-        where = "no step to show it at this T" if fd is None else (
-            f"{fd['quantity']}" + (f" [{fd['gate']}]" if "gate" in fd else "") + f" at t = {fd['t'] + 1}")
-        rows.append({"bug": name, "first divergence": where, "what it does": step_of(name, cfg.cell).note,
-                     "selected": "◀ in the sidebar" if name == cfg.bug else ""})
-    st.markdown(f"Classic mistakes in a hand-written {cell.title} backward pass, each made on purpose by the engine "
-                "when chosen in the sidebar's bug selector. The first divergence is where the comparison above "
-                f"first fails, in the order BPTT computes (t = {cfg.seq_len} down to 1), for this T.")
-    st.dataframe(rows, width="stretch", hide_index=True, column_config={
-        "what it does": st.column_config.TextColumn(width="large"), "selected": st.column_config.TextColumn("")})
+        lines.append(f"- **`{name}`**{' (selected)' if name == cfg.bug else ''}: first diverges in "
+                     f"{zoo_divergence(name, cfg)}. {step_of(name, cfg.cell).note}")
+    st.markdown("\n".join(lines))
+
+
+def zoo_divergence(bug: str, cfg: RNNConfig) -> str:
+    """Where a bug of the config's cell first diverges at its T, naming the gate: "`d_gates [f]` at t = 3"."""
+    fd = first_divergence(bug, cfg.seq_len, cfg.cell)
+    if fd is None:
+        return "no step at this T (it needs a longer sequence)"
+    return f"`{fd['quantity']}" + (f" [{fd['gate']}]" if "gate" in fd else "") + f"` at t = {fd['t'] + 1}"
