@@ -27,8 +27,8 @@ def md(text: str) -> Line:
 
 Section = tuple[str, tuple[Line, ...]]
 
-_LOSS = (md("The loss is the exercise's, $L = \\sum_t \\langle dh\\_out_t, h_t \\rangle$: nothing arrives at the "
-            "cell state except through $h_t$. Time runs t = 1..T on screen (0-based in the downloads)."),)
+_LOSS = "The loss is the exercise's, $L = \\sum_t \\langle dh\\_out_t, h_t \\rangle${}. Time runs t = 1..T on screen " \
+        "(0-based in the downloads)."
 
 LSTM: tuple[Section, ...] = (
     ("The model: `torch.nn.LSTM`", (
@@ -39,7 +39,7 @@ LSTM: tuple[Section, ...] = (
             r"o_t = \sigma(z_t^{o})", "i, f, g, o"),
         tex(r"c_t = f_t \odot c_{t-1} + i_t \odot g_t", "c"),
         tex(r"h_t = o_t \odot \tanh(c_t)", "h"),
-        *_LOSS)),
+        md(_LOSS.format(": nothing arrives at the cell state except through $h_t$")))),
     ("Two carries into step t", (
         md("Step t hands two states to step t+1, so the gradient comes back along two paths: into $h_t$ through "
            "$W_{hh}$ (the hidden path) and into $c_t$ through $f_{t+1}$ (the cell path)."),
@@ -71,8 +71,9 @@ LSTM: tuple[Section, ...] = (
         tex(r"dc\_prev_t = dc\_total_t \odot f_t \quad (= dc\_next_{t-1})", "dc_prev"),
         md("At t = 1 these are $\\partial L/\\partial h_0$ and $\\partial L/\\partial c_0$ (`dh0`, `dc0`)."),)),
     ("The weight gradients: four gates meet in one matrix", (
-        tex(r"dW_{ih} = \sum_t d\_gates_t^{\top} x_t, \qquad dW_{hh} = \sum_t d\_gates_t^{\top} h_{t-1}, \qquad "
-            r"db_{ih} = db_{hh} = \sum_t \sum_b d\_gates_t", "dW_ih, dW_hh, db_ih, db_hh"),
+        tex(r"dW_{ih} = \sum_t d\_gates_t^{\top} x_t, \qquad dW_{hh} = \sum_t d\_gates_t^{\top} h_{t-1}",
+            "dW_ih, dW_hh"),
+        tex(r"db_{ih} = db_{hh} = \sum_t \sum_b d\_gates_t", "db_ih, db_hh"),
         md("Each gate's block of rows (W_ii | W_if | W_ig | W_io) gets its own gate's gradient: `dW_ih_acc [f]` in "
            "the Verification table is the forget gate's rows of the running sum."),)),
 )
@@ -85,12 +86,12 @@ GRU: tuple[Section, ...] = (
         tex(r"r_t = \sigma(gi_t^{r} + gh_t^{r}), \qquad z_t = \sigma(gi_t^{z} + gh_t^{z})", "r, z"),
         tex(r"hn_t = W_{hn} h_{t-1} + b_{hn}, \qquad n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot hn_t)", "hn, n"),
         tex(r"h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}", "h"),
-        *_LOSS)),
+        md(_LOSS.format("")))),
     ("The paper's form beside it", (
         md("The later paper form (Cho et al., 2014) puts the reset gate inside the product. The two are different "
            "functions with different gradients; `torch.nn.GRU` (and this engine) computes PyTorch's:"),
-        tex(r"\text{PyTorch:}\ n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn})) \qquad "
-            r"\text{paper:}\ n_t = \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn})"),
+        tex(r"\text{PyTorch:}\ n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))"),
+        tex(r"\text{paper:}\ n_t = \tanh(W_{in} x_t + b_{in} + W_{hn} (r_t \odot h_{t-1}) + b_{hn})"),
         md("What changes in the gradient, with $d\\_n$ the gradient at n's pre-activation:"),
         tex(r"\text{PyTorch:}\ dr = d\_n \odot hn_t,\quad dW_{hn} \mathrel{+}= (d\_n \odot r_t)^{\top} h_{t-1},"
             r"\quad db_{hn} \mathrel{+}= \textstyle\sum_b d\_n \odot r_t"),
@@ -121,8 +122,8 @@ GRU: tuple[Section, ...] = (
     ("The weight gradients", (
         tex(r"dW_{ih} \mathrel{+}= d\_gates_t^{\top} x_t, \qquad db_{ih} \mathrel{+}= \textstyle\sum_b "
             r"d\_gates_t", "dW_ih, db_ih"),
-        tex(r"dW_{hh} \mathrel{+}= [\,d\_gates_t[r],\ d\_gates_t[z],\ d\_hn_t\,]^{\top} h_{t-1}, \qquad "
-            r"db_{hh} \mathrel{+}= \textstyle\sum_b [\,d\_gates_t[r],\ d\_gates_t[z],\ d\_hn_t\,]", "dW_hh, db_hh"),
+        tex(r"dW_{hh} \mathrel{+}= [\,d\_gates_t[r],\ d\_gates_t[z],\ d\_hn_t\,]^{\top} h_{t-1}", "dW_hh"),
+        tex(r"db_{hh} \mathrel{+}= \textstyle\sum_b [\,d\_gates_t[r],\ d\_gates_t[z],\ d\_hn_t\,]", "db_hh"),
         md("So $db_{hh} \\ne db_{ih}$ in the n block (W_in | W_hn see different gradients), unlike the LSTM's and "
            "the vanilla RNN's two biases."),)),
 )

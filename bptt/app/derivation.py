@@ -32,8 +32,8 @@ def render_gated(cfg: RNNConfig) -> None:
     c = cell_of(cfg.cell)
     st.markdown(f"BPTT for the **{c.title}** (`{c.torch_name}`), derived step by step in the engine's names "
                 f"(`bptt/cells/{c.name}.py` computes exactly these lines). The grey name after an equation is the "
-                "quantity's name in the heatmaps, the Verification table and the downloads; `d_gates[f]` is the "
-                "forget gate's block of `d_gates`. Rows of every matrix are the batch in the code.")
+                f"quantity's name in the heatmaps, the Verification table and the downloads; `d_gates[{c.gates[1]}]` "
+                f"is the {c.gates[1]} gate's block of `d_gates`. Rows of every matrix are the batch in the code.")
     for heading, lines in DERIVATIONS[cfg.cell]:
         st.markdown(f"#### {heading}")
         for line in lines:
