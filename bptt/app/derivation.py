@@ -21,10 +21,10 @@ NAMES = [
 
 
 def _tagged(text: str, name: str) -> str:
-    """A LaTeX line with the quantity's heatmap / export name in grey after it."""
-    if not name:
-        return text
-    return text + r" \qquad \color{gray}{\small\texttt{" + name.replace("_", r"\_") + "}}"
+    """A LaTeX line (its `\\\\` breaks kept narrow enough for 800 px) with the quantity's heatmap / export name in
+    grey under it."""
+    tag = r" \\ \color{gray}{\small\texttt{" + name.replace("_", r"\_") + "}}" if name else ""
+    return r"\begin{gathered}" + text + tag + r"\end{gathered}"
 
 
 def render_gated(cfg: RNNConfig) -> None:
