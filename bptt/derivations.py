@@ -31,6 +31,8 @@ Section = tuple[str, tuple[Line, ...]]
 _LOSS = "The loss is the exercise's, $L = \\sum_t \\langle dh\\_out_t, h_t \\rangle${}. Time runs t = 1..T on screen " \
         "(0-based in the downloads)."
 
+DX = tex(r"dx_t = d\_gates_t\, W_{ih}", "dx")      # both gated cells: the input gradient through all gate blocks
+
 LSTM: tuple[Section, ...] = (
     ("The model: `torch.nn.LSTM`", (
         md("Four gates share one weight matrix: the rows of $W_{ih}$ (4H × I) and $W_{hh}$ (4H × H) are the blocks "
@@ -67,7 +69,7 @@ LSTM: tuple[Section, ...] = (
         md("Stacked side by side in W_ih's row order i | f | g | o they are `d_gates` (B × 4H), the gated cells' "
            "counterpart of the RNN's d_tanh."),)),
     ("What step t sends on", (
-        tex(r"dx_t = d\_gates_t\, W_{ih}", "dx"),
+        DX,
         tex(r"dh\_prev_t = d\_gates_t\, W_{hh} \quad (= dh\_next_{t-1})", "dh_prev"),
         tex(r"dc\_prev_t = dc\_total_t \odot f_t \quad (= dc\_next_{t-1})", "dc_prev"),
         md("At t = 1 these are $\\partial L/\\partial h_0$ and $\\partial L/\\partial c_0$ (`dh0`, `dc0`)."),)),
@@ -117,7 +119,7 @@ GRU: tuple[Section, ...] = (
         md("`d_gates` (B × 3H) is the gradient at the input-side pre-activations $gi_t$, in the order r | z | n. "
            "On the hidden side the n block's gradient is `d_hn`, not $d\\_n$: r sits between them."),)),
     ("What step t sends on", (
-        tex(r"dx_t = d\_gates_t\, W_{ih}", "dx"),
+        DX,
         tex(r"dh\_prev_t = dh\_total_t \odot z_t \\ + [\,d\_gates_t[r],\ d\_gates_t[z],\ d\_hn_t\,]\, W_{hh}",
             "dh_prev"),)),
     ("The weight gradients", (
