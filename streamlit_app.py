@@ -3,7 +3,7 @@ import streamlit as st
 
 from bptt.app.home import DOWNLOADS_KEY, network, next_steps
 from bptt.app.navigation import PAGES
-from bptt.app.panels import downloads, page_setup, verdict
+from bptt.app.panels import config_line, downloads, page_setup, verdict
 
 
 def home() -> None:
@@ -20,6 +20,8 @@ def home() -> None:
     )
     st.markdown("This app does that by hand in NumPy, and checks every intermediate number against PyTorch autograd. "
                 "Change the network in the sidebar; time is shown 1-based (t = 1..T) everywhere on screen.")
+    st.markdown(f"The cell is a choice (the sidebar's first control): the vanilla RNN above, `torch.nn.LSTM` or "
+                f"`torch.nn.GRU`. Now: {config_line(cfg)}.")
     network(analysis)
     st.markdown("### The check against PyTorch")
     st.markdown(verdict(analysis))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..cells import cell_of
 from ..config import RNNConfig
+from ..derivations import DERIVATIONS
 
 NAMES = [
     ("x_t", "x_t", "(B × I)", "the input at step t"),
@@ -23,8 +25,34 @@ def lines(*equations: str) -> None:
     st.latex(r"\begin{gathered}" + r" \\[4pt] ".join(equations) + r"\end{gathered}")
 
 
+def _tagged(text: str, name: str) -> str:
+    """A LaTeX line (its `\\\\` breaks kept narrow enough for 800 px) with the quantity's heatmap / export name in
+    grey under it."""
+    tag = r" \\ \color{gray}{\small\texttt{" + name.replace("_", r"\_") + "}}" if name else ""
+    return r"\begin{gathered}" + text + tag + r"\end{gathered}"
+
+
+def render_gated(cfg: RNNConfig) -> None:
+    """A gated cell's derivation (bptt/derivations.py), each defining line tagged with its heatmap name."""
+    c = cell_of(cfg.cell)
+    st.markdown(f"BPTT for the **{c.title}** (`{c.torch_name}`), derived step by step in the engine's names "
+                f"(`bptt/cells/{c.name}.py` computes exactly these lines). The grey name after an equation is the "
+                f"quantity's name in the heatmaps, the Verification table and the downloads; `d_gates[{c.gates[1]}]` "
+                f"is the {c.gates[1]} gate's block of `d_gates`. Rows of every matrix are the batch in the code.")
+    for heading, lines in DERIVATIONS[cfg.cell]:
+        st.markdown(f"#### {heading}")
+        for line in lines:
+            if line.kind == "tex":
+                st.latex(_tagged(line.text, line.name))
+            else:
+                st.markdown(line.text)
+
+
 def render(cfg: RNNConfig) -> None:
-    """The whole derivation, written for the current nonlinearity."""
+    """The whole derivation, written for the current cell (and, for the vanilla RNN, its nonlinearity)."""
+    if cfg.cell != "rnn":
+        render_gated(cfg)
+        return
     tanh = cfg.nonlinearity == "tanh"
     f = r"\tanh" if tanh else r"\operatorname{relu}"
     fp = r"1 - h_t^{2}" if tanh else r"\mathbb{1}[a_t > 0]"

@@ -9,6 +9,8 @@ import streamlit as st
 from .. import budget
 from ..analysis import Analysis, analyze, forward_bytes, trace_bytes, work_bytes
 from ..autograd_op import GradcheckResult, gradcheck_op
+from ..cells import BUGS as CELL_BUGS
+from ..cells import CELLS
 from ..config import FIELDS, PRESET_NOTES, PRESETS, ConfigError, RNNConfig, parse_value, preset
 from ..fd import FDCheck, fd_check
 from ..flow import FlowReport, flow_report
@@ -18,6 +20,7 @@ CONFIG = "config"          # session_state key: the current RNNConfig
 STEP = "step"              # session_state key: the current step, 1..T
 NOTICES = "url_notices"    # session_state key: warnings from parsing the URL, shown until the config changes
 ERROR = "config_error"     # session_state key: the last refused sidebar change, shown once
+CHANGED = "config_changed"  # session_state key: what a cell switch changed besides the cell (e.g. the bug), shown once
 PRESET_APPLIED = "preset_applied"   # session_state key: the preset last chosen (None: reset), for its page link
 WRITTEN = "url_written"    # session_state key: the query string this session last wrote (a different one: Back)
 URL_KEYS = (*FIELDS, "step")
@@ -130,11 +133,18 @@ def config_from_url(params: Any) -> tuple[RNNConfig, int | None, list[str]]:
             values[key] = parse_value(key, raw[0])
         except ConfigError as err:
             notes.append(f"URL parameter `{key}`: {err}. Using the default, {getattr(RNNConfig(), key)!r}.")
-    try:
-        cfg = RNNConfig(**values)
-    except ConfigError as err:
-        notes.append(f"URL parameters refused ({err.field}): {err}. Using the defaults instead.")
-        cfg = RNNConfig()
+    cfg = None
+    while cfg is None:        # a value that does not fit the others (relu for an LSTM) goes; the rest is kept
+        try:
+            cfg = RNNConfig(**values)
+        except ConfigError as err:
+            if err.field in values and err.field != "cell":
+                notes.append(f"URL parameter `{err.field}`: {err}. Using the default, "
+                             f"{getattr(RNNConfig(), err.field)!r}.")
+                del values[err.field]
+            else:
+                notes.append(f"URL parameters refused ({err.field}): {err}. Using the defaults instead.")
+                cfg = RNNConfig()
     if step is not None and step > cfg.seq_len:
         notes.append(f"URL parameter `step` must be in 1..{cfg.seq_len} (seq_len), got {step}; using {cfg.seq_len}.")
         step = cfg.seq_len
@@ -248,10 +258,28 @@ LABELS = {
 }
 
 
+def switch_cell(cfg: RNNConfig, cell: str) -> tuple[RNNConfig, list[str]]:
+    """cfg with another cell, keeping the sizes, the seed and everything else that applies to it; what had to change
+    besides the cell (a bug of the old cell goes back to "none", a gated cell's nonlinearity is tanh), in words."""
+    changes, said = {"cell": cell}, []
+    if cell != "rnn" and cfg.nonlinearity != "tanh":
+        changes["nonlinearity"] = "tanh"
+        said.append(f"nonlinearity {cfg.nonlinearity!r} is the vanilla RNN's; the {CELLS[cell].title} has its own")
+    if cfg.bug not in CELL_BUGS[cell]:
+        changes["bug"] = "none"
+        said.append(f"bug {cfg.bug!r} is a {CELLS[cfg.cell].title} bug, so bug is back to 'none'")
+    return cfg.replace(**changes), said
+
+
 def _on_field_change(name: str) -> None:
     value = st.session_state[WIDGET + name]
     try:
-        cfg = current_config().replace(**{name: value})
+        if name == "cell":
+            cfg, said = switch_cell(current_config(), value)
+            if said:
+                st.session_state[CHANGED] = said
+        else:
+            cfg = current_config().replace(**{name: value})
     except ConfigError as err:
         st.session_state[ERROR] = (err.field, str(err))
         return
@@ -269,13 +297,15 @@ def _on_preset(name: str | None) -> None:
 
 # the page that shows each preset best (a preset never switches page by itself: it links there)
 PRESET_PAGES = {"Worked example": "Backward pass", "Vanishing gradients": "Gradient flow",
-                "Exploding gradients": "Gradient flow", "Long sequence": "Gradient flow"}
+                "Exploding gradients": "Gradient flow", "Long sequence": "Gradient flow",
+                "LSTM: the cell state carries the gradient": "Gradient flow",
+                "GRU: PyTorch's reset gate": "Derivation"}
 RESET_KEY = "preset_reset"
 
 
 def preset_key(name: str) -> str:
     """The widget key of a preset button, e.g. preset_vanishing_gradients."""
-    return "preset_" + name.lower().replace(" ", "_")
+    return "preset_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())
 
 
 def sidebar() -> None:
@@ -286,6 +316,9 @@ def sidebar() -> None:
     err = st.session_state.pop(ERROR, None)
     if err:
         sb.error(f"Not applied — **{err[0]}**: {err[1]}")
+    _field(sb, "cell", cfg)                                  # the first choice: which recurrent cell
+    for said in st.session_state.pop(CHANGED, []):
+        sb.info(f"Switched to the {CELLS[cfg.cell].title}: {said}.", icon=":material/info:")
     with sb.expander("Presets", expanded=False):
         for name in PRESETS:
             st.button(name, key=preset_key(name), on_click=_on_preset, args=(name,), help=PRESET_NOTES.get(name),
@@ -298,19 +331,29 @@ def sidebar() -> None:
     for group, names in GROUPS.items():
         sb.caption(group)
         for name in names:
-            f = FIELDS[name]
-            key = WIDGET + name
-            st.session_state[key] = getattr(cfg, name)      # the canonical config drives the widget
-            label = LABELS.get(name, name)
-            common = dict(key=key, help=f"{f.help}. Allowed: {f.allowed()}.", on_change=_on_field_change,
-                          args=(name,))
-            if f.kind is str and len(f.choices) <= 2:
-                sb.radio(label, f.choices, horizontal=True, **common)
-            elif f.kind is str:
-                sb.selectbox(label, f.choices, **common)
-            elif f.kind is int:
-                sb.number_input(label, min_value=int(f.lo), max_value=int(f.hi), step=1, **common)
-            else:
-                sb.number_input(label, min_value=float(f.lo), max_value=float(f.hi), step=0.05, format="%.3g",
-                                **common)
+            if name == "nonlinearity" and cfg.cell != "rnn":
+                continue                                     # the gated cells' nonlinearities are fixed
+            _field(sb, name, cfg)
     sb.caption("The link in the address bar reproduces this view: share it.")
+
+
+def _field(sb, name: str, cfg: RNNConfig) -> None:
+    """One config widget, driven by the canonical config; the bug selector lists only this cell's bugs."""
+    f = FIELDS[name]
+    key = WIDGET + name
+    st.session_state[key] = getattr(cfg, name)      # the canonical config drives the widget
+    label = LABELS.get(name, name)
+    choices = CELL_BUGS[cfg.cell] if name == "bug" else f.choices
+    common = dict(key=key, help=f"{f.help}. Allowed: {f.allowed() if name != 'bug' else ', '.join(choices)}.",
+                  on_change=_on_field_change, args=(name,))
+    if name == "cell":
+        sb.radio(label, choices, horizontal=True, format_func=lambda c: CELLS[c].title.replace("vanilla ", ""),
+                 **common)
+    elif f.kind is str and len(choices) <= 2:
+        sb.radio(label, choices, horizontal=True, **common)
+    elif f.kind is str:
+        sb.selectbox(label, choices, **common)
+    elif f.kind is int:
+        sb.number_input(label, min_value=int(f.lo), max_value=int(f.hi), step=1, **common)
+    else:
+        sb.number_input(label, min_value=float(f.lo), max_value=float(f.hi), step=0.05, format="%.3g", **common)
