@@ -1,6 +1,7 @@
 """BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
+from bptt import memory
 from bptt.app.home import DOWNLOADS_KEY, network, next_steps
 from bptt.app.navigation import PAGES
 from bptt.app.panels import downloads, page_setup, verdict
@@ -27,6 +28,8 @@ def home() -> None:
     st.divider()
     downloads(cfg, DOWNLOADS_KEY)
 
+
+memory.setup()      # once per server process: malloc tuning, the memory janitor (importing bptt does neither)
 
 # st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses
 # of the other pages (/Forward_pass, /Backward_pass, ...) are the same as with discovery.

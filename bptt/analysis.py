@@ -6,7 +6,7 @@ steps, ...), and every reference agrees with the engine to the last bits. So eac
 of its bit pattern from a *base* re-derived on access (the engine's own recipe, or the engine's value for the
 references) in the smallest integer type that holds it, plus the few entries that do not fit: usually nothing at all,
 or one byte per number. Decoding is exact: the same bits come back, whatever the base (a poor base only costs space).
-Decoded arrays are memoized in the process's memory budget (bptt.budget), read-only, so a page re-reading
+Decoded arrays are memoized in the process's memory budget (bptt.memory), read-only, so a page re-reading
 `analysis.engine.d_pre[t]` pays once per config.
 """
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from .autograd_op import run_op
-from .budget import BUDGET, report
 from .compare import comparison_table, first_divergence, floors, per_step_rows, whole_rows
 from .config import RNNConfig
 from .engine import Trace, run_engine
+from .memory import BUDGET, report
 from .problem import Problem, draw_problem
 from .reference import torch_rnn_reference, unrolled_reference
 

@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from bptt.analysis import RESULT_FIELDS, TRACE_FIELDS, analyze, pack, unpack
 from bptt.autograd_op import run_op
-from bptt.budget import nbytes_of
 from bptt.compare import comparison_table, per_step_rows, whole_rows
 from bptt.config import BUGS, RNNConfig
 from bptt.engine import run_engine
+from bptt.memory import nbytes_of
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
 
