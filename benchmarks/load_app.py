@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bptt.browser import StreamlitServer, browser_launch_kwargs
+from tests.support.browser import StreamlitServer, browser_launch_kwargs
 
 MAXIMAL = {"input_size": 256, "hidden_size": 256, "seq_len": 64, "batch_size": 64}
 MB = 1024 * 1024

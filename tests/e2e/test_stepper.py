@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from bptt.browser import VIEWER_ROOT_JS
+from tests.support.browser import VIEWER_ROOT_JS
 
 from .helpers import Console, button, exceptions, main_text, runs, wait_for_app, wait_until
 
