@@ -27,7 +27,8 @@ WANTS = "stepper_wants"      # session_state: the 0-based t whose chunk the brow
 CELL = "stepper_cell"        # session_state: the weight-gradient cell clicked last: {"weight", "j", "i"}
 OWNER = "stepper_owner"      # session_state: this session's name in the memory budget's holds
 BUILD_WORK = 3               # bytes building a payload holds per byte of it (float32 panels, values, the message)
-TRANSIT_TTL = 30.0           # seconds a sent payload is counted in the budget at most (a rerun replaces it sooner)
+TRANSIT_COPIES = 2           # copies of a payload Streamlit makes to send it (the element's protobuf, the message)
+TRANSIT_TTL = 30.0           # seconds they are counted in the budget at most (the session's next payload replaces them)
 
 
 def key_of(page: str) -> str:
@@ -40,21 +41,22 @@ def key_of(page: str) -> str:
 
 def payload_limit(room: int) -> int:
     """Bytes of values one payload may hold when the memory budget has `room` bytes free: stepview.BUDGET, or a
-    quarter of the room when that is less (a payload is built with BUILD_WORK times its size, then held until
-    it is sent), so that a payload that does not fit is sent in smaller chunks."""
-    return max(1, min(stepview.BUDGET, room // 4))
+    fraction of the room when that is less, so that a payload that does not fit is sent in smaller chunks (one is
+    built with BUILD_WORK times its size in temporaries, cached, then copied TRANSIT_COPIES times to be sent)."""
+    return max(1, min(stepview.BUDGET, room // (BUILD_WORK + TRANSIT_COPIES + 1)))
 
 
 def get_payload(cfg: RNNConfig, page: str, lo: int, hi: int, start: int) -> bytes:
-    """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`; counted
-    in the memory budget for this session until its next payload or TRANSIT_TTL s, so while Streamlit sends it."""
+    """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`. The
+    copies Streamlit makes to send it count in the memory budget until this session's next payload or TRANSIT_TTL s
+    (the payload itself is counted by the cache)."""
     an = get_analysis(cfg)
     key = ("payload", cfg, page, lo, hi, start)
     work = BUILD_WORK * (hi - lo) * _per_step(cfg, page)
     data = cached_work(key, lambda: stepview.build_payload(an, page, lo, hi, start),
                        "Packing the steps for the browser", reserve=work)
     owner = st.session_state.setdefault(OWNER, f"session-{uuid.uuid4().hex}")
-    memory.hold(("payload", owner), len(data), TRANSIT_TTL, key)
+    memory.hold(("payload", owner), TRANSIT_COPIES * len(data), TRANSIT_TTL)
     return data
 
 

@@ -21,7 +21,7 @@ How to cache something (the analyses, flow reports, gradcheck, FD checks, the st
     def gradcheck_for(cfg: RNNConfig) -> GradcheckResult: ...
 
     with reserved(len(upload)): check(upload)                         # bytes in use for a block, waiting for room
-    hold(("payload", session), len(data), ttl=60, key=cache_key)      # bytes kept alive outside the cache a while
+    hold(("payload", session), 2 * len(data), ttl=30)                 # bytes alive outside the cache a while
 
 Keys are hashable and immutable (a config plus scalars); values are read-only once cached. A missing value is
 computed once however many callers ask at the same time, on a worker thread that first takes a slot and then room
@@ -74,9 +74,9 @@ def reserved(nbytes: int):
     return BUDGET.reserved(nbytes)
 
 
-def hold(owner: Hashable, nbytes: int, ttl: float, key: Hashable | None = None) -> None:
+def hold(owner: Hashable, nbytes: int, ttl: float) -> None:
     """Count nbytes that owner keeps alive outside the cache for at most ttl s (replacing its previous hold)."""
-    BUDGET.cache.hold(owner, nbytes, ttl, key)
+    BUDGET.cache.hold(owner, nbytes, ttl)
 
 
 def unhold(owner: Hashable) -> None:

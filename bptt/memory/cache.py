@@ -4,8 +4,8 @@ One capacity bounds, together:
 - cached values (least recently used go first);
 - values evicted but still held elsewhere (a page drawing its analysis; found again instead of recomputed);
 - reservations: bytes promised to computations in flight and to uploads being checked (reserve / release);
-- holds: bytes a session keeps alive outside the cache for a while (a step-viewer payload until Streamlit has sent
-  it), replaced by the owner's next hold, dropped by unhold or after their ttl.
+- holds: bytes alive outside the cache for a while (Streamlit's copies of a step-viewer payload until it has sent
+  them), replaced by the owner's next hold, dropped by unhold or after their ttl.
 Only cached values can be evicted; the rest wait for room (reserve(wait=True)) or are counted as they come.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ class ByteLRU:
         # evicted values that someone still holds: weak references, so they cost nothing once dropped
         self._ghosts: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._ghost_bytes: dict[Hashable, int] = {}
-        self._holds: dict[Hashable, tuple[int, Hashable, float]] = {}   # owner -> (bytes, cache key, expiry)
+        self._holds: dict[Hashable, tuple[int, float]] = {}   # owner -> (bytes, expiry)
 
     # ------------------------------------------------------------------------------------------------------------------
     # cached values
@@ -116,11 +116,11 @@ class ByteLRU:
             self.reserved -= int(nbytes)
             self._lock.notify_all()
 
-    def hold(self, owner: Hashable, nbytes: int, ttl: float, key: Hashable | None = None) -> None:
+    def hold(self, owner: Hashable, nbytes: int, ttl: float) -> None:
         """Count nbytes that `owner` keeps alive outside the cache for at most ttl seconds, replacing its previous
-        hold. key: the cache key of the same value; while that is cached, the cache counts the bytes (not twice)."""
+        hold (they are already there: this evicts cached values to make up for them, it does not wait)."""
         with self._lock:
-            self._holds[owner] = (int(nbytes), key, time.monotonic() + ttl)
+            self._holds[owner] = (int(nbytes), time.monotonic() + ttl)
             evicted = self._evict(keep=0)
             self._lock.notify_all()
         self._evicted(evicted)
@@ -132,7 +132,7 @@ class ByteLRU:
 
     def held_elsewhere(self) -> int:
         """Bytes alive outside the cache that count against the capacity: evicted values still held by a page, and
-        holds (whose value is not cached)."""
+        holds."""
         with self._lock:
             return self._held_elsewhere()
 
@@ -162,15 +162,10 @@ class ByteLRU:
             self._ghost_bytes = {k: n for k, n in self._ghost_bytes.items() if k in self._ghosts}
         self._expire_holds(time.monotonic())
         ghosts = sum(n for k, n in self._ghost_bytes.items() if k in self._ghosts)
-        counted: dict[Hashable, int] = {}         # the same value held by several owners: resident once
-        for owner, (n, key, _) in self._holds.items():
-            if key is None or key not in self._items:
-                k = owner if key is None else key
-                counted[k] = max(counted.get(k, 0), n)
-        return ghosts + sum(counted.values())
+        return ghosts + sum(n for n, _ in self._holds.values())
 
     def _expire_holds(self, now: float) -> bool:
-        gone = [o for o, (_, _, until) in self._holds.items() if until <= now]
+        gone = [o for o, (_, until) in self._holds.items() if until <= now]
         for o in gone:
             del self._holds[o]
         return bool(gone)
