@@ -143,10 +143,10 @@ def test_a_third_computation_waits_while_two_run():
     for i, t in enumerate(threads):
         t.start()
         wait_for(lambda i=i: len(started) == min(i + 1, 2) and bud.limiter.running + bud.limiter.waiting() == i + 1)
-    time.sleep(0.5)
+    # conditions, not a sleep: each caller's status comes every POLL s, later on a loaded machine
+    wait_for(lambda: any(s.state == "queued" and s.ahead == 0 for s in statuses))
+    wait_for(lambda: any(s.state == "running" and s.stage == "engine" for s in statuses))
     assert sorted(started) == ["a", "b"] and bud.limiter.running == 2          # c is queued, not running
-    assert any(s.state == "queued" and s.ahead == 0 for s in statuses)
-    assert any(s.state == "running" and s.stage == "engine" for s in statuses)
     release["a"].set()
     wait_for(lambda: "c" in started)                                             # a's slot goes to c
     release["b"].set()
@@ -260,9 +260,9 @@ def test_a_computation_waits_until_those_in_flight_leave_room_in_the_budget():
     assert "old" not in bud.cache                       # evicted to make room for a's 600 bytes
     tb = threading.Thread(target=lambda: bud.get("b", job("b"), nbytes=1, reserve=600, on_status=statuses.append))
     tb.start()
-    time.sleep(0.6)
-    assert started == ["a"] and bud.limiter.running == 2         # b has a slot but no room: it waits, and says so
-    assert statuses and all(s.state == "queued" for s in statuses)
+    wait_for(lambda: bud.limiter.running == 2 and len(statuses) >= 2)
+    assert started == ["a"]                                      # b has a slot but no room: it waits, and says so
+    assert all(s.state == "queued" for s in statuses)
     gate.set()
     ta.join(10)
     tb.join(10)
@@ -305,11 +305,13 @@ def test_a_payload_in_transit_blocks_work_until_it_is_released():
     bud.cache.hold("session-2", 300, ttl=60)               # another session's: the cache makes way
     assert bud.cache.keys() == [] and bud.cache.room() == 200
     started = threading.Event()
-    t = threading.Thread(target=lambda: bud.get("job", lambda: started.set(), nbytes=1, reserve=400))
+    statuses: list[Status] = []
+    t = threading.Thread(target=lambda: bud.get("job", lambda: started.set(), nbytes=1, reserve=400,
+                                                on_status=statuses.append))
     bud.cache.reserve(100)                                 # something else in flight: the job must fit beside it
     t.start()
-    time.sleep(0.5)
-    assert not started.is_set()                            # 100 + 800 held + 400 > 1000
+    wait_for(lambda: bud.limiter.running == 1 and len(statuses) >= 2)
+    assert not started.is_set() and all(s.state == "queued" for s in statuses)   # 100 + 800 held + 400 > 1000
     bud.cache.unhold("session-1")                          # sent: the hold goes
     wait_for(started.is_set)
     bud.cache.release(100)
