@@ -26,7 +26,8 @@ from bptt.problem import draw_problem
 
 FILES = ROOT / "tests" / "unit" / "check_files"
 SHAPES = {"(a) step": "torch_step.py", "(b) sequence": "torch_sequence.py", "(c) CS231n": "cs231n.py",
-          "(d) class": "worked_exercise.py"}
+          "(d) class": "worked_exercise.py", "(d) class, (B, H)": "exercise_class_batch_bias.py",
+          "(e) Coursera": "coursera_rnn.py"}
 
 
 def timed(fn) -> float:
@@ -53,9 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"baselines: spawn (python -c 'import numpy') {med['spawn'] * 1e3:.0f} ms, "
           f"reference of {len(configs)} configs {med['reference'] * 1e3:.0f} ms  (medians of {args.repeats})")
-    print(f"{'shape':<16}{'check_file':>12}{'/ spawn':>10}{'/ reference':>13}")
+    print(f"{'shape':<20}{'check_file':>12}{'/ spawn':>10}{'/ reference':>13}")
     for name in SHAPES:
-        print(f"{name:<16}{med[name] * 1e3:>10.0f}ms{med[name] / med['spawn']:>10.1f}"
+        print(f"{name:<20}{med[name] * 1e3:>10.0f}ms{med[name] / med['spawn']:>10.1f}"
               f"{med[name] / med['reference']:>13.1f}")
 
 

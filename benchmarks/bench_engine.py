@@ -1,11 +1,12 @@
-"""Benchmark: the NumPy engine's forward+backward against torch.nn.RNN (float64, CPU), measured in the same run.
+"""Benchmark: the NumPy engine's forward+backward against torch.nn.RNN / LSTM / GRU (float64, CPU), in one run.
 
-Run: python benchmarks/bench_engine.py [--repeats N] [--threads N]
+Run: python benchmarks/bench_engine.py [--cell rnn|lstm|gru] [--repeats N] [--threads N]
 
 For each config it prints
-  - ratio: engine time (run_engine on a pre-drawn Problem, the full per-step record) / torch.nn.RNN forward+backward
-    time on the same data and the same loss L = sum(dh_out * h); target <= TARGET (0.5) at the large config
-    (issue 9);
+  - ratio: engine time (run_engine on a pre-drawn Problem: the Trace every per-step quantity is read from, and the
+    full weight gradients; the weight-shaped per-step quantities the Trace derives on demand are not built) / the
+    cell's torch module forward+backward time on the same data and the same loss L = sum(dh_out * h); target
+    <= TARGET (0.5) at the large config (issue 14);
   - plain: the same ratio for run_plain, the engine's plain form (the derivation line by line), for comparison;
   - GFLOP/s: 6*T*B*H*(H+I) flops / engine time, and that as a fraction of this machine's float64 matmul rate
     (a square numpy matmul, measured in the same run).
@@ -30,6 +31,7 @@ from pathlib import Path
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9, help="interleaved rounds per config (medians are reported)")
+    ap.add_argument("--cell", choices=("rnn", "lstm", "gru"), default="rnn", help="the cell (default rnn)")
     ap.add_argument("--threads", type=int, default=0, help="BLAS and torch threads (0: the libraries' default)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
@@ -58,8 +60,8 @@ if ARGS.threads:
 
 LARGE = "large (I=64, H=128, T=100, B=32)"
 CONFIGS = {
-    "default (I=4, H=5, T=3, B=3)": RNNConfig(),
-    LARGE: RNNConfig(input_size=64, hidden_size=128, seq_len=100, batch_size=32),
+    "default (I=4, H=5, T=3, B=3)": RNNConfig(cell=ARGS.cell),
+    LARGE: RNNConfig(cell=ARGS.cell, input_size=64, hidden_size=128, seq_len=100, batch_size=32),
 }
 MATMUL_N = 512   # the square float64 matmul that stands for this machine's BLAS rate
 TARGET = 0.5     # engine / torch.nn.RNN at the large config (issue 9)
@@ -84,21 +86,22 @@ def per_call(fn: Callable[[], object], min_time: float = 0.02) -> Callable[[], f
 
 
 def torch_step(p: Problem) -> Callable[[], None]:
-    """torch.nn.RNN forward + backward of L = sum(dh_out * h) on the problem's data, dx and dh0 as in the engine."""
+    """The torch module's forward + backward of L = sum(dh_out * h) on the problem's data, dx and dh0 (dc0) as in
+    the engine."""
     rnn = make_torch_rnn(p.config)
     with torch.no_grad():
         for name, w in (("weight_ih_l0", p.W_ih), ("weight_hh_l0", p.W_hh), ("bias_ih_l0", p.b_ih),
                         ("bias_hh_l0", p.b_hh)):
             getattr(rnn, name).copy_(torch.from_numpy(w))
     x = torch.tensor(p.x, requires_grad=True)          # (T, B, I)
-    h0 = torch.tensor(p.h0[None], requires_grad=True)  # (1, B, H)
+    init = [torch.tensor(s[None], requires_grad=True) for s in (p.h0, p.c0) if s is not None]   # (1, B, H)
     dh_out = torch.from_numpy(p.dh_out)                # (T, B, H)
     params = list(rnn.parameters())
 
     def step() -> None:
-        for t in (x, h0, *params):
+        for t in (x, *init, *params):
             t.grad = None
-        out, _ = rnn(x, h0)
+        out, _ = rnn(x, tuple(init) if len(init) == 2 else init[0])
         (out * dh_out).sum().backward()
     return step
 
@@ -128,13 +131,20 @@ def measure(cfg: RNNConfig, repeats: int) -> dict[str, float]:
     return dict(zip(("engine_s", "torch_s", "ratio", "gflops", "peak_gflops", "of_peak", "plain_ratio"), med))
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: a ratio means little on a busy machine."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # main
 
 def main(args: argparse.Namespace = ARGS) -> int:
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    print(f"numpy {np.__version__} (BLAS threads: {blas}), torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), float64 throughout; medians of {args.repeats} interleaved rounds")
+    module = {"rnn": "torch.nn.RNN", "lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[args.cell]
+    print(f"cell {args.cell} against {module}; numpy {np.__version__} (BLAS threads: {blas}), torch "
+          f"{torch.__version__} ({torch.get_num_threads()} threads), float64 throughout; medians of {args.repeats} "
+          f"interleaved rounds; load average before: {_load()}")
     head = (f"{'config':<34} {'engine ms':>10} {'torch ms':>9} {'ratio':>6} {'plain':>6} {'GFLOP/s':>8} "
             f"{'matmul GFLOP/s':>15} {'of matmul':>10}")
     print(head)
@@ -146,12 +156,14 @@ def main(args: argparse.Namespace = ARGS) -> int:
               f"{m['plain_ratio']:>6.2f} "
               f"{m['gflops']:>8.2f} {m['peak_gflops']:>15.2f} {m['of_peak']:>10.1%}")
     print()
-    print("ratio: engine (run_engine, full per-step record) / torch.nn.RNN forward+backward, same data, same loss;")
-    print("  plain: the same ratio for the engine's plain form (run_plain: rnn_forward + bptt, the form to read).")
+    print(f"ratio: engine (run_engine: the Trace and the full gradients) / {module} forward+backward, same data, "
+          f"same loss;")
+    print("  plain: the same ratio for the engine's plain form (run_plain: the cell's derivation, the form to read).")
     print(f"  target <= {TARGET} at the large config. GFLOP/s: 6*T*B*H*(H+I) / engine time; matmul: a "
           f"{MATMUL_N}x{MATMUL_N} numpy float64 matmul timed in the same rounds.")
     large = ratios[LARGE]["ratio"]
-    print(f"large config: ratio {large:.2f}, target <= {TARGET} {'met' if large <= TARGET else 'NOT met'}")
+    print(f"large config: ratio {large:.2f}, target <= {TARGET} {'met' if large <= TARGET else 'NOT met'} "
+          f"(cell {args.cell}, load average after: {_load()})")
     return 0
 
 

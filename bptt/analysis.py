@@ -1,18 +1,15 @@
 """One config in, every number out: the engine, the hand-written operator, both references and their comparison.
 
-An Analysis is lean: at the largest config the full traces are ~440 MB, so it keeps each array exactly but compactly.
-Most per-step quantities are cheap to derive from a few others (dh_prev = d_pre @ W_hh, acc = reverse cumsum of the
-steps, ...), and every reference agrees with the engine to the last bits. So each array is stored as the difference
-of its bit pattern from a *base* re-derived on access (the engine's own recipe, or the engine's value for the
-references) in the smallest integer type that holds it, plus the few entries that do not fit: usually nothing at all,
-or one byte per number. Decoding is exact: the same bits come back, whatever the base (a poor base only costs space).
-Decoded arrays are memoized in the process's memory budget (bptt.memory), read-only, so a page re-reading
-`analysis.engine.d_pre[t]` pays once per config.
+How an Analysis is kept (it must stay small: at the largest config one full LSTM trace is ~140 MB):
+- the engine's Trace as it is: its (T, B, ·) arrays, read-only; its weight-shaped per-step quantities (a step's
+  contribution to dW_ih, the running sums) are derived on demand by the cell's own code (bptt/engine.py);
+- every reference agrees with the engine to the last bits, so each of its arrays is stored as the difference of its
+  bit pattern from the engine's array of the same name, in the smallest integer type that holds it, plus the few
+  entries that do not fit: usually one byte per number, or nothing. Reading it back adds the difference to the
+  engine's array: exact, whatever the base (a poor base only costs space), and nothing is recomputed.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,20 +17,14 @@ import numpy as np
 import pandas as pd
 
 from .autograd_op import run_op
-from .compare import comparison_table, first_divergence, floors, per_step_rows, whole_rows
+from .compare import comparison_table, first_divergence, per_step_rows, rounding_floors, whole_rows
 from .config import RNNConfig
-from .engine import Trace, run_engine
-from .memory import BUDGET, report
+from .engine import WEIGHT_ACC, WEIGHT_STEP, Totals, Trace, run_engine
+from .memory import report
 from .problem import Problem, draw_problem
 from .reference import torch_rnn_reference, unrolled_reference
 
-TRACE_FIELDS = ("a", "h", "dh_next", "dh_total", "d_pre", "dx", "dh_prev", "dh0", "dW_ih_step", "dW_hh_step",
-                "db_ih_step", "db_hh_step", "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc")
-RESULT_FIELDS = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
-GRADIENT_OF = {"dW_ih": "dW_ih_acc", "dW_hh": "dW_hh_acc", "db_ih": "db_ih_acc", "db_hh": "db_hh_acc"}
 INT_TYPES = (np.int8, np.int16, np.int32)
-DECODE_WORK = 3    # decoding an array needs ~3x its size while it runs (its base, the base's inputs, the result)
-DECODED_TTL = 15.0  # seconds a decoded array stays cached unused: a page's working set, remade in well under 1 s
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -79,11 +70,11 @@ def pack(x: np.ndarray, base: np.ndarray | None) -> Packed:
                   _readonly(x.reshape(-1)[misfit].copy()), None)
 
 
-def unpack(pk: Packed, base: Callable[[], np.ndarray]) -> np.ndarray:
-    """The array pk was packed from, bit for bit; base() must rebuild the base it was packed against."""
+def unpack(pk: Packed, base: np.ndarray | None) -> np.ndarray:
+    """The array pk was packed from, bit for bit; base is the array it was packed against."""
     if pk.full is not None:
         return pk.full
-    b = _bits(base())
+    b = _bits(base)
     out = b.copy() if pk.diff is None else b + pk.diff
     out = out.view(np.float64)
     out[pk.index] = pk.value
@@ -96,154 +87,46 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# a trace (or a reference's result) kept lean, with the same attribute names
+# a reference, kept as differences from the engine
 
-class Lean:
-    """Read-only, Trace-like: `lean.d_pre`, `lean.gradients` etc. rebuild the exact arrays (memoized in the budget).
+class Stored:
+    """A reference's arrays (an unrolled Trace's values, or a torch module's Totals), each packed against the
+    engine's array of the same name; read back exactly by attribute (`stored.d_gates`), with `gradients` and, for a
+    trace, `trace()` (the whole Trace again, for its running sums)."""
 
-    role names it within its config ("engine", "unrolled", "torch_rnn", "op"); recipes[name](view) gives the base of
-    a field from the fields packed before it (view.<name>) and from the base trace (view.base.<name>)."""
-
-    def __init__(self, config: RNNConfig, role: str, names: tuple[str, ...], recipes: dict[str, Callable],
-                 base: Lean | None = None):
-        self.config, self.role, self.names, self.base = config, role, names, base
-        self._recipes = recipes
-        self.packed: dict[str, Packed] = {}
-        self._gradients: dict[str, np.ndarray] = {}
-
-    def add(self, name: str, x: np.ndarray) -> None:
-        """Pack field `name` against its base, derived from what is packed so far."""
-        recipe = self._recipes.get(name)
-        self.packed[name] = pack(x, recipe(_View(self, cached=False)) if recipe else None)
+    def __init__(self, engine: Trace, arrays: dict[str, np.ndarray | None], gradients: dict[str, np.ndarray],
+                 step=None):
+        self.engine, self.step = engine, step
+        self.packed = {k: pack(v, engine.values.get(k)) for k, v in arrays.items() if v is not None}
+        self.gradients = {k: _readonly(np.array(v, copy=True)) for k, v in gradients.items()}
 
     def __getattr__(self, name: str) -> np.ndarray:
         packed = self.__dict__.get("packed", {})
+        if name in WEIGHT_ACC + WEIGHT_STEP and self.__dict__.get("step") is not None:
+            return getattr(self.trace(), name)                  # derived from the decoded trace, like the engine's
         if name not in packed:
-            raise AttributeError(f"{type(self).__name__} {self.__dict__.get('role')!r} has no field {name!r}")
-        return self.get(name, cached=True)
+            raise AttributeError(f"this reference has no quantity {name!r}")
+        return unpack(packed[name], self.engine.values.get(name))
 
-    def get(self, name: str, cached: bool = True) -> np.ndarray:
-        """Field `name`, exact; cached: memoized in the process's budget (else decoded afresh, kept by nobody)."""
-        pk = self.packed[name]
-        if pk.full is not None:
-            return pk.full
-        if not cached:
-            return self._decode(name, False)
-        return BUDGET.get((self.config, self.role, name), lambda: self._decode(name, True), heavy=False,
-                          reserve=DECODE_WORK * 8 * math.prod(pk.shape), ttl=DECODED_TTL)
+    def trace(self) -> Trace:
+        """The reference as a Trace again (decoded afresh; kept by nobody): its running sums come from it."""
+        return Trace(self.engine.problem, self.step, {k: getattr(self, k) for k in self.packed}, self.gradients)
 
-    def _decode(self, name: str, cached: bool) -> np.ndarray:
-        # the fields a base is made from are decoded afresh, not cached: only what a caller asked for takes budget
-        return unpack(self.packed[name], lambda: self._recipes[name](_View(self, cached=False)))
+    def running_sums(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
+        return self.trace().running_sums(lo, hi)
 
-    @property
-    def gradients(self) -> dict[str, np.ndarray]:
-        """The full weight gradients dW_ih, dW_hh, db_ih, db_hh."""
-        if self._gradients:
-            return dict(self._gradients)
-        return {k: self.get(k) for k in GRADIENT_OF}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {k: self.get(k) for k in self.names}
+    def iter_sums(self):
+        return self.trace().iter_sums()
 
     def nbytes(self) -> int:
-        """Bytes this object holds (its packed arrays)."""
+        """Bytes this object holds (its packed arrays and gradients)."""
         return sum(a.nbytes for pk in self.packed.values() for a in (pk.diff, pk.index, pk.value, pk.full)
-                   if a is not None) + sum(g.nbytes for g in self._gradients.values())
+                   if a is not None) + sum(g.nbytes for g in self.gradients.values())
 
 
-class _View:
-    """Attribute access to a Lean's fields for the recipes, cached or not (the base trace as .base)."""
-
-    def __init__(self, lean: Lean, cached: bool):
-        self._lean, self._cached = lean, cached
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        return self._lean.get(name, self._cached)
-
-    @property
-    def base(self) -> _View:
-        return _View(self._lean.base, self._cached)
-
-
-def _carry_cut(t: int, truncate: int) -> bool:
-    return truncate > 0 and t > 0 and t % truncate == 0
-
-
-def _shift_carry(dh_prev: np.ndarray, truncate: int) -> np.ndarray:
-    """dh_next from dh_prev: dh_next[t] = dh_prev[t+1], 0 at the last step and where truncation cuts the carry."""
-    out = np.zeros_like(dh_prev)
-    out[:-1] = dh_prev[1:]
-    for t in range(1, dh_prev.shape[0]):
-        if _carry_cut(t, truncate):
-            out[t - 1] = 0.0
-    return out
-
-
-def _reverse_cumsum(steps: np.ndarray) -> np.ndarray:
-    """acc[t] = steps[t] + acc[t+1], as the engine sums."""
-    acc = np.empty_like(steps)
-    acc[-1] = steps[-1]
-    for t in range(steps.shape[0] - 2, -1, -1):
-        np.add(steps[t], acc[t + 1], out=acc[t])
-    return acc
-
-
-def _engine_recipes(p: Problem) -> dict[str, Callable]:
-    """Bases of the engine's fields from a, d_pre and the problem: the forward and backward equations, batched."""
-    cfg = p.config
-    act = np.tanh if cfg.nonlinearity == "tanh" else (lambda a: np.maximum(a, 0.0))
-    hprev = lambda s: np.concatenate([p.h0[None], s.h[:-1]])  # noqa: E731   (T, B, H) h_{t-1}
-    r: dict[str, Callable] = {
-        "h": lambda s: act(s.a),
-        "dh_prev": lambda s: s.d_pre @ p.W_hh,                                  # (T, B, H)
-        "dh_next": lambda s: _shift_carry(s.dh_prev, cfg.truncate),
-        "dh_total": lambda s: p.dh_out + s.dh_next,
-        "dx": lambda s: s.d_pre @ p.W_ih,                                       # (T, B, I)
-        "dW_ih_step": lambda s: s.d_pre.transpose(0, 2, 1) @ p.x,               # (T, H, I)
-        "dW_hh_step": lambda s: s.d_pre.transpose(0, 2, 1) @ hprev(s),          # (T, H, H)
-        "db_ih_step": lambda s: s.d_pre.sum(axis=1),                            # (T, H)
-        "db_hh_step": lambda s: s.db_ih_step,
-    }
-    for w in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
-        r[w + "_acc"] = lambda s, w=w: _reverse_cumsum(getattr(s, w + "_step"))
-    return r
-
-
-def _reference_recipes(p: Problem) -> dict[str, Callable]:
-    """Bases of the unrolled reference's fields: the engine's values, and its own carry and running sums."""
-    r: dict[str, Callable] = {k: (lambda s, k=k: getattr(s.base, k)) for k in TRACE_FIELDS}
-    r["dh_next"] = lambda s: _shift_carry(s.dh_prev, p.config.truncate)
-    r["dh_total"] = lambda s: p.dh_out + s.dh_next
-    for w in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
-        r[w + "_acc"] = lambda s, w=w: np.cumsum(getattr(s, w + "_step")[::-1], axis=0)[::-1]
-    return r
-
-
-# fields in packing order: a field's recipe reads only fields before it
-ENGINE_ORDER = ("a", "d_pre", "dh0", "h", "dh_prev", "dh_next", "dh_total", "dx", "dW_ih_step", "dW_hh_step",
-                "db_ih_step", "db_hh_step", "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc")
-REFERENCE_ORDER = ("a", "h", "d_pre", "dx", "dh_prev", "dh0", "dh_next", "dh_total", "dW_ih_step", "dW_hh_step",
-                   "db_ih_step", "db_hh_step", "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc")
-
-
-def lean_trace(config: RNNConfig, role: str, trace: Trace, recipes: dict[str, Callable], order: tuple[str, ...],
-               base: Lean | None = None) -> Lean:
-    """A Lean copy of a Trace (exact; the Trace can be dropped afterwards)."""
-    lean = Lean(config, role, TRACE_FIELDS, recipes, base)
-    for name in order:
-        lean.add(name, getattr(trace, name))
-    lean._gradients = {k: _readonly(np.array(v, copy=True)) for k, v in trace.gradients.items()}
-    return lean
-
-
-def lean_result(config: RNNConfig, role: str, result, engine: Lean) -> Lean:
-    """A Lean copy of torch.nn.RNN's or the operator's result: h and dx against the engine's, the rest whole."""
-    recipes = {"h": lambda s: s.base.h, "dx": lambda s: s.base.dx}
-    lean = Lean(config, role, RESULT_FIELDS, recipes, engine)
-    for name in RESULT_FIELDS:
-        lean.add(name, getattr(result, name))
-    return lean
+def _stored_totals(engine: Trace, totals: Totals) -> Stored:
+    arrays = {"h": totals.h, "dx": totals.dx, "dh0": totals.dh0, "dc0": totals.dc0}
+    return Stored(engine, arrays, totals.gradients)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -254,13 +137,17 @@ WORK_FACTOR = 2.5   # analyze()'s temporaries peak at ~2.2x one full trace (the 
 
 
 def trace_bytes(config: RNNConfig) -> int:
-    """Bytes of one full Trace of this config (every per-step quantity, float64)."""
+    """Bytes of one engine Trace of this config (every (T, B, ·) per-step quantity, float64)."""
+    from .cells import cell_of
+    cell = cell_of(config.cell)
     T, B, I, H = config.seq_len, config.batch_size, config.input_size, config.hidden_size
-    return 8 * (T * B * (6 * H + I) + B * H + 2 * T * H * (I + H + 2))
+    per_step = sum(cell.shape(q.kind, 1, B, I, H)[1] * cell.shape(q.kind, 1, B, I, H)[2]
+                   for q in (*cell.forward, *cell.backward))
+    return 8 * (T * per_step + len(cell.states) * B * H + 2 * cell.G * H * (I + H + 2))
 
 
 def forward_bytes(config: RNNConfig) -> int:
-    """Bytes of one forward pass's a and h (T, B, H) of this config."""
+    """Bytes of one forward pass's states (T, B, H) of this config (a and h; the LSTM's c and h)."""
     return 8 * 2 * config.seq_len * config.batch_size * config.hidden_size
 
 
@@ -268,20 +155,25 @@ def work_bytes(config: RNNConfig) -> int:
     """Bytes analyze(config) needs while it runs, beyond what the Analysis keeps (an estimate, for the budget)."""
     return int(WORK_FACTOR * trace_bytes(config))
 
+
 @dataclass(frozen=True)
 class Analysis:
     """Everything the app, the CLI and the exports show for one config. Read-only."""
     config: RNNConfig
     problem: Problem
-    engine: Lean                  # the NumPy engine (makes config.bug on purpose); the attributes of a Trace
-    unrolled: Lean                # reference (b): the unrolled autograd graph; the attributes of a Trace
-    torch_rnn: Lean               # reference (a): torch.nn.RNN; the attributes of a TorchRNNResult
-    op: Lean                      # the hand-written torch.autograd.Function; the attributes of an OpResult
-    table: pd.DataFrame           # compare.COLUMNS, one row per (quantity, t, implementation, reference)
+    engine: Trace                 # the NumPy engine (makes config.bug on purpose)
+    unrolled: Stored              # reference (b): the unrolled autograd graph, every per-step quantity
+    torch_rnn: Stored             # reference (a): the cell's torch module (torch.nn.RNN, LSTM or GRU): totals
+    op: Stored                    # the hand-written torch.autograd.Function: totals
+    table: pd.DataFrame           # compare.COLUMNS, one row per (quantity, gate, t, implementation, reference)
+
+    @property
+    def cell(self):
+        return self.problem.cell
 
     @cached_property
     def first_divergence(self) -> dict | None:
-        """{"quantity", "t"} (t 0-based) of the first per-step disagreement of the engine, or None."""
+        """{"quantity", "t"[, "gate"]} (t 0-based) of the first per-step disagreement of the engine, or None."""
         return first_divergence(self.table)
 
     @property
@@ -302,46 +194,33 @@ class Analysis:
         return tab[(tab["t"] == t) & (tab["implementation"] == "numpy engine")].reset_index(drop=True)
 
 
-class _Uncached:
-    """A Lean's fields decoded afresh on each access and kept by nobody (while analyze builds the table)."""
-
-    def __init__(self, lean: Lean):
-        self._lean = lean
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        return self._lean.get(name, cached=False)
-
-    @property
-    def gradients(self) -> dict[str, np.ndarray]:
-        return self._lean.gradients
-
-
 def analyze(config: RNNConfig) -> Analysis:
-    """Draw the problem and run the engine, the operator and both references on it; keep them lean.
+    """Draw the problem and run the engine, the operator and both references on it; keep the references as
+    differences from the engine.
 
-    Each full trace is packed as soon as it is made and dropped, so that at most two are alive at once (the unrolled
-    reference's and, for tanh, the engine's replay for the rounding floor); the table is computed from the exact
-    float64 values, one quantity at a time. Stages are report()ed for a waiting page."""
+    The unrolled reference's full trace lives only until it is stored and the table is built, so that at most two
+    full traces are alive at once (it and the engine's replay for the rounding floor). Stages are report()ed for a
+    waiting page."""
     report("engine")
     p = draw_problem(config)
-    engine = lean_trace(config, "engine", run_engine(p), _engine_recipes(p), ENGINE_ORDER)
+    engine = run_engine(p)
     report("references")
     full = unrolled_reference(p)
-    unrolled = lean_trace(config, "unrolled", full, _reference_recipes(p), REFERENCE_ORDER, base=engine)
-    a, h = full.a, full.h
-    del full
-    torch_rnn = lean_result(config, "torch_rnn", torch_rnn_reference(p), engine)
-    op = lean_result(config, "op", run_op(p), engine)
+    torch_totals = torch_rnn_reference(p)
+    op_totals = run_op(p)
     report("comparison")
-    e, u, r, o = _Uncached(engine), _Uncached(unrolled), _Uncached(torch_rnn), _Uncached(op)
     # the engine's backward replayed on the reference's forward values: the rounding floor (compare.FLOOR_FACTOR);
-    # relu's f' is exact, so only tanh needs it. Only the floors are kept.
-    fl = floors(e, run_engine(p, (a, h))) if config.nonlinearity == "tanh" else None
-    del a, h
+    # relu's f' is exact, so only tanh (and every gated cell) needs it. Only the floors are kept.
+    fl = None
+    if config.nonlinearity == "tanh":
+        fl = rounding_floors(engine, run_engine(p, {q.name: full.values[q.name] for q in p.cell.forward}))
     table = comparison_table([
-        *per_step_rows(e, u, floors=fl),
-        *whole_rows("numpy engine", e, "torch.nn.RNN", r, floors=fl),
-        *whole_rows("torch operator", o, "torch.nn.RNN", r),
-        *whole_rows("unrolled autograd", u, "torch.nn.RNN", r),
+        *per_step_rows(engine, full, floors=fl),
+        *whole_rows("numpy engine", engine, p.cell.torch_name, torch_totals, floors=fl),
+        *whole_rows("torch operator", op_totals, p.cell.torch_name, torch_totals, cell=p.cell),
+        *whole_rows("unrolled autograd", full, p.cell.torch_name, torch_totals),
     ])
-    return Analysis(config, p, engine, unrolled, torch_rnn, op, table)
+    unrolled = Stored(engine, full.values, full.gradients, full.step)
+    del full
+    return Analysis(config, p, engine, unrolled, _stored_totals(engine, torch_totals),
+                    _stored_totals(engine, op_totals), table)

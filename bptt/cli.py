@@ -23,7 +23,7 @@ from .config import FIELDS, ConfigError, RNNConfig, parse_value
 from .engine import run_engine
 from .export import write_export, write_script
 from .problem import draw_problem
-from .repro import WHOLE, side_by_side
+from .repro import side_by_side, whole
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 EXPORT_SUFFIXES = (".npz", ".csv", ".py")
@@ -107,7 +107,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   f"{_fmt(row.max_rel_err):>13}{row.rows:>7}  {verdict}")
         if an.first_divergence:
             fd = an.first_divergence
-            print(f"first divergence: {fd['quantity']} at t = {fd['t']} (0-based; t = {fd['t'] + 1} counting from 1)")
+            gate = f" [gate {fd['gate']}]" if "gate" in fd else ""
+            print(f"first divergence: {fd['quantity']}{gate} at t = {fd['t']} (0-based; t = {fd['t'] + 1} counting "
+                  f"from 1)")
         verdict = "everything agrees with PyTorch autograd" if an.all_passed else "MISMATCH against PyTorch autograd"
         print(f"{verdict}: worst relative error {_fmt(an.worst_rel_err)} (tolerance {an.table['tol'].iloc[0]:g})")
         if args.values:
@@ -130,10 +132,10 @@ def _describe(cfg: RNNConfig) -> str:
 
 
 def _final_values(an) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, numpy engine, torch.nn.RNN) of h, dx, dh0 and the four weight gradients."""
-    mine = {"h": an.engine.h, "dx": an.engine.dx, "dh0": an.engine.dh0, **an.engine.gradients}
-    ref = {"h": an.torch_rnn.h, "dx": an.torch_rnn.dx, "dh0": an.torch_rnn.dh0, **an.torch_rnn.gradients}
-    return [(q, mine[q], ref[q]) for q in WHOLE]
+    """(name, numpy engine, the torch module) of h, dx, dh0 (dc0) and the four weight gradients."""
+    def of(result, q: str) -> np.ndarray:
+        return result.gradients[q] if q in result.gradients else getattr(result, q)
+    return [(q, of(an.engine, q), of(an.torch_rnn, q)) for q in whole(an.config.cell)]
 
 
 def _json_values(x: Any) -> Any:
@@ -199,6 +201,7 @@ def _check_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN "
                                                    "or CS231n layout) or the worked exercise's class")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="also print every quantity's table, config by config")
     p.add_argument("--timeout", default=str(_check_runner.DEFAULT_TIMEOUT), metavar="S",
                    help=f"seconds your code may run in all (default {_check_runner.DEFAULT_TIMEOUT:g})")
     p.add_argument("--memory", default=str(_check_runner.DEFAULT_MEMORY_MB), metavar="MB",
@@ -230,7 +233,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if report.usage:
         raise UsageError(report.usage)
     print(json.dumps(_check_report.report_json(report), indent=2) if args.json
-          else _check_report.report_text(report))
+          else _check_report.report_text(report, verbose=args.verbose))
     return report.exit_code
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace
+from .cells import GRADIENTS, Cell
+from .engine import WEIGHT_ACC, Trace
 
 REL_TOL = 1e-10   # pass: max |impl - ref| <= REL_TOL * max |ref| + floor
-COLUMNS = ["quantity", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "floor", "passed",
+COLUMNS = ["quantity", "gate", "t", "implementation", "reference", "max_abs_err", "max_rel_err", "tol", "floor",
+           "passed",
            "nonfinite"]
 
 # The floor. NumPy's and PyTorch's tanh may differ in the last bit of h_t. Where a step saturates (|a_t| >~ 8),
@@ -54,9 +56,36 @@ def agreement(impl: np.ndarray, ref: np.ndarray, tol: float = REL_TOL, floor: fl
     return Agreement(max_abs, rel, bool(same_nonfinite and (rel <= tol or ok)), nonfinite)
 
 
-def _row(quantity: str, t: int | None, impl: str, ref: str, a: Agreement, tol: float, floor: float) -> dict:
-    return dict(quantity=quantity, t=t, implementation=impl, reference=ref, max_abs_err=a.max_abs_err,
+def _row(quantity: str, t: int | None, impl: str, ref: str, a: Agreement, tol: float, floor: float,
+         gate: str | None = None) -> dict:
+    return dict(quantity=quantity, gate=gate, t=t, implementation=impl, reference=ref, max_abs_err=a.max_abs_err,
                 max_rel_err=a.max_rel_err, tol=tol, floor=floor, passed=a.passed, nonfinite=a.nonfinite)
+
+
+def step_quantities(cell: Cell) -> tuple[str, ...]:
+    """The per-step quantities of the backward pass compared at each step, in the order one step computes them:
+    the cell's, then the running sums of the weight gradients."""
+    return (*(q.name for q in cell.backward), *WEIGHT_ACC)
+
+
+def whole_quantities(cell: Cell) -> tuple[str, ...]:
+    """The whole-sequence results: h, dx, dh0 (dc0), and the full weight gradients."""
+    return ("h", "dx", *cell.initial, *GRADIENTS)
+
+
+def _gates(cell: Cell, q: str) -> tuple[str | None, ...]:
+    """The gate blocks a quantity's rows split into (None: one row)."""
+    gated = q in WEIGHT_ACC or (q in cell.quantities and cell.quantities[q].gated)
+    return cell.gates if (gated and cell.gates) else (None,)
+
+
+def _block(cell: Cell, q: str, a: np.ndarray, gate: str | None) -> np.ndarray:
+    """One gate block of one step's array: the last axis of a (B, G·H) step, the rows of a (G·H, ·) weight."""
+    if gate is None:
+        return a
+    H = a.shape[-1] // cell.G if q not in WEIGHT_ACC else a.shape[0] // cell.G
+    sl = cell.gate_slice(gate, H)
+    return a[..., sl] if q not in WEIGHT_ACC else a[sl]
 
 
 def rounding_floor(engine, replay, q: str, t: int | None = None) -> float:
@@ -76,17 +105,31 @@ def _value(result, q: str) -> np.ndarray:
 @dataclass(frozen=True)
 class Floors:
     """Every rounding floor of one engine run (see FLOOR_FACTOR), so that the replay can be dropped."""
-    step: dict[str, np.ndarray]    # STEP_QUANTITIES -> (T,) floor of each timestep
-    whole: dict[str, float]        # whole-sequence quantities (dx, dh0, gradients) -> floor
+    step: dict[tuple[str, str | None], np.ndarray]   # (quantity, gate) -> (T,) floor of each timestep
+    whole: dict[str, float]                          # whole-sequence quantities (dx, dh0, gradients) -> floor
 
 
-def floors(engine, replay) -> Floors:
-    """The floors of every per-step and whole-sequence row; each quantity is read once from each trace."""
-    step = {}
-    for q in STEP_QUANTITIES:
-        a, b = getattr(engine, q), getattr(replay, q)
-        step[q] = np.array([_max_floor(a[t], b[t]) for t in range(a.shape[0])])
-    whole = {q: _max_floor(_value(engine, q), _value(replay, q)) for q in WHOLE_QUANTITIES[1:]}
+def _steps(cell: Cell, a, b) -> Iterable[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(quantity, t, a's step t, b's step t) of every per-step quantity of the backward pass: the cell's for every t,
+    then the running sums from t = T-1 down (each derived as it goes, so no (T, ...) weight array is ever built)."""
+    for q in cell.backward:
+        x, y = getattr(a, q.name), getattr(b, q.name)
+        for t in range(x.shape[0]):
+            yield q.name, t, x[t], y[t]
+    for (t, x), (_, y) in zip(a.iter_sums(), b.iter_sums()):
+        for w in GRADIENTS:
+            yield f"{w}_acc", t, x[w], y[w]
+
+
+def rounding_floors(engine: Trace, replay: Trace) -> Floors:
+    """The floors of every per-step and whole-sequence row."""
+    cell = engine.cell
+    T = engine.h.shape[0]
+    step: dict[tuple[str, str | None], np.ndarray] = {}
+    for q, t, a, b in _steps(cell, engine, replay):
+        for g in _gates(cell, q):
+            step.setdefault((q, g), np.zeros(T))[t] = _max_floor(_block(cell, q, a, g), _block(cell, q, b, g))
+    whole = {q: _max_floor(_value(engine, q), _value(replay, q)) for q in whole_quantities(cell)[1:]}
     return Floors(step, whole)
 
 
@@ -97,39 +140,43 @@ def _max_floor(a: np.ndarray, b: np.ndarray) -> float:
     return FLOOR_FACTOR * float(d.max()) if d.size else 0.0
 
 
-def per_step_rows(engine: Trace, unrolled: Trace, tol: float = REL_TOL, replay: Trace | None = None,
+def per_step_rows(engine: Trace, unrolled, tol: float = REL_TOL, replay: Trace | None = None,
                   floors: Floors | None = None) -> Iterable[dict]:
-    """Forward quantities for t = 0..T-1, then the backward ones in the order BPTT computes them (t = T-1..0).
-    replay: the engine's backward on the reference's forward values, for the rounding floor (see FLOOR_FACTOR);
-    or floors: what floors() made of it. Each quantity is read once from each trace (a lean trace decodes it)."""
+    """Forward quantities for t = 0..T-1, then the backward ones in the order BPTT computes them (t = T-1..0), a row
+    per gate block where the quantity has them. replay: the engine's backward on the reference's forward values, for
+    the rounding floor (see FLOOR_FACTOR); or floors: what rounding_floors() made of it."""
+    cell = engine.cell
     T = engine.h.shape[0]
-    rows: dict[tuple[str, int], dict] = {}
-    for q in FORWARD_QUANTITIES:
-        e, u = getattr(engine, q), getattr(unrolled, q)
+    if floors is None and replay is not None:
+        floors = rounding_floors(engine, replay)
+    rows: dict[tuple[str, int], list[dict]] = {}
+
+    def add(q: str, t: int, a: np.ndarray, b: np.ndarray, backward: bool) -> None:
+        rows[q, t] = []
+        for g in _gates(cell, q):
+            floor = float(floors.step[q, g][t]) if (floors and backward) else 0.0
+            ag = agreement(_block(cell, q, a, g), _block(cell, q, b, g), tol, floor)
+            rows[q, t].append(_row(q, t, "numpy engine", "unrolled autograd", ag, tol, floor, g))
+
+    for q in cell.forward:
+        e, u = getattr(engine, q.name), getattr(unrolled, q.name)
         for t in range(T):
-            rows[q, t] = _row(q, t, "numpy engine", "unrolled autograd", agreement(e[t], u[t], tol), tol, 0.0)
-    for q in STEP_QUANTITIES:
-        e, u = getattr(engine, q), getattr(unrolled, q)
-        for t in range(T):
-            floor = float(floors.step[q][t]) if floors else rounding_floor(engine, replay, q, t)
-            rows[q, t] = _row(q, t, "numpy engine", "unrolled autograd", agreement(e[t], u[t], tol, floor), tol,
-                              floor)
-        del e, u
+            add(q.name, t, e[t], u[t], False)
+    for q, t, a, b in _steps(cell, engine, unrolled):
+        add(q, t, a, b, True)
     for t in range(T):
-        for q in FORWARD_QUANTITIES:
-            yield rows[q, t]
+        for q in cell.forward:
+            yield from rows[q.name, t]
     for t in range(T - 1, -1, -1):
-        for q in STEP_QUANTITIES:
-            yield rows[q, t]
-
-
-WHOLE_QUANTITIES = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
+        for q in step_quantities(cell):
+            yield from rows[q, t]
 
 
 def whole_rows(impl_name: str, impl, ref_name: str, ref, tol: float = REL_TOL, replay=None,
-               floors: Floors | None = None) -> Iterable[dict]:
+               floors: Floors | None = None, cell: Cell | None = None) -> Iterable[dict]:
     """Outputs and final gradients of one implementation against one reference (t is empty)."""
-    for q in WHOLE_QUANTITIES:
+    cell = cell or getattr(impl, "cell", None) or ref.cell
+    for q in whole_quantities(cell):
         if q == "h":
             floor = 0.0
         elif floors:
@@ -153,7 +200,10 @@ def first_divergence(table: pd.DataFrame) -> dict | None:
     if bad.empty:
         return None
     row = bad.iloc[0]
-    return {"quantity": str(row["quantity"]), "t": int(row["t"])}
+    out = {"quantity": str(row["quantity"]), "t": int(row["t"])}
+    if isinstance(row["gate"], str):
+        out["gate"] = row["gate"]
+    return out
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""RNNConfig: the validated, frozen description of one BPTT problem, its bounds and presets."""
+"""RNNConfig: the validated, frozen description of one BPTT problem (any recurrent cell: an LSTM is an RNN too),
+its bounds and presets."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,14 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from .bugs import NAMES
+from .cells import ALL_BUGS, CELLS
+from .cells import BUGS as CELL_BUGS
 
 # ----------------------------------------------------------------------------------------------------------------------
 # bounds
 
 NONLINEARITIES = ("tanh", "relu")
 UPSTREAMS = ("all", "last")
-BUGS = NAMES              # "none" and the bug zoo (bptt/bugs.py defines each bug)
+BUGS = ALL_BUGS           # "none" and every cell's bug zoo (each cell module defines its bugs; CELL_BUGS per cell)
 # the per-step gradient history holds seq_len * hidden * (hidden + input) numbers; 64 MiB of float64 at most
 HISTORY_BUDGET = 8_388_608
 
@@ -45,12 +47,13 @@ def _fmt(v: float | None) -> str:
 
 
 FIELDS: dict[str, Field] = {f.name: f for f in (
+    Field("cell", str, choices=tuple(CELLS), help="the recurrent cell: torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU"),
     Field("input_size", int, 1, 256, help="I, the size of each input x_t"),
     Field("hidden_size", int, 1, 256, help="H, the size of the hidden state h_t"),
     Field("seq_len", int, 1, 200, help="T, the number of timesteps"),
     Field("batch_size", int, 1, 64, help="B, the number of sequences processed together"),
     Field("seed", int, 0, 2**32 - 1, help="seeds NumPy and PyTorch, in the worked example's order"),
-    Field("nonlinearity", str, choices=NONLINEARITIES, help="f in h_t = f(a_t)"),
+    Field("nonlinearity", str, choices=NONLINEARITIES, help="f in h_t = f(a_t) (the vanilla RNN only)"),
     Field("upstream", str, choices=UPSTREAMS, help="where dL/dh_t arrives: at every output, or only at the last"),
     Field("hh_scale", float, 0.05, 10.0, help="multiplies W_hh after initialisation (vanishing < 1 < exploding)"),
     Field("truncate", int, 0, 200, help="0 = full BPTT; K >= 1 detaches h every K steps (truncated BPTT)"),
@@ -71,17 +74,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class RNNConfig:
-    """One vanilla-RNN BPTT problem; validated on construction."""
+    """One BPTT problem; validated on construction."""
+    cell: str = "rnn"            # "rnn" (torch.nn.RNN) | "lstm" (torch.nn.LSTM) | "gru" (torch.nn.GRU)
     input_size: int = 4          # I
     hidden_size: int = 5         # H
     seq_len: int = 3             # T
     batch_size: int = 3          # B
     seed: int = 123              # seeds np.random then torch, as the worked example did
-    nonlinearity: str = "tanh"   # "tanh" | "relu"
+    nonlinearity: str = "tanh"   # "tanh" | "relu" (rnn only; the gated cells' are fixed)
     upstream: str = "all"        # "all": dL/dh_t at every t; "last": only at t = T-1
     hh_scale: float = 1.0        # W_hh *= hh_scale after initialisation
     truncate: int = 0            # 0: full BPTT; K: detach h at t = K, 2K, ...
-    bug: str = "none"            # a mistake the NumPy engine makes on purpose (see BUGS)
+    bug: str = "none"            # a mistake the NumPy engine makes on purpose (one of CELL_BUGS[cell])
 
     def __post_init__(self) -> None:
         for name, field in FIELDS.items():
@@ -89,6 +93,12 @@ class RNNConfig:
             checked = check_value(field, value)
             if checked is not value:
                 object.__setattr__(self, name, checked)
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
+            raise ConfigError("nonlinearity", f"nonlinearity applies to the vanilla RNN only: the {self.cell} has "
+                                              f"its own (σ and tanh), so it must be 'tanh', got {self.nonlinearity!r}")
+        if self.bug not in CELL_BUGS[self.cell]:
+            raise ConfigError("bug", f"bug {self.bug!r} is not a {self.cell} bug; the {self.cell} bugs are: "
+                                     f"{', '.join(CELL_BUGS[self.cell])}")
         history = self.seq_len * self.hidden_size * (self.hidden_size + self.input_size)
         if history > HISTORY_BUDGET:
             raise ConfigError(

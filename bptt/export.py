@@ -9,33 +9,43 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import Analysis, Lean
-from .bugs import Step, step_of
+from .analysis import Analysis
+from .bugs import step_of
+from .cells import GRADIENTS, cell_of
+from .cells.base import INDEX, Step
 from .compare import FLOOR_FACTOR, REL_TOL
 from .config import RNNConfig
-from .engine import FORWARD_QUANTITIES, STEP_QUANTITIES
-from .repro import BODY, WHOLE
+from .engine import WEIGHT_ACC
+from .repro import NUMPY_SIDE, STEPS, body, whole
 
 # ----------------------------------------------------------------------------------------------------------------------
 # NPZ
 
-def _array(trace, q: str) -> np.ndarray:
-    """Field q of a trace; a lean one decodes it afresh (exact) rather than filling the shared cache with it."""
-    return trace.get(q, cached=False) if isinstance(trace, Lean) else getattr(trace, q)
+def _quantities(an: Analysis) -> tuple[str, ...]:
+    """The exported per-step quantities of the analysis's cell, time-major: forward, backward, the four running sums,
+    and the initial states' gradients."""
+    cell = an.cell
+    return (*(q.name for q in cell.forward), *(q.name for q in cell.backward), *WEIGHT_ACC, *cell.initial)
+
+
+def _sums(trace) -> dict[str, np.ndarray]:
+    """The running sums {w_acc: (T, ...)} of a trace (the engine's, or the stored reference's)."""
+    return {f"{w}_acc": v for w, v in trace.running_sums().items()}
 
 
 def trace_arrays(an: Analysis) -> dict[str, np.ndarray]:
-    """Every exported array by its NPZ key; time-major, 0-based t (see README for the keys)."""
+    """Every exported array by its NPZ key; time-major, 0-based t (see README for the keys of each cell)."""
     p, e, u, r = an.problem, an.engine, an.unrolled, an.torch_rnn
     out: dict[str, np.ndarray] = {"config_json": np.array(an.config.to_json())}
-    out.update(x=p.x, h0=p.h0, dh_out=p.dh_out, W_ih=p.W_ih, W_hh=p.W_hh, b_ih=p.b_ih, b_hh=p.b_hh)
-    for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dh0"):
-        out[q] = _array(e, q)
+    out.update(x=p.x, h0=p.h0, **({} if p.c0 is None else {"c0": p.c0}), dh_out=p.dh_out, **p.weights)
+    sums, ref_sums = _sums(e), _sums(u)
+    for q in _quantities(an):
+        out[q] = sums[q] if q in sums else getattr(e, q)
     out.update(e.gradients)
-    out.update(torch_h=_array(r, "h"), torch_dx=_array(r, "dx"), torch_dh0=_array(r, "dh0"),
+    out.update(torch_h=r.h, torch_dx=r.dx, **{f"torch_{s}": getattr(r, s) for s in an.cell.initial},
                **{f"torch_{k}": v for k, v in r.gradients.items()})
-    for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dh0"):
-        out[f"ref_{q}"] = _array(u, q)
+    for q in _quantities(an):
+        out[f"ref_{q}"] = ref_sums[q] if q in ref_sums else getattr(u, q)
     return out
 
 
@@ -49,32 +59,49 @@ def npz_bytes(an: Analysis) -> bytes:
 # ----------------------------------------------------------------------------------------------------------------------
 # CSV
 
-# the index names of each exported quantity's axes (after t): b batch, i input, j hidden unit, k hidden unit of h_{t-1}
-CSV_AXES: dict[str, tuple[str, ...]] = {
-    **{q: ("t", "b", "j") for q in ("a", "h", "dh_next", "dh_total", "d_pre", "dh_prev")},
-    "dx": ("t", "b", "i"), "dh0": ("b", "j"),
-    "dW_ih_acc": ("t", "j", "i"), "dW_hh_acc": ("t", "j", "k"), "db_ih_acc": ("t", "j"), "db_hh_acc": ("t", "j"),
-    "dW_ih": ("j", "i"), "dW_hh": ("j", "k"), "db_ih": ("j",), "db_hh": ("j",),
-}
-CSV_COLUMNS = ["quantity", "t", "b", "i", "j", "k", "numpy", "torch", "reference"]
+CSV_COLUMNS = ["quantity", "gate", "t", "b", "i", "j", "k", "numpy", "torch", "reference"]
+
+
+def csv_axes(an: Analysis, q: str) -> tuple[str, ...]:
+    """The index names of an exported quantity's axes: t (per-step), then b batch, i input, j hidden unit (or gate
+    row), k hidden unit of h_{t-1}."""
+    cell = an.cell
+    if q in cell.quantities:
+        return ("t", *INDEX[cell.quantities[q].kind])
+    if q in WEIGHT_ACC:
+        return ("t", *INDEX[cell.weight_kind(q[:-4])])
+    if q in GRADIENTS:
+        return INDEX[cell.weight_kind(q)]
+    return ("b", "j")                                    # dh0, dc0
+
+
+def _gate_column(an: Analysis, q: str, axes: tuple[str, ...], idx: np.ndarray) -> pd.Series:
+    """Which gate block each number's row j belongs to, for gated quantities (empty elsewhere)."""
+    cell = an.cell
+    gated = cell.gates and (q in WEIGHT_ACC or q in GRADIENTS or (q in cell.quantities and cell.quantities[q].gated))
+    if not gated or "j" not in axes:
+        return pd.Series(pd.NA, index=range(idx.shape[1]), dtype="string")
+    return pd.Series(np.asarray(cell.gates)[idx[axes.index("j")] // an.config.hidden_size], dtype="string")
 
 
 def trace_frame(an: Analysis) -> pd.DataFrame:
     """Tidy long table: one row per number, with the engine's value and its autograd reference's."""
     e, u, r = an.engine, an.unrolled, an.torch_rnn
-    pairs = {q: (e, q, u, q, "unrolled autograd") for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES)}
-    pairs["dh0"] = (e, "dh0", r, "dh0", "torch.nn.RNN")
-    gradients = {k: (v, r.gradients[k], "torch.nn.RNN") for k, v in e.gradients.items()}
+    sums, ref_sums = _sums(e), _sums(u)
     frames = []
-    for q in (*pairs, *gradients):                       # one quantity's arrays alive at a time
-        if q in pairs:
-            src, qs, ref_src, qr, ref_name = pairs[q]
-            mine, ref = _array(src, qs), _array(ref_src, qr)
+    for q in (*_quantities(an), *GRADIENTS):             # one quantity's arrays alive at a time
+        if q in GRADIENTS:
+            mine, ref, ref_name = e.gradients[q], r.gradients[q], an.cell.torch_name
+        elif q in an.cell.initial:
+            mine, ref, ref_name = getattr(e, q), getattr(r, q), an.cell.torch_name
+        elif q in sums:
+            mine, ref, ref_name = sums[q], ref_sums[q], "unrolled autograd"
         else:
-            mine, ref, ref_name = gradients[q]
-        axes = CSV_AXES[q]
+            mine, ref, ref_name = getattr(e, q), getattr(u, q), "unrolled autograd"
+        axes = csv_axes(an, q)
         idx = np.indices(mine.shape).reshape(len(axes), -1)
         f = pd.DataFrame({"quantity": np.full(idx.shape[1], q)})
+        f["gate"] = _gate_column(an, q, axes, idx)
         for ax in ("t", "b", "i", "j", "k"):
             f[ax] = pd.array(idx[axes.index(ax)] if ax in axes else [pd.NA] * len(f), dtype="Int64")
         f["numpy"] = mine.reshape(-1)
@@ -106,23 +133,26 @@ def write_export(an: Analysis, path: str | Path) -> Path:
     return path
 
 
-_IMPORTS = "from __future__ import annotations\n\nimport sys\n\nimport numpy as np\nimport torch\n"
-_MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP))\n'
+_IMPORTS = ("from __future__ import annotations\n\nimport sys\nfrom types import SimpleNamespace\n\n"
+            "import numpy as np\n"
+            "import torch\n")
+_MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP, {}))\n'
 
 
 def _script_docstring(config: RNNConfig, filename: str) -> str:
     """The script's docstring: what it is, the config, how to run it and read it, and the bug it makes, if any."""
-    step = step_of(config.bug)
+    step = step_of(config.bug, config.cell)
+    cell = cell_of(config.cell)
     lines = [
-        "BPTT for a vanilla RNN by hand in NumPy, checked against PyTorch autograd (torch.nn.RNN), float64.",
+        f"BPTT for the {cell.title} by hand in NumPy, checked against PyTorch autograd ({cell.torch_name}), float64.",
         "",
-        "Generated by BPTT Explorer (from bptt/repro.py, bptt/engine.py and bptt/bugs.py) for this configuration:",
+        f"Generated by BPTT Explorer (from bptt/repro.py and bptt/cells/{cell.name}.py) for this configuration:",
         "    " + json.dumps(config.to_dict(), sort_keys=True),
         f"Run: python {filename}   (needs numpy and torch). It prints NumPy and PyTorch side by side, one row per "
         "result,",
         "and a last line that starts with PASS (exit code 0) or FAIL (exit code 1).",
     ]
-    if step is not Step:
+    if step.diverges is not None:
         lines += ["", f"This copy makes the mistake {step.name!r} on purpose: {step.note} Its code is the class "
                       f"{step.__name__} below, marked BUG (on purpose); where it changes a number, the script reports "
                       f"FAIL on {', '.join(step.script)}."]
@@ -132,20 +162,22 @@ def _script_docstring(config: RNNConfig, filename: str) -> str:
 def repro_script(config: RNNConfig, filename: str = "this_file.py") -> str:
     """A standalone NumPy + PyTorch script that recomputes this config's numbers and ends with PASS or FAIL.
 
-    Assembled from real code: a header of constants, the source of bugs.Step and of the config's bug (the class that
-    overrides one of Step's hooks, marked BUG (on purpose)), and the source of repro.BODY's functions, in order."""
-    step = step_of(config.bug)
+    Assembled from real code: a header of constants, the source of the steps (cells.base.Step, the cell's correct
+    step and the config's bug, the class that overrides one of its hooks, marked BUG (on purpose)), and the source of
+    repro.body(cell)'s functions, in order."""
+    step = step_of(config.bug, config.cell)
+    correct = STEPS[config.cell]
     values = [f"    {k!r}: {v!r}," for k, v in config.to_dict().items() if k != "bug"]
     constants = "\n".join([
         "CONFIG = {", *values, "}",
         f"REL_TOL = {REL_TOL!r}          # pass: max |numpy - torch| <= REL_TOL * max |torch| + floor",
         f"FLOOR_FACTOR = {FLOOR_FACTOR!r}      # the floor: FLOOR_FACTOR * how far PyTorch's own h_t moves the result",
-        f"WHOLE = {WHOLE!r}  # the results compared, in order",
+        f"WHOLE = {whole('rnn')!r}  # the results compared, in order (the LSTM's dc0 too)",
     ])
-    classes = [inspect.getsource(Step)] + ([] if step is Step else [inspect.getsource(step)])
-    chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is Step else f"the mistake {step.name}")
+    classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
+    chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is correct else f"the mistake {step.name}")
     parts = [_script_docstring(config, filename) + _IMPORTS, constants, *classes, chosen,
-             *(inspect.getsource(fn) for fn in BODY), _MAIN]
+             *(inspect.getsource(fn) for fn in body(config.cell)), _MAIN.format(NUMPY_SIDE[config.cell])]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Trace, forward, run_engine
+from .cells import WEIGHTS
+from .engine import Totals, Trace, hidden_states, run_engine
 from .problem import Problem
-from .reference import TorchRNNResult, torch_rnn_reference
+from .reference import torch_rnn_reference
 
-WEIGHTS = ("W_ih", "W_hh", "b_ih", "b_hh")
 FD_EPS = 1e-6
 
 
@@ -48,7 +48,7 @@ def check_index(problem: Problem, weight: str, index: tuple[int, ...] | int) -> 
 def _perturbed_h(problem: Problem, weight: str, idx: tuple[int, ...], delta: float) -> np.ndarray:
     w = problem.weights[weight].copy()
     w[idx] += delta
-    return forward(dataclasses.replace(problem, **{weight: w}))[1]      # (T, B, H)
+    return hidden_states(dataclasses.replace(problem, **{weight: w}))      # (T, B, H)
 
 
 def fd_estimate(problem: Problem, weight: str, index: tuple[int, ...] | int, eps: float = FD_EPS) -> float:
@@ -60,7 +60,7 @@ def fd_estimate(problem: Problem, weight: str, index: tuple[int, ...] | int, eps
 
 
 def fd_check(problem: Problem, weight: str, index: tuple[int, ...] | int, eps: float = FD_EPS,
-             engine: Trace | None = None, torch_rnn: TorchRNNResult | None = None) -> FDCheck:
+             engine: Trace | None = None, torch_rnn: Totals | None = None) -> FDCheck:
     """The estimate beside the engine's and torch.nn.RNN's gradient; pass engine/torch_rnn to reuse computed runs."""
     cfg = problem.config
     idx = check_index(problem, weight, index)

@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"          # red positive, blue negative, white at zero
 SEQUENTIAL = "Viridis"        # for log10 |diff|
+GATE_SCALE = "Blues"          # for a σ gate's value, 0 (closed, white) to 1 (open, dark blue)
 DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
 TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page

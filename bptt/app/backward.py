@@ -51,7 +51,7 @@ def bug_equation_note(analysis: Analysis) -> None:
              "`python -m bptt verify --json`, which counts from 0)" if fd else
              "no number changes in this configuration")
     st.markdown(f":red[The equations above are the correct ones; the engine (bug `{cfg.bug}`) computes instead:]")
-    st.latex(r"\color{#c62828}" + step_of(cfg.bug).equation)
+    st.latex(r"\color{#c62828}" + step_of(cfg.bug, cfg.cell).equation)
     st.caption(where[0].upper() + where[1:] + ".")
 
 

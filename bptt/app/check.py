@@ -13,8 +13,8 @@ import streamlit as st
 
 from .. import figures, memory
 from ..check import arrays as check_arrays
-from ..check.checker import CheckReport, UnitResult, check_file
-from ..check.report import summary_frame, unit_title
+from ..check.checker import CheckReport, UnitResult, cell_refused, check_file
+from ..check.report import headline, summary_frame, unit_title
 from ..check.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 from ..config import RNNConfig
 
@@ -25,6 +25,7 @@ CODE_RESULT = "check_code_key"         # session_state: the key of the code last
 UPLOAD_WORK = 2                         # bytes an NPZ check holds per byte uploaded (the bytes, the arrays read)
 PROBLEM_DL_KEY, NPZ_KEY = "check_problem_dl", "check_npz"            # widgets: the problem's download, the NPZ upload
 PY_KEY, PASTE_KEY, RUN_KEY = "check_py", "check_paste", "check_run"  # widgets: the code upload, paste box, run button
+FORM_KEY = "check_form"                  # the form that holds the paste box and the run button
 TABLE_KEY, FIG_KEY, ROWS_KEY = "check_table", "check_fig", "check_rows"   # prefixes of each result's elements
 
 
@@ -68,6 +69,11 @@ def cli_command(cfg: RNNConfig) -> str:
 
 def arrays_section(cfg: RNNConfig) -> None:
     """Download the problem, upload an NPZ of gradients, check it (no code runs on the server)."""
+    refused = cell_refused(cfg)
+    if refused:
+        st.info(f"This page checks the vanilla RNN for now: set the sidebar's cell to rnn ({refused}).",
+                icon=":material/info:")
+        return
     st.markdown("1. Download this page's problem: the inputs `x` (T, B, I), `h0` (B, H), the upstream gradient "
                 "`dh_out` (T, B, H), the weights `W_ih` (H, I), `W_hh` (H, H), `b_ih`, `b_hh` (H,), and "
                 "`config_json`.\n"
@@ -99,8 +105,19 @@ def arrays_section(cfg: RNNConfig) -> None:
     show_result(key)
 
 
+CODE_CSS = """<style>
+.st-key-{paste} textarea {{ font-family: "Source Code Pro", ui-monospace, SFMono-Regular, Menlo, Consolas,
+  monospace; font-size: 0.85rem; }}
+.st-key-{py} [data-testid="stFileUploaderDropzoneInstructions"] {{ display: none; }}
+</style>"""
+
+
 def code_section(cfg: RNNConfig) -> None:
-    """Upload or paste a .py file and check it with the CLI's machinery, when this server may run code."""
+    """Upload or paste a .py file and check it with the CLI's machinery, when this server may run code. The paste box
+    sits in a form, so one click on "Check this code" sends what was typed; an uploaded file wins over pasted code,
+    and the page says so before and after the check."""
+    if cell_refused(cfg):
+        return
     allowed, why = code_allowed()
     if not allowed:
         st.info(why, icon=":material/lock:")
@@ -108,21 +125,34 @@ def code_section(cfg: RNNConfig) -> None:
         return
     st.caption(f"Code checks are on: {why}. Your file runs in a separate process, limited to "
                f"{DEFAULT_TIMEOUT:g} s and {DEFAULT_MEMORY_MB} MiB.")
-    up = st.file_uploader(f"Your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key=PY_KEY,
+    st.html(CODE_CSS.format(paste=PASTE_KEY, py=PY_KEY))
+    # Streamlit's limit is in whole MB (it would say "1MB per file"); the real limit, 256 KB, is checked below
+    up = st.file_uploader(f"Upload your code (.py, at most {MAX_CODE_KB} KB)", type=["py"], key=PY_KEY,
                           max_upload_size=1)
-    pasted = st.text_area("… or paste it here", key=PASTE_KEY, height=200,
-                          placeholder="def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...")
-    source = up.getvalue() if up is not None else pasted.encode()
-    name = up.name if up is not None else "pasted.py"
-    if st.button("Check this code", key=RUN_KEY, type="primary", disabled=not source.strip()):
-        if len(source) > MAX_CODE_KB * 1024:
-            st.error(f"{name} is {len(source) // 1024} KB; the limit is {MAX_CODE_KB} KB.")
-            return
-        key = ("code", hashlib.sha256(source).hexdigest(), cfg.to_json())
-        _remember(key, lambda: _check_source(source, name, cfg), force=True)
-        st.session_state[CODE_RESULT] = key
+    if up is not None:
+        st.info(f"**{up.name}** will be checked. The paste box below is ignored while a file is uploaded: remove the "
+                f"file (×) to check pasted code instead.", icon=":material/upload_file:")
+    with st.form(FORM_KEY, border=False, enter_to_submit=False):
+        pasted = st.text_area("… or paste your code here", key=PASTE_KEY, height=240,
+                              placeholder="def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...")
+        clicked = st.form_submit_button("Check this code", key=RUN_KEY, type="primary")
+    if clicked:
+        source, name, label = ((up.getvalue(), up.name, f"the uploaded file {up.name}") if up is not None else
+                               (pasted.encode(), "pasted.py", "the code pasted in the box"))
+        if not source.strip():
+            st.error("Nothing to check: paste your code in the box or upload a .py file.", icon=":material/error:")
+            st.session_state.pop(CODE_RESULT, None)
+        elif len(source) > MAX_CODE_KB * 1024:
+            st.error(f"{label[0].upper()}{label[1:]} is {len(source) / 1024:.0f} KB; the limit is {MAX_CODE_KB} KB. "
+                     f"Check the functions alone, without data or notebooks' output.", icon=":material/error:")
+            st.session_state.pop(CODE_RESULT, None)
+        else:
+            key = ("code", hashlib.sha256(source).hexdigest(), cfg.to_json(), label)
+            _remember(key, lambda: _check_source(source, name, cfg), force=True)
+            st.session_state[CODE_RESULT] = key
     key = st.session_state.get(CODE_RESULT)
     if key and key[2] == cfg.to_json():
+        st.markdown(f"Checked: **{key[3]}**.")
         show_result(key)
 
 
@@ -168,6 +198,13 @@ def show_result(key: tuple) -> None:
         return
     if report.units != ["arrays"]:
         st.markdown("Recognised: " + "; ".join(unit_title(u) for u in report.units))
+        h = headline(report, screen=True)
+        if h["passed"]:
+            st.success(f"**{h['title']}**", icon=":material/check_circle:")
+        else:
+            zoo = f" See it step by step: `python -m bptt verify --bug {h['bug']}`." if h["bug"] else ""
+            st.error(f"**{h['title']}**\n\n{h['text']}{zoo}", icon=":material/cancel:")
+        st.caption("The evidence, shape by shape:")
     for n in report.notes:
         st.caption(n)
     for c in report.configs:
@@ -188,6 +225,7 @@ def unit_result(u: UnitResult, key: tuple) -> None:
         st.error(f"**{unit_title(u.unit)}: differs.** First divergence: {where}.", icon=":material/cancel:")
     s = summary_frame(u.rows)
     s.insert(0, "verdict", np.where(s["passed"], "pass", "FAIL"))
+    s["steps"] = s["steps"].astype(str)          # counts and "whole" in one column: text, for Arrow
     st.dataframe(s.drop(columns=["passed"]), hide_index=True, width="stretch",
                  column_config={"max_abs_err": st.column_config.NumberColumn(format="%.2e"),
                                 "max_rel_err": st.column_config.NumberColumn(format="%.2e")},

@@ -38,7 +38,8 @@ def bug_banner(analysis: Analysis) -> None:
     fd = analysis.first_divergence
     where = (f"It first diverges from autograd in **{fd['quantity']}** at **t = {fd['t'] + 1}**."
              if fd else "In this configuration it happens not to change any number.")
-    st.error(f"**Bug on purpose: `{bug}`** — {step_of(bug).note} {where}", icon=":material/bug_report:")
+    st.error(f"**Bug on purpose: `{bug}`** — {step_of(bug, analysis.config.cell).note} {where}",
+             icon=":material/bug_report:")
 
 
 def nonfinite_banner(analysis: Analysis) -> None:

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from ..bugs import ZOO
+from ..cells import BUGS as CELL_BUGS
 from ..compare import REL_TOL, agreement, rounding_floor
-from ..config import BUGS, RNNConfig
-from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Trace, run_engine
+from ..config import RNNConfig
+from ..engine import FORWARD_QUANTITIES, GRADIENTS, STEP_QUANTITIES, Totals, Trace, run_engine
 from ..problem import Problem, draw_problem
-from ..reference import TorchRNNResult, torch_rnn_reference, unrolled_reference
+from ..reference import torch_rnn_reference, unrolled_reference
 from . import shapes
+from .child import AGAIN, RAW
 from .runner import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT,
@@ -29,6 +31,18 @@ from .runner import (
 
 WHOLE = ("dx", "dh0", *GRADIENTS)          # whole-sequence results, compared with torch.nn.RNN
 MAX_PROBES = 8                             # prefixes T = 1..8 and upstream at 8 single steps at most
+
+
+CHECKED_CELLS = ("rnn",)                   # the cells whose student shapes the checker knows (LSTM and GRU: next)
+
+
+def cell_refused(cfg: RNNConfig) -> str | None:
+    """Why a config's cell cannot be checked yet, naming the flag and what is allowed; None when it can."""
+    cell = getattr(cfg, "cell", "rnn")
+    if cell in CHECKED_CELLS:
+        return None
+    return (f"--cell {cell}: the checker knows the vanilla RNN's shapes (cell {', '.join(CHECKED_CELLS)}) so far; "
+            f"the LSTM and GRU shapes are not checkable yet")
 
 
 def default_configs() -> list[RNNConfig]:
@@ -45,7 +59,7 @@ class Reference:
     floor's engine and replay (compare.FLOOR_FACTOR)."""
     problem: Problem
     unrolled: Trace
-    torch_rnn: TorchRNNResult
+    torch_rnn: Totals
     engine: Trace
     replay: Trace | None
 
@@ -62,7 +76,7 @@ def reference(p: Problem) -> Reference:
     """Run both autograd references and the engine (with its replay on autograd's forward values) on p."""
     unrolled = unrolled_reference(p)
     engine = run_engine(p)
-    replay = run_engine(p, (unrolled.a, unrolled.h)) if p.config.nonlinearity == "tanh" else None
+    replay = run_engine(p, {"a": unrolled.a, "h": unrolled.h}) if p.config.nonlinearity == "tanh" else None
     return Reference(p, unrolled, torch_rnn_reference(p), engine, replay)
 
 
@@ -149,8 +163,9 @@ def _zoo_note(bug: str) -> str:
 
 
 def zoo_traces(p: Problem) -> dict[str, Trace]:
-    """The engine on the same problem with each bug in the zoo (whatever bptt.config.BUGS holds now)."""
-    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in BUGS if b != "none"}
+    """The engine on the same problem with each bug in its cell's zoo (whatever bptt.cells holds now)."""
+    return {b: run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))) for b in CELL_BUGS[p.config.cell]
+            if b != "none"}
 
 
 def zoo_matches(get: Getter, rows: list[dict], zoo: dict[str, Trace], tol: float = REL_TOL) -> list[str]:
@@ -177,8 +192,7 @@ def probe_problems(p: Problem) -> list[tuple[str, str, int, Problem]]:
     out = []
     for n in range(1, min(T - 1, MAX_PROBES) + 1):
         cfg = p.config.replace(seq_len=n)
-        out.append((f"prefix{n}", "prefix", n, Problem(cfg, p.x[:n], p.h0, p.dh_out[:n], p.W_ih, p.W_hh, p.b_ih,
-                                                       p.b_hh)))
+        out.append((f"prefix{n}", "prefix", n, dataclasses.replace(p, config=cfg, x=p.x[:n], dh_out=p.dh_out[:n])))
     steps = sorted({0, T - 1, *range(min(T, MAX_PROBES))}) if T > 1 else []
     for s in steps:
         dh = np.zeros_like(p.dh_out)
@@ -245,10 +259,11 @@ class UnitResult:
     probes: list[Probe] = field(default_factory=list)
     explanation: list[str] = field(default_factory=list)
     values: tuple[np.ndarray, np.ndarray] | None = None   # (yours, reference) at the first divergence
+    state: dict | None = None   # {"differs", "first_divergence", "text"}: a second call gave other numbers
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r["passed"] for r in self.rows)
+        return bool(self.rows) and all(r["passed"] for r in self.rows) and self.state is None
 
 
 @dataclass
@@ -304,17 +319,21 @@ class CheckReport:
         return 0 if self.passed else 1
 
 
-def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh") -> dict:
-    """{"bug", "text"}: the zoo mistake the numbers equal, else what the first divergence usually means."""
+def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinearity: str = "tanh",
+             hint: dict | None = None) -> dict:
+    """{"bug", "hint", "text"}: the zoo mistake the numbers equal, else a bookkeeping pattern (bookkeeping_hint),
+    else what the first divergence usually means."""
     f, fprime = ("tanh", "(1 - h_t²)") if nonlinearity == "tanh" else ("relu", "[a_t > 0]")
     if fd is None:
-        return {"bug": None, "text": "Every number agrees with PyTorch autograd."}
+        return {"bug": None, "hint": None, "text": "Every number agrees with PyTorch autograd."}
     if zoo:
         others = f" (the numbers also equal: {', '.join(zoo[1:])})" if len(zoo) > 1 else ""
-        return {"bug": zoo[0], "text": f"Your numbers equal the bug zoo's `{zoo[0]}` on this problem{others}: "
-                                       f"{_zoo_note(zoo[0])}."}
+        return {"bug": zoo[0], "hint": None, "text": f"Your numbers equal the bug zoo's `{zoo[0]}` on this "
+                                                     f"problem{others}: {_zoo_note(zoo[0])}."}
     bad = [r for r in rows if not r["passed"]]
     msgs = [r["message"] for r in bad if r["message"]]
+    if hint is not None:
+        return {"bug": None, "hint": hint["hint"], "text": hint["text"] + (f" ({msgs[0]}.)" if msgs else "")}
     q, t = fd["quantity"], fd["t"]
     if any("has shape" in m or "dtype" in m or "returned" in m for m in msgs):
         text = "Some outputs have the wrong shape, dtype or number: " + msgs[0] + "."
@@ -343,13 +362,15 @@ def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinea
                 f"step's contribution is added up.")
     else:
         text = f"{q} differs from the reference first" + ("" if t is None else f" at t = {t}") + "."
-    return {"bug": None, "text": text}
+    return {"bug": None, "hint": None, "text": text}
 
 
 def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: dict[str, Trace],
-               probe_runs: Callable[[], list[tuple[str, int, Getter, Reference]]] | None = None) -> UnitResult:
-    """Compare one unit's outputs on one config; probe (probe_runs: made only when needed), match the zoo and
-    diagnose when it fails."""
+               probe_runs: Callable[[], list[tuple[str, int, Getter, Reference, list[dict]]]] | None = None,
+               again: Getter | None = None, again_problems: list[dict] | None = None) -> UnitResult:
+    """Compare one unit's outputs on one config; probe (probe_runs: made only when needed), match the zoo, look for a
+    bookkeeping pattern and diagnose when it fails; `again` (the second call on the same problem) shows state kept
+    between calls."""
     impl = "your arrays" if unit == "arrays" else f"your code ({unit})"
     rows = compare_rows(get, problems, ref, impl)
     T = ref.problem.x.shape[0]
@@ -358,23 +379,138 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     probes: list[Probe] = []
     explanation: list[str] = []
     if bad is not None and probe_runs:
-        for kind, n, pget, pref in probe_runs():
-            prow = compare_rows(pget, [], pref, impl)
+        for kind, n, pget, pref, pprobs in probe_runs():
+            prow = compare_rows(pget, pprobs, pref, impl)
             probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
         explanation = probe_explanation(probes, T)
     if bad is not None and bad["t"] is None and bad["quantity"] == "dh0":
         fd["t"] = 0                                     # dh0 is what step 0 sends back
     elif bad is not None and bad["t"] is None and probes:
         first_bad = next((p for p in probes if p.kind == "prefix" and p.failing), None)
-        fd["t"] = first_bad.n - 1 if first_bad else T - 1
-        explanation.append(f"So the first divergence is put at t = {fd['t']}, the last step of the shortest prefix "
-                           f"that differs.")
+        n = first_bad.n if first_bad else T
+        fd["t"] = T - n
+        explanation.append(f"So the first divergence is put at t = {fd['t']}: a mistake that needs {n} step"
+                           f"{'s' if n > 1 else ''} to show, shows {n} step{'s' if n > 1 else ''} into the backward "
+                           f"pass, which runs t = {T - 1} down to 0.")
     zoo_hit = zoo_matches(get, rows, zoo) if bad is not None else []
+    hint = bookkeeping_hint(get, rows, ref, shapes.layout_of(unit)) if bad is not None and not zoo_hit \
+        else None
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
-    diagnosis = diagnose(rows, fd, zoo_hit, T, ref.problem.config.nonlinearity)
-    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values)
+    diagnosis = diagnose(rows, fd, zoo_hit, T, ref.problem.config.nonlinearity, hint)
+    state = None
+    if again is not None:
+        differs = state_differences(get, again, T)
+        if differs:
+            rows2 = compare_rows(again, again_problems or [], ref, impl + ", second call")
+            bad2 = first_failing(rows2)
+            state = {"differs": differs, "first_divergence": None if bad2 is None else
+                     {"quantity": bad2["quantity"], "t": bad2["t"]}, "text": state_text(unit, differs)}
+            if fd is None:
+                fd = state["first_divergence"] or {"quantity": differs[0].split(" ")[0], "t": None}
+                diagnosis = {"bug": None, "hint": "state", "text": state["text"]}
+                values = None
+            else:
+                diagnosis = dict(diagnosis, text=diagnosis["text"] + " Besides: " + state["text"])
+    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values, state)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# state kept between calls
+
+STATE_TEXT = ("your second call gives different gradients from your first: something keeps state between calls (a "
+              "buffer that is not zeroed, a list shared by every instance)")
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two calls' outputs are the same (deterministic code gives the same bits; allow the last one)."""
+    if a.shape != b.shape:
+        return False
+    if np.array_equal(a, b, equal_nan=True):
+        return True
+    with np.errstate(invalid="ignore"):
+        return bool(np.max(np.abs(a - b)) <= 1e-12 * max(float(np.max(np.abs(a))), 1e-300))
+
+
+def state_differences(first: Getter, second: Getter, T: int) -> list[str]:
+    """What the second call on the same problem gives differently from the first: 'dx from t = 1', 'dW_hh', ..."""
+    out: dict[str, list] = {}
+    for q, t in row_keys(T):
+        a, b = first(q, t), second(q, t)
+        if a is None and b is None:
+            continue
+        if a is None or b is None or not _same(a, b):
+            out.setdefault(q, []).append(t)
+    return [q if ts == [None] else f"{q} from t = {ts[0]}" for q, ts in out.items()]
+
+
+def state_text(unit: str, differs: list[str]) -> str:
+    """The plain words for state kept between calls, naming what differs."""
+    how = ("A second, fresh instance of your class on the same problem" if unit == "class" else
+           "Called a second time on the same problem, your functions")
+    shown = ", ".join(differs[:6]) + (f" and {len(differs) - 6} more" if len(differs) > 6 else "")
+    return (f"{STATE_TEXT[0].upper()}{STATE_TEXT[1:]}. {how} give{'s' if unit == 'class' else ''} other {shown} than "
+            f"the first call. "
+            f"Start every backward pass from zero: make the gradient buffers and lists inside the function or in "
+            f"__init__ (self.dx_list = []), never at module level or as class attributes.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bookkeeping hints: the numbers are right but in the wrong place, order or scale
+
+def _close(a: np.ndarray | None, b: np.ndarray) -> bool:
+    if a is None or a.shape != b.shape or not np.all(np.isfinite(a)):
+        return False
+    return bool(np.max(np.abs(a - b), initial=0.0) <= 1e-9 * max(float(np.max(np.abs(b), initial=0.0)), 1e-300))
+
+
+def bookkeeping_hint(get: Getter, rows: list[dict], ref: Reference, layout: str = "torch") -> dict | None:
+    """{"hint", "quantity", "t", "text"} when the first failing row shows a bookkeeping pattern (a skipped step, dx in
+    reverse time order, a transposed total, a batch mean, a sum over the wrong axis); None otherwise. The text quotes
+    the layout's own names and axes (shapes.FORMULAS)."""
+    p = ref.problem
+    T, B = p.x.shape[0], p.x.shape[1]
+    bad = first_failing(rows)
+    if bad is None:
+        return None
+    q, t = bad["quantity"], bad["t"]
+    base = q.replace("_acc", "")
+    mine, raw, refv = get(q, t), get(q + RAW, t), ref.value(q, t)
+    at = "" if t is None else f" at t = {t}"
+    if q == "dx" and t is not None and mine is not None and not np.any(mine) and np.any(refv):
+        return {"hint": "skipped-step", "quantity": q, "t": t, "text":
+                f"dx{at} is exactly zero while the reference's is not: did your loop skip t = {t}? The backward loop "
+                f"must visit every step, t = T-1 down to 0 (for t in reversed(range(T))); range(T-1, 0, -1) stops "
+                f"before t = 0 and range(T-2, -1, -1) starts after t = T-1."}
+    if q == "dx":
+        whole, refw = get("dx", None), ref.value("dx", None)
+        if T > 1 and _close(whole, refw[::-1]) and not _close(refw, refw[::-1]):
+            return {"hint": "dx-reversed", "quantity": q, "t": t, "text":
+                    "Your dx holds the right numbers in reverse time order: your dx at t is the reference's at "
+                    "T-1-t. The backward pass meets t = T-1 first, so insert each step's dx at the front "
+                    "(dx_list.insert(0, dx_t)) instead of appending it, or write it to dx[t], or reverse the list "
+                    "before stacking it."}
+    if base not in shapes.FORMULAS[layout]:
+        return None
+    name, right, transposed = shapes.FORMULAS[layout][base]
+    yours = f"Your {name}{at}" + ("" if name == base else f" ({base} in torch.nn.RNN's layout)")
+    cand = mine if mine is not None else raw
+    if transposed and cand is not None and _close(cand, refv.T) and not _close(refv.T, refv):
+        return {"hint": "transposed", "quantity": q, "t": t, "text":
+                f"{yours} equals the reference's transpose: it is {right}, not {transposed}."}
+    if base.startswith("db"):
+        if B > 1 and mine is not None and _close(mine * B, refv):
+            return {"hint": "batch-mean", "quantity": q, "t": t, "text":
+                    f"{yours} equals the reference's divided by B = {B}: you took the mean over the batch. The loss "
+                    f"is a sum over the batch, so its gradient sums too: {right}."}
+        wrong = ref.unrolled.d_pre[0 if t is None else t:].sum(axis=(0, 2))      # (B,): summed over H instead
+        if cand is not None and cand.size == B and _close(cand.reshape(-1), wrong):
+            return {"hint": "wrong-axis", "quantity": q, "t": t, "text":
+                    f"{yours} is summed over the wrong axis: it has one entry per batch row (B = {B}), the sum over "
+                    f"the hidden units. Sum over the batch, {shapes.BATCH_AXIS[layout]}, which keeps H entries: "
+                    f"{right}."}
+    return None
 
 
 def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -384,6 +520,9 @@ def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout
     configs = configs or default_configs()
     if not path.is_file():
         return CheckReport(str(path), [], usage=f"no such file: {str(path)!r}")
+    refused = next((m for m in map(cell_refused, configs) if m), None)
+    if refused:
+        return CheckReport(path.name, [], usage=refused)
     problems = [draw_problem(c) for c in configs]
     jobs, probe_index = [], {}
     for i, p in enumerate(problems):
@@ -411,7 +550,9 @@ def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout
             get = _getter(run, unit, f"c{i}")
             probs = [q for q in run.problems if q["unit"] == unit and q["job"] == f"c{i}"]
             probe_runs = _probe_runs(run, unit, probe_index.get(i, []), refs) if unit.endswith("sequence") else None
-            units.append(check_unit(unit, get, probs, ref, zoo, probe_runs))
+            again = [q for q in run.problems if q["unit"] == unit and q["job"] == f"c{i}{AGAIN}"]
+            units.append(check_unit(unit, get, probs, ref, zoo, probe_runs, _getter(run, unit, f"c{i}{AGAIN}"),
+                                    again))
         report.configs.append(ConfigResult(cfg, units))
     return report
 
@@ -423,7 +564,8 @@ def _probe_runs(run: RunResult, unit: str, index: list, refs: dict) -> Callable[
         for jid, kind, n, pp in index:
             if jid not in refs:
                 refs[jid] = reference(pp)
-            out.append((kind, n, _getter(run, unit, jid), refs[jid]))
+            probs = [q for q in run.problems if q["unit"] == unit and q["job"] == jid]
+            out.append((kind, n, _getter(run, unit, jid), refs[jid], probs))
         return out
     return make
 

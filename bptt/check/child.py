@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -75,12 +76,26 @@ class Recorder:
             return shapes.to_array(value, name + at, shapes.EXPECT[self.layout][expect_as or name], self.sizes)
         except shapes.ShapeProblem as err:
             self.problem(quantity, t, str(err))
+            self.put(quantity + RAW, t, _raw(value))
             return None
 
     def put(self, quantity: str, t: int | None, value: Any) -> None:
+        """Keep a copy: the student's code may hand back its own buffer and change it in a later call."""
         if value is not None:
             key = f"{self.unit}|{self.job}|{quantity}" + ("" if t is None else f"|{t}")
-            self.arrays[key] = value
+            self.arrays[key] = np.array(value, copy=True)
+
+
+RAW = "~raw"     # suffix of a quantity whose output had the wrong shape: its values as given, for the hints
+
+
+def _raw(value: Any) -> np.ndarray | None:
+    """A wrong-shaped output as a float64 array, when it is numbers at all."""
+    try:
+        arr = np.asarray(_plain(value))
+    except Exception:  # noqa: BLE001
+        return None
+    return arr.astype(np.float64) if arr.dtype.kind in "fiu" and arr.size else None
 
 
 def _unpack(out: Any, n: int, fn: str, names: tuple[str, ...], rec: Recorder, t: int | None) -> tuple:
@@ -90,61 +105,6 @@ def _unpack(out: Any, n: int, fn: str, names: tuple[str, ...], rec: Recorder, t:
         rec.problem(fn, t, f"{fn} returned {got}; expected {n}: ({', '.join(names)})")
         raise Stop
     return tuple(out)
-
-
-def run_torch_step(mod: Any, job: dict, rec: Recorder) -> None:
-    """(a): step forward on its own h, then backward from t = T-1 with dh_t = dh_out[t] + the student's carry."""
-    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
-    T = x.shape[0]
-    cs = rec.layout == "cs231n"
-    Wargs = (W["W_ih"].T.copy(), W["W_hh"].T.copy(), W["b_ih"] + W["b_hh"]) if cs else \
-        (W["W_ih"], W["W_hh"], W["b_ih"], W["b_hh"])
-    fwd_names = ("next_h", "cache") if cs else ("h_t", "cache")
-    h, caches = h0.copy(), []
-    for t in range(T):
-        out = call(mod.rnn_step_forward, f"rnn_step_forward at t = {t}", x[t].copy(), h.copy(),
-                   *(w.copy() for w in Wargs))
-        h_t, cache = _unpack(out, 2, "rnn_step_forward", fwd_names, rec, t)
-        h = rec.convert(h_t, fwd_names[0], "h", t, f" at t = {t}")
-        if h is None:
-            raise Stop
-        rec.put("h", t, h)
-        caches.append(cache)
-    names = shapes.RETURNS[(rec.layout, "step_backward")]
-    carry = None
-    acc: dict[str, Any] = {}
-    dxs = []
-    for t in range(T - 1, -1, -1):
-        dh_t = dh_out[t] + (0.0 if carry is None else carry)
-        out = call(mod.rnn_step_backward, f"rnn_step_backward at t = {t}", dh_t, caches[t])
-        vals = _unpack(out, len(names), "rnn_step_backward", names, rec, t)
-        at = f" at t = {t}"
-        if cs:
-            dx_t = rec.convert(vals[0], "dx", "dx", t, at, "dx_step")
-            carry = rec.convert(vals[1], "dprev_h", "dh_prev", t, at)
-            dWx, dWh, db = (rec.convert(v, n, shapes.CS231N_AS[n] + "_acc", t, at) for n, v in zip(names[2:], vals[2:]))
-            grads = {"dW_ih": None if dWx is None else dWx.T, "dW_hh": None if dWh is None else dWh.T,
-                     "db_ih": db, "db_hh": db}
-        else:
-            dx_t = rec.convert(vals[0], "dx_t", "dx", t, at)
-            carry = rec.convert(vals[1], "dh_prev", "dh_prev", t, at)
-            grads = {n: rec.convert(v, n, n + "_acc", t, at) for n, v in zip(names[2:], vals[2:])}
-        rec.put("dx", t, dx_t)
-        rec.put("dh_prev", t, carry)
-        for k, g in grads.items():
-            if g is None or (k in acc and acc[k] is None):
-                acc[k] = None
-            else:
-                acc[k] = g.copy() if k not in acc else acc[k] + g
-            rec.put(k + "_acc", t, acc[k])
-        dxs.append(dx_t)
-        if carry is None:
-            raise Stop
-    if all(d is not None for d in dxs):
-        rec.put("dx", None, np.stack(dxs[::-1]))
-    rec.put("dh0", None, carry)
-    for k, g in acc.items():
-        rec.put(k, None, g)
 
 
 def run_sequence(mod: Any, job: dict, rec: Recorder) -> None:
@@ -200,6 +160,18 @@ def _list(cell: Any, name: str, rec: Recorder, t: int | None) -> list | None:
     return list(value)
 
 
+def stack_total(stack: list, bias: bool, H: int) -> Any:
+    """A class's stack summed as the worked exercise sums it: np.sum(stack, axis=0) for the weights; for a bias, entries
+    of shape (H,) over axis 0 and entries of shape (B, H) (d_tanh itself) over axes (0, 1), the batch sum."""
+    if not stack:
+        return None
+    entries = [_plain(e) for e in stack]
+    if bias and all(np.ndim(e) == 2 and np.shape(e)[1] == H for e in entries):
+        return np.sum(np.stack(entries), axis=(0, 1))
+    return np.sum(np.stack(entries), axis=0) if all(np.shape(e) == np.shape(entries[0]) for e in entries) else \
+        sum(entries[1:], entries[0])
+
+
 def run_class(mod: Any, job: dict, rec: Recorder) -> None:
     """(d): cell(x_t, h_prev) for t = 0..T-1 on its own h, then cell.backward(dh_out[t]) for t = T-1..0, comparing
     after each call: dx_list[0] is dx_t (time order), each stack's sum is the gradient so far, the carry dh_prev[t]."""
@@ -235,7 +207,7 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
             if stack is None:
                 raise Stop
             try:
-                total = sum(stack[1:], stack[0]) if stack else None
+                total = stack_total(stack, bias=g.startswith("db"), H=rec.sizes["H"])
             except Exception as err:  # noqa: BLE001
                 rec.problem(g + "_acc", t, f"the entries of {name} cannot be summed: {err}")
                 continue
@@ -262,8 +234,165 @@ def run_class(mod: Any, job: dict, rec: Recorder) -> None:
                          f"after backward, so its carry and dh0 are not checked")
 
 
-RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-sequence": run_sequence,
-           "cs231n-sequence": run_sequence, "class": run_class}
+def _coursera_parameters(W: dict) -> dict:
+    """Coursera's parameters dict: Wax = W_ih (n_a, n_x), Waa = W_hh, ba = b_ih + b_hh as (n_a, 1), and a prediction
+    layer Wya (n_y, n_a), by (n_y, 1) that plays no part in the gradients (fixed numbers, drawn once)."""
+    H = W["W_hh"].shape[0]
+    rng = np.random.default_rng(0)
+    return {"Wax": W["W_ih"].copy(), "Waa": W["W_hh"].copy(), "ba": (W["b_ih"] + W["b_hh"])[:, None].copy(),
+            "Wya": rng.standard_normal((shapes.COURSERA_NY, H)), "by": rng.standard_normal((shapes.COURSERA_NY, 1))}
+
+
+def _from_dict(out: Any, fn: str, names: tuple[str, ...], rec: Recorder, t: int | None) -> tuple:
+    """Coursera's gradients dict as a tuple in `names` order; not a dict, or a key missing, stops the unit."""
+    if not isinstance(out, dict):
+        rec.problem(fn, t, f"{fn} returned a {type(out).__name__}; expected a dict with keys {', '.join(names)}")
+        raise Stop
+    missing = [n for n in names if n not in out]
+    if missing:
+        rec.problem(fn, t, f"{fn} returned a dict without {', '.join(missing)}; expected the keys {', '.join(names)}")
+        raise Stop
+    return tuple(out[n] for n in names)
+
+
+def _coursera_grads(vals: tuple, names: tuple[str, ...], rec: Recorder, suffix: str, t: int | None,
+                    at: str) -> dict:
+    """dWax, dWaa, dba as torch's dW_ih, dW_hh, db_ih = db_hh (dba (n_a, 1); a flat (n_a,) is taken too)."""
+    dWax, dWaa, dba = vals
+    dba = _plain(dba)
+    if np.ndim(dba) == 1 and np.shape(dba) == (rec.sizes["H"],):
+        dba = np.asarray(dba)[:, None]
+    out = {}
+    for n, v in zip(names, (dWax, dWaa, dba)):
+        arr = rec.convert(v, n, shapes.COURSERA_AS[n] + suffix, t, at)
+        out[shapes.COURSERA_AS[n]] = None if arr is None else (arr[:, 0].copy() if n == "dba" else arr)
+    out["db_hh"] = out["db_ih"]
+    return out
+
+
+def run_coursera_sequence(mod: Any, job: dict, rec: Recorder) -> None:
+    """Coursera's rnn_forward(x, a0, parameters) -> (a, y_pred, caches) and rnn_backward(da, caches), column-major:
+    x (n_x, m, T_x), a (n_a, m, T_x)."""
+    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
+    T = x.shape[0]
+    out = call(mod.rnn_forward, "rnn_forward", x.transpose(2, 1, 0).copy(), h0.T.copy(), _coursera_parameters(W))
+    a, _, caches = _unpack(out, 3, "rnn_forward", shapes.RETURNS[("coursera", "forward")], rec, None)
+    a = rec.convert(a, "a", "h", None)
+    if a is None:
+        raise Stop
+    for t in range(T):
+        rec.put("h", t, np.ascontiguousarray(a[:, :, t].T))
+    names = shapes.RETURNS[("coursera", "backward")]
+    vals = _from_dict(call(mod.rnn_backward, "rnn_backward", dh_out.transpose(2, 1, 0).copy(), caches),
+                      "rnn_backward", names, rec, None)
+    dx = rec.convert(vals[0], "dx", "dx", None)
+    if dx is not None:
+        dx = np.ascontiguousarray(dx.transpose(2, 1, 0))
+        rec.put("dx", None, dx)
+        for t in range(T):
+            rec.put("dx", t, np.ascontiguousarray(dx[t]))
+    da0 = rec.convert(vals[1], "da0", "dh0", None)
+    rec.put("dh0", None, None if da0 is None else np.ascontiguousarray(da0.T))
+    for k, g in _coursera_grads(vals[2:], names[2:], rec, "", None, "").items():
+        rec.put(k, None, None if g is None else np.ascontiguousarray(g))
+
+
+# one step forward and one step backward per layout, in the torch.nn.RNN layout on our side:
+# forward(mod, x_t (B, I), h (B, H), W, rec, t) -> (h_t (B, H) or None, cache);
+# backward(mod, dh_t (B, H), cache, rec, t) -> (dx_t (B, I), dh_prev (B, H), {torch gradient name: contribution})
+
+def _torch_step_forward(mod: Any, x_t: Any, h: Any, W: dict, rec: Recorder, t: int) -> tuple:
+    cs = rec.layout == "cs231n"
+    Wargs = (W["W_ih"].T, W["W_hh"].T, W["b_ih"] + W["b_hh"]) if cs else (W["W_ih"], W["W_hh"], W["b_ih"], W["b_hh"])
+    names = ("next_h", "cache") if cs else ("h_t", "cache")
+    out = call(mod.rnn_step_forward, f"rnn_step_forward at t = {t}", x_t.copy(), h.copy(), *(w.copy() for w in Wargs))
+    h_t, cache = _unpack(out, 2, "rnn_step_forward", names, rec, t)
+    return rec.convert(h_t, names[0], "h", t, f" at t = {t}"), cache
+
+
+def _torch_step_backward(mod: Any, dh_t: Any, cache: Any, rec: Recorder, t: int) -> tuple:
+    names = shapes.RETURNS[(rec.layout, "step_backward")]
+    out = call(mod.rnn_step_backward, f"rnn_step_backward at t = {t}", dh_t, cache)
+    vals = _unpack(out, len(names), "rnn_step_backward", names, rec, t)
+    at = f" at t = {t}"
+    if rec.layout == "cs231n":
+        dx_t = rec.convert(vals[0], "dx", "dx", t, at, "dx_step")
+        carry = rec.convert(vals[1], "dprev_h", "dh_prev", t, at)
+        dWx, dWh, db = (rec.convert(v, n, shapes.CS231N_AS[n] + "_acc", t, at) for n, v in zip(names[2:], vals[2:]))
+        return dx_t, carry, {"dW_ih": None if dWx is None else dWx.T, "dW_hh": None if dWh is None else dWh.T,
+                             "db_ih": db, "db_hh": db}
+    dx_t = rec.convert(vals[0], "dx_t", "dx", t, at)
+    carry = rec.convert(vals[1], "dh_prev", "dh_prev", t, at)
+    return dx_t, carry, {n: rec.convert(v, n, n + "_acc", t, at) for n, v in zip(names[2:], vals[2:])}
+
+
+def _coursera_step_forward(mod: Any, x_t: Any, h: Any, W: dict, rec: Recorder, t: int) -> tuple:
+    out = call(mod.rnn_cell_forward, f"rnn_cell_forward at t = {t}", x_t.T.copy(), h.T.copy(),
+               _coursera_parameters(W))
+    a_next, _, cache = _unpack(out, 3, "rnn_cell_forward", shapes.RETURNS[("coursera", "step_forward")], rec, t)
+    a = rec.convert(a_next, "a_next", "h", t, f" at t = {t}")
+    return (None if a is None else a.T.copy()), cache
+
+
+def _coursera_step_backward(mod: Any, dh_t: Any, cache: Any, rec: Recorder, t: int) -> tuple:
+    """da_next is the total gradient reaching a_next (upstream + carry), as Coursera's rnn_backward passes it."""
+    names = shapes.RETURNS[("coursera", "step_backward")]
+    out = call(mod.rnn_cell_backward, f"rnn_cell_backward at t = {t}", dh_t.T.copy(), cache)
+    vals = _from_dict(out, "rnn_cell_backward", names, rec, t)
+    at = f" at t = {t}"
+    dxt = rec.convert(vals[0], "dxt", "dx", t, at)
+    da_prev = rec.convert(vals[1], "da_prev", "dh_prev", t, at)
+    return (None if dxt is None else dxt.T.copy(), None if da_prev is None else da_prev.T.copy(),
+            _coursera_grads(vals[2:], names[2:], rec, "_acc", t, at))
+
+
+STEP_CALLS = {"torch": (_torch_step_forward, _torch_step_backward),
+              "cs231n": (_torch_step_forward, _torch_step_backward),
+              "coursera": (_coursera_step_forward, _coursera_step_backward)}
+
+
+def run_step(mod: Any, job: dict, rec: Recorder) -> None:
+    """Step functions of any layout (STEP_CALLS): step forward on its own h, then backward from t = T-1 with
+    dh_t = dh_out[t] + the student's carry, keeping the running sums of the weight gradients."""
+    x, h0, dh_out, W = job["x"], job["h0"], job["dh_out"], job["W"]
+    forward, backward = STEP_CALLS[rec.layout]
+    T = x.shape[0]
+    h, caches = h0.copy(), []
+    for t in range(T):
+        h, cache = forward(mod, x[t], h, W, rec, t)
+        if h is None:
+            raise Stop
+        rec.put("h", t, h)
+        caches.append(cache)
+    carry = None
+    acc: dict[str, Any] = {}
+    dxs = []
+    for t in range(T - 1, -1, -1):
+        dh_t = dh_out[t] + (0.0 if carry is None else carry)
+        dx_t, carry, grads = backward(mod, dh_t, caches[t], rec, t)
+        rec.put("dx", t, dx_t)
+        rec.put("dh_prev", t, carry)
+        for k, g in grads.items():
+            if g is None or (k in acc and acc[k] is None):
+                acc[k] = None
+            else:
+                acc[k] = g.copy() if k not in acc else acc[k] + g
+            rec.put(k + "_acc", t, acc[k])
+        dxs.append(dx_t)
+        if carry is None:
+            raise Stop
+    if all(d is not None for d in dxs):
+        rec.put("dx", None, np.stack(dxs[::-1]))
+    rec.put("dh0", None, carry)
+    for k, g in acc.items():
+        rec.put(k, None, g)
+
+
+RUNNERS = {"torch-step": run_step, "cs231n-step": run_step, "coursera-step": run_step,
+           "torch-sequence": run_sequence, "cs231n-sequence": run_sequence, "coursera-sequence": run_coursera_sequence,
+           "class": run_class}
+REIMPORT_S = 0.1   # seconds: a file that imports again slower than this is not imported afresh for each probe
+AGAIN = "again"    # suffix of a job's id for the second call on the same problem (state kept between calls?)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -271,8 +400,11 @@ RUNNERS = {"torch-step": run_torch_step, "cs231n-step": run_torch_step, "torch-s
 
 
 def import_student(path: str) -> Any:
-    """Import the student's file as the module `student` (its folder on sys.path, for its own imports)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    """Import the student's file as the module `student` (its folder on sys.path, for its own imports). Each call
+    runs the file afresh, so module-level state starts new."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if sys.path[0] != folder:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location("student", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["student"] = mod
@@ -281,36 +413,50 @@ def import_student(path: str) -> Any:
 
 
 def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
-    """Recognise and run every unit on every job; (result JSON, output arrays)."""
+    """Recognise and run every unit on every job; (result JSON, output arrays). Every job starts from a fresh import
+    of the file (a probe only while importing it again is quick, under REIMPORT_S: a file that works at import time is
+    not run a dozen times over); each config's own problem is then run a second time in the same module (for the
+    class: with a second, fresh instance), job id + AGAIN, so that state kept between calls shows."""
     result: dict = {"units": [], "notes": [], "problems": [], "error": None}
     out: dict = {}
+    t0 = time.perf_counter()
     try:
         mod = call(import_student, "importing your file", path)
     except StudentRaised as err:
         result["error"] = _error(err, path)
         return result, out
+    import_s = time.perf_counter() - t0
     rec_units = shapes.recognise(mod)
     result["units"], result["notes"] = list(rec_units.units), list(rec_units.notes)
     sizes_ = spec["sizes"]
+    fresh = True
     for unit in rec_units.units:
-        layout = "cs231n" if unit.startswith("cs231n") else "torch"
+        layout = shapes.layout_of(unit)
         for job in spec["jobs"]:
             if job["probe"] and not unit.endswith("sequence"):
                 continue
             j = job["id"]
             data = {k: arrays[f"{j}|{k}"] for k in ("x", "h0", "dh_out")}
             data["W"] = {k: arrays[f"{j}|{k}"] for k in ("W_ih", "W_hh", "b_ih", "b_hh")}
-            rec = Recorder(unit, j, shapes.sizes_of(*sizes_[j]), layout)
-            try:
-                RUNNERS[unit](mod, data, rec)
-            except Stop:
-                pass
-            except StudentRaised as err:
-                result["error"] = _error(err, path, unit, j)
-                return result, out
-            out.update(rec.arrays)
-            result["problems"] += rec.problems
-            result["notes"] += [n for n in rec.notes if n not in result["notes"]]
+            calls = [(j, "")] if job["probe"] else [(j, ""), (j + AGAIN, " (second call on the same problem)")]
+            for jid, which in calls:
+                rec = Recorder(unit, jid, shapes.sizes_of(*sizes_[j]), layout)
+                try:
+                    if not fresh and not which and (not job["probe"] or import_s < REIMPORT_S):
+                        t0 = time.perf_counter()
+                        mod = call(import_student, "importing your file", path)
+                        import_s = time.perf_counter() - t0
+                    fresh = False
+                    RUNNERS[unit](mod, data, rec)
+                except Stop:
+                    pass
+                except StudentRaised as err:
+                    err.where += which
+                    result["error"] = _error(err, path, unit, jid)
+                    return result, out
+                out.update(rec.arrays)
+                result["problems"] += rec.problems
+                result["notes"] += [n for n in rec.notes if n not in result["notes"]]
     return result, out
 
 

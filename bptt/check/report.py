@@ -73,8 +73,75 @@ def unit_text(u: UnitResult) -> list[str]:
     return lines
 
 
-def report_text(r: CheckReport) -> str:
-    """The report as the CLI prints it."""
+def _sizes(cfg: Any) -> str:
+    return f"I={cfg.input_size}, H={cfg.hidden_size}, T={cfg.seq_len}, B={cfg.batch_size}"
+
+
+def headline(r: CheckReport, screen: bool = False) -> dict:
+    """The one story of a check: {"passed", "title" (what and where), "text" (why and what to change), "bug", "unit",
+    "config"}. It comes from the first failing unit of the first failing config; units come in recognition order, so
+    step functions lead when a file has them too. screen: t 1-based, as the app shows it."""
+    ff = r.first_failing()
+    if ff is None:
+        tol = r.configs[0].units[0].rows[0]["tol"] if r.configs and r.configs[0].units[0].rows else 0
+        return {"passed": True, "title": f"PASS: everything agrees with PyTorch autograd ({r.api}, "
+                                         f"{len(r.configs)} config{'s' if len(r.configs) != 1 else ''}, tolerance "
+                                         f"{tol:g} relative)", "text": "", "bug": None, "unit": None, "config": None}
+    c, u = ff
+    second = " on the second call" if u.state is not None and all(row["passed"] for row in u.rows) else ""
+    fd = u.first_divergence
+    where = _where(fd) if fd else "the outputs"
+    if screen and fd and fd["t"] is not None:
+        where = f"{fd['quantity']} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
+    return {"passed": False, "title": f"MISMATCH: {where}{second}, in your {unit_title(u.unit)} (config "
+                                      f"{r.configs.index(c) + 1}: {_sizes(c.config)})",
+            "text": u.diagnosis["text"], "bug": u.diagnosis.get("bug"), "unit": u.unit, "config": c.config}
+
+
+def short(unit: str) -> str:
+    """A unit in a few characters: "(a) step", "(c) sequence", "(d) class", "arrays"."""
+    if unit not in shapes.UNITS:
+        return unit
+    kind = unit.split("-")[-1]
+    return f"({shapes.UNITS[unit][0]}) {kind}" if kind != "class" else f"({shapes.UNITS[unit][0]}) class"
+
+
+def evidence(u: UnitResult) -> list[str]:
+    """One unit's evidence in a few short lines: what differs (and at how many steps), what agrees, the first shape
+    message, what the probes showed, state kept between calls."""
+    s = summary_frame(u.rows)
+    bad = [f"{r.quantity} ({r.failing} of {r.steps} steps)" if r.steps != "whole" else r.quantity
+           for r in s.itertuples() if not r.passed]
+    good = [r.quantity for r in s.itertuples() if r.passed]
+    letter = short(u.unit)
+    if not bad and u.state is None:
+        return [f"{letter}: everything agrees"]
+    if not bad:
+        lines = [f"{letter}: the first call agrees everywhere; a second call on the same problem gives other "
+                 f"{', '.join(u.state['differs'][:6])}"]
+    else:
+        first = "" if not u.first_divergence else f"first: {_where(u.first_divergence)}; "
+        lines = [f"{letter}: {first}differs: {', '.join(bad)}" + (f"; agrees: {', '.join(good)}" if good else "")]
+        if u.state is not None:
+            lines.append(f"  a second call on the same problem gives other {', '.join(u.state['differs'][:6])}")
+    msgs = list(dict.fromkeys(row["message"] for row in u.rows if row["message"]))
+    if msgs:
+        lines.append(f"  ! {msgs[0]}" + (f" (and {len(msgs) - 1} more like it)" if len(msgs) > 1 else ""))
+    if u.probes:
+        lines += [f"  probes: {e}" for e in u.explanation[:1]]
+    return lines
+
+
+def _same_story(a: UnitResult, b: UnitResult) -> bool:
+    """Whether two configs' results of one shape tell the same story (the same diagnosis, the same quantity)."""
+    fa, fb = a.first_divergence or {}, b.first_divergence or {}
+    return (a.passed == b.passed and fa.get("quantity") == fb.get("quantity")
+            and a.diagnosis.get("bug") == b.diagnosis.get("bug") and a.diagnosis.get("hint") == b.diagnosis.get("hint"))
+
+
+def report_text(r: CheckReport, verbose: bool = False) -> str:
+    """The report as the CLI prints it: the headline (what, where, why, what to change), then the evidence per config
+    and shape; the full tables only with verbose."""
     lines = [f"BPTT Explorer check: {r.source}"]
     if r.usage:
         return r.usage
@@ -88,24 +155,36 @@ def report_text(r: CheckReport) -> str:
             lines.append("what your code printed last:")
             lines += ["  " + line for line in r.output.splitlines()]
         return "\n".join(lines)
-    lines.append("recognised: " + "; ".join(unit_title(u) for u in r.units))
-    lines += [f"note: {n}" for n in r.notes]
-    for i, c in enumerate(r.configs, 1):
-        sizes = ", ".join(f"{k}={v}" for k, v in c.config.to_dict().items() if k != "bug" and k != "truncate")
-        lines.append("\n" + _wrap(f"config {i} of {len(r.configs)}: {sizes}", 2))
-        for u in c.units:
-            lines += unit_text(u)
-    ff = r.first_failing()
-    tol = r.configs[0].units[0].rows[0]["tol"] if r.configs and r.configs[0].units[0].rows else 0
-    if ff is None:
-        lines.append(f"\nPASS: everything agrees with PyTorch autograd (tolerance {tol:g} relative)")
-    else:
-        c, u = ff
-        lines.append("\n" + _wrap(f"MISMATCH: first divergence {_where(u.first_divergence)} (config "
-                                  f"{r.configs.index(c) + 1}, {unit_title(u.unit)})", 2))
-        if u.diagnosis["bug"]:
-            lines.append(f"this is the bug zoo's `{u.diagnosis['bug']}` (see it step by step: python -m bptt verify "
-                         f"--bug {u.diagnosis['bug']})")
+    lines.append(_wrap("recognised: " + "; ".join(unit_title(u) for u in r.units), 2))
+    lines += [_wrap(f"note: {n}", 2) for n in r.notes]
+    h = headline(r)
+    lines.append("")
+    lines.append(_wrap(h["title"], 2))
+    if not h["passed"]:
+        lines.append(_wrap(f"why: {h['text']}", 2))
+        if h["bug"]:
+            lines.append(f"see it step by step: python -m bptt verify --bug {h['bug']}")
+        lines.append("")
+        lines.append("evidence:")
+        for i, c in enumerate(r.configs, 1):
+            if i > 1 and len(c.units) == len(r.configs[0].units) and all(
+                    _same_story(a, b) for a, b in zip(c.units, r.configs[0].units)):
+                where = "; ".join(f"{short(u.unit)} {_where(u.first_divergence)}" for u in c.units
+                                  if u.first_divergence)
+                lines.append(_wrap(f"  config {i} ({_sizes(c.config)}): the same" + (f", first at {where}" if where
+                                                                                      else ""), 4))
+                continue
+            lines.append(f"  config {i} ({_sizes(c.config)}):")
+            for u in c.units:
+                lines += [_wrap("    " + e, 8) for e in evidence(u)]
+    if verbose:
+        for i, c in enumerate(r.configs, 1):
+            sizes = ", ".join(f"{k}={v}" for k, v in c.config.to_dict().items() if k != "bug" and k != "truncate")
+            lines.append("\n" + _wrap(f"config {i} of {len(r.configs)}: {sizes}", 2))
+            for u in c.units:
+                lines += unit_text(u)
+    elif not h["passed"]:
+        lines.append("(every quantity at every step: --verbose)")
     return "\n".join(lines)
 
 
@@ -116,15 +195,17 @@ def _num(v: Any) -> Any:
 
 
 def report_json(r: CheckReport) -> dict:
-    """One JSON object: passed, api, first_divergence, diagnosis, configs (each with its rows)."""
+    """One JSON object: passed, api, headline, first_divergence, diagnosis ({bug, hint, text}), configs (each with its
+    rows)."""
     ff = r.first_failing()
-    diag = ff[1].diagnosis if ff else {"bug": None, "text": "Every number agrees with PyTorch autograd."}
+    diag = ff[1].diagnosis if ff else {"bug": None, "hint": None, "text": "Every number agrees with PyTorch autograd."}
     if r.failure:
-        diag = {"bug": None, "text": f"your code failed ({r.failure.kind}) in {r.failure.where}"}
+        diag = {"bug": None, "hint": None, "text": f"your code failed ({r.failure.kind}) in {r.failure.where}"}
     out = {
         "passed": r.passed,
         "api": r.api,
         "units": list(r.units),
+        "headline": None if (r.failure or r.usage) else headline(r)["title"],
         "first_divergence": ff[1].first_divergence if ff else None,
         "diagnosis": diag,
         "configs": [{
@@ -134,7 +215,7 @@ def report_json(r: CheckReport) -> dict:
                 "unit": u.unit, "passed": u.passed, "first_divergence": u.first_divergence,
                 "diagnosis": u.diagnosis, "zoo": u.zoo,
                 "probes": [{"kind": p.kind, "n": p.n, "failing": p.failing, "text": p.text()} for p in u.probes],
-                "explanation": u.explanation,
+                "explanation": u.explanation, "state": u.state,
             } for u in c.units],
             "rows": [{**{k: _num(v) for k, v in row.items()}} for u in c.units for row in u.rows],
         } for c in r.configs],

@@ -18,19 +18,41 @@ UNITS: dict[str, tuple[str, str]] = {
     "cs231n-step": ("c", "step functions rnn_step_forward / rnn_step_backward, CS231n layout"),
     "cs231n-sequence": ("c", "whole-sequence functions rnn_forward / rnn_backward, CS231n layout"),
     "class": ("d", "the worked exercise's class: cell(x_t, h_prev), cell.backward(dh_t) once per step"),
+    "coursera-step": ("e", "step functions rnn_cell_forward / rnn_cell_backward, Coursera layout"),
+    "coursera-sequence": ("e", "whole-sequence functions rnn_forward / rnn_backward, Coursera layout"),
 }
+# how each pair of functions is recognised: (kind, forward, backward, the layouts it may have). A layout is told from
+# the forward's parameter names (LAYOUT_PARAMS), else from their number; the first layout listed wins a tie.
+FUNCTION_SHAPES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("step", "rnn_step_forward", "rnn_step_backward", ("torch", "cs231n")),
+    ("step", "rnn_cell_forward", "rnn_cell_backward", ("coursera",)),
+    ("sequence", "rnn_forward", "rnn_backward", ("torch", "cs231n", "coursera")),
+)
+# layout -> (the forward's parameters as the course writes them (step, sequence), names that give the layout away)
+LAYOUT_PARAMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "torch": (("x_t", "h_prev", "W_ih", "W_hh", "b_ih", "b_hh"), ("x", "h0", "W_ih", "W_hh", "b_ih", "b_hh"),
+              ("W_ih", "weight_ih", "b_ih")),
+    "cs231n": (("x", "prev_h", "Wx", "Wh", "b"), ("x", "h0", "Wx", "Wh", "b"), ("Wx", "Wh")),
+    "coursera": (("xt", "a_prev", "parameters"), ("x", "a0", "parameters"), ("parameters", "a_prev", "a0")),
+}
+# kept for the callers that name the torch layout's functions
 STEP_FUNCS = ("rnn_step_forward", "rnn_step_backward")
 SEQ_FUNCS = ("rnn_forward", "rnn_backward")
 CLASS_LISTS = ("dx_list", "dw_ih_stack", "dw_hh_stack", "db_ih_stack", "db_hh_stack")
 CARRY_ATTRS = ("carry", "dh_prev", "dh0", "dh_next", "dprev_h")   # where a class may keep what it sends to t-1
 
-# what each call returns, by the names the shapes use
+# what each call returns, by the names the shapes use (Coursera's backward returns a dict with these keys)
 RETURNS = {
     ("torch", "step_backward"): ("dx_t", "dh_prev", "dW_ih", "dW_hh", "db_ih", "db_hh"),
     ("torch", "backward"): ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"),
     ("cs231n", "step_backward"): ("dx", "dprev_h", "dWx", "dWh", "db"),
     ("cs231n", "backward"): ("dx", "dh0", "dWx", "dWh", "db"),
+    ("coursera", "step_forward"): ("a_next", "yt_pred", "cache"),
+    ("coursera", "forward"): ("a", "y_pred", "caches"),
+    ("coursera", "step_backward"): ("dxt", "da_prev", "dWax", "dWaa", "dba"),
+    ("coursera", "backward"): ("dx", "da0", "dWax", "dWaa", "dba"),
 }
+COURSERA_NY = 2    # rows of Wya and by: Coursera's cell also makes a prediction, which plays no part in the gradients
 
 
 @dataclass(frozen=True)
@@ -59,14 +81,38 @@ EXPECT: dict[str, dict[str, Expect]] = {
         "dx": Expect(("N", "T", "D"), "x, batch-major"), "dh0": Expect(("N", "H"), "h0"),
         "dWx": Expect(("D", "H"), "Wx"), "dWh": Expect(("H", "H"), "Wh"), "db": Expect(("H",), "b"),
     },
+    "coursera": {
+        "a_next": Expect(("n_a", "m"), "a_prev"), "a": Expect(("n_a", "m", "T_x"), "Coursera's a, column-major"),
+        "dxt": Expect(("n_x", "m"), "xt"), "da_prev": Expect(("n_a", "m"), "a_prev"),
+        "dx": Expect(("n_x", "m", "T_x"), "x, column-major"), "da0": Expect(("n_a", "m"), "a0"),
+        "dWax": Expect(("n_a", "n_x"), "parameters['Wax']"), "dWaa": Expect(("n_a", "n_a"), "parameters['Waa']"),
+        "dba": Expect(("n_a", "1"), "parameters['ba']"),
+    },
 }
-# the CS231n outputs as the export names them (dWx is compared as dW_ih = dWxᵀ; db with both bias gradients)
+# the CS231n and Coursera outputs as the export names them (dWx is compared as dW_ih = dWxᵀ; a single bias gradient
+# db or dba with both of torch's bias gradients, which are equal for the RNN)
 CS231N_AS = {"next_h": "h", "dprev_h": "dh_prev", "dWx": "dW_ih", "dWh": "dW_hh", "db": "db_ih"}
+COURSERA_AS = {"a_next": "h", "dxt": "dx", "da_prev": "dh_prev", "dWax": "dW_ih", "dWaa": "dW_hh", "dba": "db_ih"}
+
+# how each layout writes a weight or bias gradient: the hints quote the student's own names and axes
+# (layout -> torch name -> (the student's name, the right formula, the transposed one))
+FORMULAS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "torch": {"dW_ih": ("dW_ih", "d_pre.T @ x_t", "x_t.T @ d_pre"), "dW_hh": ("dW_hh", "d_pre.T @ h_prev",
+                                                                              "h_prev.T @ d_pre"),
+              "db_ih": ("db_ih", "d_pre.sum(axis=0)", ""), "db_hh": ("db_hh", "d_pre.sum(axis=0)", "")},
+    "cs231n": {"dW_ih": ("dWx", "x.T @ dtanh", "dtanh.T @ x"), "dW_hh": ("dWh", "prev_h.T @ dtanh", "dtanh.T @ prev_h"),
+               "db_ih": ("db", "dtanh.sum(axis=0)", ""), "db_hh": ("db", "dtanh.sum(axis=0)", "")},
+    "coursera": {"dW_ih": ("dWax", "np.dot(dtanh, xt.T)", "np.dot(xt, dtanh.T)"),
+                 "dW_hh": ("dWaa", "np.dot(dtanh, a_prev.T)", "np.dot(a_prev, dtanh.T)"),
+                 "db_ih": ("dba", "np.sum(dtanh, axis=1, keepdims=True)", ""),
+                 "db_hh": ("dba", "np.sum(dtanh, axis=1, keepdims=True)", "")},
+}
+BATCH_AXIS = {"torch": "axis 0", "cs231n": "axis 0", "coursera": "axis 1 (m)"}
 
 
 def sizes_of(T: int, B: int, I: int, H: int) -> dict[str, int]:
-    """The size of each letter, in both layouts' letters."""
-    return {"T": T, "B": B, "N": B, "I": I, "D": I, "H": H}
+    """The size of each letter, in every layout's letters."""
+    return {"T": T, "B": B, "N": B, "I": I, "D": I, "H": H, "T_x": T, "m": B, "n_x": I, "n_a": H, "1": 1}
 
 
 class ShapeProblem(Exception):
@@ -118,17 +164,15 @@ def _params(fn: Any) -> list[str]:
         return []
 
 
-def _layout(fn: Any, torch_names: tuple[str, ...], cs_names: tuple[str, ...]) -> str | None:
-    """'torch' or 'cs231n' from the forward's parameter names (else from their number), or None."""
+def _layout(fn: Any, kind: str, layouts: tuple[str, ...]) -> str | None:
+    """Which of the layouts the forward's parameters say (by a telling name, else by their number), or None."""
     names = _params(fn)
-    if any(n in names for n in ("W_ih", "weight_ih", "b_ih")):
-        return "torch"
-    if any(n in names for n in ("Wx", "Wh")):
-        return "cs231n"
-    if len(names) == len(torch_names):
-        return "torch"
-    if len(names) == len(cs_names):
-        return "cs231n"
+    for layout in layouts:
+        if any(n in names for n in LAYOUT_PARAMS[layout][2]):
+            return layout
+    for layout in layouts:
+        if len(names) == len(LAYOUT_PARAMS[layout][0 if kind == "step" else 1]):
+            return layout
     return None
 
 
@@ -151,18 +195,19 @@ def find_class(mod: Any) -> type | None:
 
 
 def recognise(mod: Any) -> Recognised:
-    """The units of the module that the checker can run, and why others were not recognised."""
+    """The units of the module that the checker can run (FUNCTION_SHAPES, then the class), and why others were not
+    recognised."""
     units, notes = [], []
     g = vars(mod)
-    for fwd, bwd, kind in (STEP_FUNCS + ("step",), SEQ_FUNCS + ("sequence",)):
+    for kind, fwd, bwd, layouts in FUNCTION_SHAPES:
         have = [callable(g.get(n)) for n in (fwd, bwd)]
         if all(have):
-            torch_names = ("x_t", "h_prev", "W_ih", "W_hh", "b_ih", "b_hh")
-            layout = _layout(g[fwd], torch_names, ("x", "prev_h", "Wx", "Wh", "b"))
+            layout = _layout(g[fwd], kind, layouts)
             if layout is None:
-                notes.append(f"{fwd} takes ({', '.join(_params(g[fwd]))}); expected (x_t, h_prev, W_ih, W_hh, b_ih, "
-                             f"b_hh) for the torch.nn.RNN layout or (x, prev_h, Wx, Wh, b) for the CS231n layout")
-            else:
+                wanted = " or ".join(f"({', '.join(LAYOUT_PARAMS[lay][0 if kind == 'step' else 1])}) for the "
+                                     f"{LAYOUT_NAMES[lay]} layout" for lay in layouts)
+                notes.append(f"{fwd} takes ({', '.join(_params(g[fwd]))}); expected {wanted}")
+            elif f"{layout}-{kind}" not in units:
                 units.append(f"{layout}-{kind}")
         elif any(have):
             present, missing = (fwd, bwd) if have[0] else (bwd, fwd)
@@ -170,3 +215,12 @@ def recognise(mod: Any) -> Recognised:
     if find_class(mod) is not None:
         units.append("class")
     return Recognised(tuple(units), tuple(notes))
+
+
+LAYOUT_NAMES = {"torch": "torch.nn.RNN", "cs231n": "CS231n", "coursera": "Coursera"}
+
+
+def layout_of(unit: str) -> str:
+    """The layout of a unit id ("coursera-step" -> "coursera"; the class uses the torch layout)."""
+    head = unit.split("-")[0]
+    return head if head in LAYOUT_PARAMS else "torch"

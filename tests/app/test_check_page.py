@@ -165,13 +165,61 @@ def test_code_upload_runs_when_opted_in(monkeypatch, address):
     address("0.0.0.0")
     at = app(CHECK)
     at.text_area(key=check_page.PASTE_KEY).input((FILES / "worked_exercise.py").read_text())
+    at.button(key=check_page.RUN_KEY).click().run()          # the paste box is in the form: one submit sends both
+    no_exception(at)
+    assert any("everything agrees" in s.value for s in at.success)
+    assert any(m.value == "Checked: **the code pasted in the box**." for m in at.markdown)
+
+
+def test_an_uploaded_file_wins_over_pasted_code_and_the_page_says_so(monkeypatch, address):
+    monkeypatch.delenv(OPT_IN, raising=False)
+    address("127.0.0.1")
+    at = app(CHECK)
+    at.file_uploader(key=check_page.PY_KEY).set_value(("mine.py", (FILES / "step_carry_transposed.py").read_bytes(),
+                                                       "text/x-python"))
+    at.run()
+    assert any("mine.py** will be checked" in i.value and "ignored" in i.value for i in at.info)
+    at.text_area(key=check_page.PASTE_KEY).input((FILES / "worked_exercise.py").read_text())
+    at.button(key=check_page.RUN_KEY).click().run()
+    no_exception(at)
+    assert any(m.value == "Checked: **the uploaded file mine.py**." for m in at.markdown)
+    assert "carry-transposed" in _errors(at) or any("carry-transposed" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("source, words", [
+    (b"x = 1\n" * 50_000, "the limit is 256 KB"),
+    (b"   \n", "Nothing to check"),
+])
+def test_too_large_or_empty_code_is_refused_with_a_message(monkeypatch, address, source, words):
+    monkeypatch.setenv(OPT_IN, "1")
+    address("0.0.0.0")
+    at = app(CHECK)
+    at.file_uploader(key=check_page.PY_KEY).set_value(("big.py", source, "text/x-python"))
     at.run()
     at.button(key=check_page.RUN_KEY).click().run()
     no_exception(at)
-    assert any("everything agrees" in s.value for s in at.success)
+    assert words in _errors(at)
+    assert not at.success
+
+
+def test_the_paste_box_is_monospace_and_the_uploader_states_only_the_real_limit(monkeypatch, address):
+    monkeypatch.setenv(OPT_IN, "1")
+    at = app(CHECK)
+    css = " ".join(h.proto.body for h in at.get("html"))
+    assert f".st-key-{check_page.PASTE_KEY} textarea" in css and "monospace" in css
+    assert "stFileUploaderDropzoneInstructions" in css      # Streamlit's "1MB per file" is hidden: the label says
+    assert at.file_uploader(key=check_page.PY_KEY).label == "Upload your code (.py, at most 256 KB)"
 
 
 def test_loopback_addresses():
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
     assert not is_loopback(None) and not is_loopback("") and not is_loopback("0.0.0.0")
     assert not is_loopback("192.168.1.5")
+
+
+def test_a_gated_cell_in_the_sidebar_is_refused_with_a_message(monkeypatch):
+    monkeypatch.setenv(OPT_IN, "1")
+    at = app(CHECK, cell="lstm")
+    no_exception(at)
+    assert any("checks the vanilla RNN for now" in i.value for i in at.info)
+    assert not [u for u in at.file_uploader]

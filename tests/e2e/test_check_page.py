@@ -1,5 +1,6 @@
 """The Check your code page in a real browser: an NPZ upload and a pasted file reach their results and heatmaps,
-without a console error. The test server listens on 127.0.0.1, so the code path is on."""
+without a console error; one click on "Check this code" right after pasting is enough. The test server listens on
+127.0.0.1, so the code path is on."""
 from __future__ import annotations
 
 import io
@@ -32,11 +33,15 @@ def test_npz_and_code_checks_in_the_browser(new_page):
     main = page.locator("[data-testid='stMain']").inner_text()
     assert "First divergence" in main and "dW_hh_acc" in main and f"t = {cfg.seq_len - 1} in the files" in main
 
-    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").fill((FILES / "step_carry_transposed.py").read_text())
-    page.locator(f".st-key-{check_page.PASTE_KEY} textarea").press("Control+Enter")
-    page.locator(f".st-key-{check_page.RUN_KEY} button").click()
+    box = page.locator(f".st-key-{check_page.PASTE_KEY} textarea")
+    assert "monospace" in box.evaluate("el => getComputedStyle(el).fontFamily")
+    uploader = page.locator(f".st-key-{check_page.PY_KEY}").inner_text()
+    assert "256 KB" in uploader and "1MB" not in uploader           # one limit, the real one
+    box.fill((FILES / "step_carry_transposed.py").read_text())
+    page.locator(f".st-key-{check_page.RUN_KEY} button").click()    # one click, no Ctrl+Enter first
     page.wait_for_selector("text=carry-transposed", timeout=90_000)
     wait_for_app(page)
-    assert "(a) step functions" in page.locator("[data-testid='stMain']").inner_text()
+    main = page.locator("[data-testid='stMain']").inner_text()
+    assert "(a) step functions" in main and "Checked: the code pasted in the box" in main
     assert exceptions(page) == []
     assert page.console.errors() == []

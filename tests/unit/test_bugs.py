@@ -8,15 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bptt import bugs
+from bptt import repro
 from bptt.analysis import analyze
-from bptt.bugs import NAMES, ZOO, Step, first_divergence, step_of
-from bptt.compare import agreement
+from bptt.bugs import NAMES, ZOO, cell_of_bug, first_divergence, step_of
+from bptt.cells import BUGS as CELL_BUGS
+from bptt.cells import CELLS
+from bptt.cells.base import Step
+from bptt.compare import agreement, step_quantities
 from bptt.config import BUGS, FIELDS, RNNConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_BUGS = [b for b in NAMES if b != "none"]
-HOOKS = ("total_gradient", "fprime", "carry", "dW_hh_input", "accumulate")
+RNN_BUGS = list(CELL_BUGS["rnn"][1:])
+CELL_AND_BUG = [(cell_of_bug(b), b) for b in REAL_BUGS]          # every bug of every cell, with its cell
 WHOLE_GRADIENTS = ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 
 # the worked example, and a config whose sizes all differ (a transposed matrix cannot hide), with the upstream
@@ -26,35 +30,58 @@ ALL_DIFFERENT = RNNConfig(input_size=3, hidden_size=7, seq_len=6, batch_size=2, 
 SMALLEST = RNNConfig(input_size=1, hidden_size=2, seq_len=2, batch_size=1, seed=4)
 
 
+def hooks(cell: str) -> tuple[str, ...]:
+    """The mistake points of a cell's correct step: the hooks it defines, and Step's accumulate."""
+    correct = CELLS[cell].zoo["none"]
+    return (*(k for k, v in vars(correct).items() if isinstance(v, staticmethod)), "accumulate")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # one definition
 
 def test_config_bugs_are_the_zoo() -> None:
-    assert BUGS == NAMES == tuple(ZOO) and NAMES[0] == "none"
+    assert BUGS == NAMES and NAMES[0] == "none" and tuple(ZOO) == NAMES[1:]
     assert FIELDS["bug"].choices == NAMES
     assert {"overwrite-instead-of-accumulate", "drop-upstream", "tanh-applied-twice", "dh0-not-returned"} <= set(NAMES)
+    # every cell has its zoo, "none" first; a name belongs to one cell only
+    assert set(CELL_BUGS) == {"rnn", "lstm", "gru"}
+    assert all(names[0] == "none" for names in CELL_BUGS.values())
+    assert sorted(REAL_BUGS) == sorted(b for names in CELL_BUGS.values() for b in names[1:])
+    assert set(CELL_BUGS["lstm"][1:]) == {"forget-cell-carry", "drop-cell-path", "no-gate-sigmoid-derivative",
+                                          "gate-order-ifog", "output-gate-uses-c"}
+    assert set(CELL_BUGS["gru"][1:]) == {"reset-before-matmul", "z-swapped", "drop-z-carry", "reset-misses-bias"}
+    assert len(CELL_BUGS["rnn"]) == 10                       # the RNN's nine bugs stay RNN bugs
 
 
-@pytest.mark.parametrize("name", REAL_BUGS)
-def test_every_bug_is_fully_described(name: str) -> None:
+@pytest.mark.parametrize("cell,name", CELL_AND_BUG)
+def test_every_bug_is_fully_described(cell: str, name: str) -> None:
     bug = ZOO[name]
-    assert issubclass(bug, Step) and bug.name == name
+    correct = CELLS[cell].zoo["none"]
+    assert issubclass(bug, correct) and bug.name == name and step_of(name, cell) is bug
     assert bug.note and bug.note.endswith(".") and "\n" not in bug.note         # one sentence for the banner
-    assert bug.equation and "\\" in bug.equation                                # LaTeX
-    assert bug.diverges is not None and bug.diverges[0] in ("dh_total", "d_pre", "dh_prev", "dW_ih_acc", "dW_hh_acc")
-    assert bug.script and set(bug.script) <= set(WHOLE_GRADIENTS)
+    assert bug.equation and "\\" in bug.equation                               # LaTeX
+    assert bug.diverges is not None and bug.diverges[0] in step_quantities(CELLS[cell])
+    if len(bug.diverges) > 2:                                                   # a gated quantity names its block
+        assert CELLS[cell].quantities[bug.diverges[0]].gated and bug.diverges[2] in CELLS[cell].gates
+    assert bug.script and set(bug.script) <= set(repro.whole(cell)) - {"h"}
     assert "BUG (on purpose)" in (bug.__doc__ or "")
     # it overrides at least one hook of the correct step, and each override is marked in its source
-    overrides = [h for h in HOOKS if h in vars(bug)]
+    overrides = [h for h in hooks(cell) if h in vars(bug)]
     assert overrides, f"{name} changes nothing"
     for h in overrides:
         assert "BUG (on purpose)" in inspect.getsource(getattr(bug, h)), (name, h)
 
 
-def test_the_correct_step_overrides_nothing() -> None:
-    assert step_of("none") is Step and Step.diverges is None and first_divergence("none", 5) is None
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_correct_step_overrides_nothing(cell: str) -> None:
+    correct = step_of("none", cell)
+    assert correct is CELLS[cell].zoo["none"] and issubclass(correct, Step) and correct.diverges is None
+    assert first_divergence("none", 5, cell) is None
+    assert not [h for h in ("accumulate",) if h in vars(correct)]
+    with pytest.raises(KeyError, match=f"unknown {cell} bug 'typo'; the {cell} bugs are: {CELL_BUGS[cell][1]}"):
+        step_of("typo", cell)
     with pytest.raises(KeyError, match="unknown bug 'typo'; known: none, forget-carry"):
-        step_of("typo")
+        cell_of_bug("typo")
 
 
 def _non_test_modules() -> list[Path]:
@@ -63,11 +90,12 @@ def _non_test_modules() -> list[Path]:
     return [f for f in files if f.exists()]
 
 
-@pytest.mark.parametrize("name", REAL_BUGS)
-def test_a_bug_name_appears_in_at_most_two_non_test_modules(name: str) -> None:
+@pytest.mark.parametrize("cell,name", CELL_AND_BUG)
+def test_a_bug_name_appears_in_at_most_two_non_test_modules(cell: str, name: str) -> None:
+    # its cell's module defines it; at most one other module may name it
     pattern = re.compile(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])")
     where = [str(f.relative_to(ROOT)) for f in _non_test_modules() if pattern.search(f.read_text())]
-    assert "bptt/bugs.py" in where
+    assert f"bptt/cells/{cell}.py" in where
     assert len(where) <= 2, where
 
 
@@ -82,20 +110,21 @@ def test_the_app_reads_the_bug_texts_from_the_zoo() -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # first divergence: where bugs.py says, at the defaults and at sizes that all differ
 
-@pytest.mark.parametrize("name", REAL_BUGS)
+@pytest.mark.parametrize("cell,name", CELL_AND_BUG)
 @pytest.mark.parametrize("cfg", [DEFAULTS, ALL_DIFFERENT, SMALLEST], ids=["defaults", "all-different", "smallest"])
-def test_first_divergence_is_where_the_zoo_says(name: str, cfg: RNNConfig) -> None:
-    an = analyze(cfg.replace(bug=name))
-    expected = first_divergence(name, cfg.seq_len)
+def test_first_divergence_is_where_the_zoo_says(cell: str, name: str, cfg: RNNConfig) -> None:
+    an = analyze(cfg.replace(cell=cell, bug=name))
+    expected = first_divergence(name, cfg.seq_len, cell)
     assert expected is not None
     assert an.first_divergence == expected
+    assert ("gate" in expected) == (len(ZOO[name].diverges) > 2)
     # every comparison before it passes, and the implementations that are not the engine are untouched
     tab = an.table
     assert not an.all_passed
     assert tab[tab["implementation"] != "numpy engine"]["passed"].all()
 
 
-@pytest.mark.parametrize("name", REAL_BUGS)
+@pytest.mark.parametrize("name", RNN_BUGS)
 def test_first_divergence_with_upstream_last_and_relu(name: str) -> None:
     cfg = RNNConfig(input_size=2, hidden_size=3, seq_len=5, batch_size=4, seed=5, upstream="last",
                     nonlinearity="relu", bug=name)
@@ -122,12 +151,12 @@ def test_bug_with_nothing_to_break(name: str, cfg: RNNConfig) -> None:
     assert an.all_passed
 
 
-@pytest.mark.parametrize("name", REAL_BUGS)
-def test_first_divergence_at_one_step(name: str) -> None:
+@pytest.mark.parametrize("cell,name", CELL_AND_BUG)
+def test_first_divergence_at_one_step(cell: str, name: str) -> None:
     # at T = 1 there is no carry and no second step: the bugs that show first at T-2 change nothing
-    an = analyze(RNNConfig(seq_len=1, bug=name))
-    assert an.first_divergence == first_divergence(name, 1)
-    assert (first_divergence(name, 1) is None) == (ZOO[name].diverges[1] == -2)
+    an = analyze(RNNConfig(seq_len=1, cell=cell, bug=name))
+    assert an.first_divergence == first_divergence(name, 1, cell)
+    assert (first_divergence(name, 1, cell) is None) == (ZOO[name].diverges[1] == -2)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -158,7 +187,7 @@ def _defined(name: str, p, e, t: int) -> tuple[str, np.ndarray, np.ndarray]:
     raise AssertionError(f"no independent definition for {name}")
 
 
-@pytest.mark.parametrize("name", REAL_BUGS)
+@pytest.mark.parametrize("name", RNN_BUGS)
 @pytest.mark.parametrize("cfg", [DEFAULTS, ALL_DIFFERENT], ids=["defaults", "all-different"])
 def test_the_engine_computes_the_mistake_the_issue_defines(name: str, cfg: RNNConfig, close) -> None:
     an = analyze(cfg.replace(bug=name))
@@ -167,6 +196,74 @@ def test_the_engine_computes_the_mistake_the_issue_defines(name: str, cfg: RNNCo
     close(got, defined, f"{name}: engine {q}", tol=1e-14)
     ref = getattr(an.unrolled, q)[t]
     assert not agreement(got, ref).passed
+
+
+def _sig_prime(s: np.ndarray) -> np.ndarray:
+    return s * (1.0 - s)
+
+
+def _defined_gated(name: str, an, t: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """The engine's value of an LSTM or GRU bug's first wrong quantity at step t, and that quantity as issue 14
+    defines the mistake, from the forward values and the reference's (correct) gradients before it in a step."""
+    p, e, u = an.problem, an.engine, an.unrolled
+    H = p.config.hidden_size
+    dh = u.dh_total[t]                                                   # ∂L/∂h_t: nothing before it is wrong
+    h_prev = p.h0 if t == 0 else e.h[t - 1]
+    if an.config.cell == "lstm":
+        i, f, g, o, c = (getattr(e, k)[t] for k in ("i", "f", "g", "o", "c"))
+        c_prev = p.c0 if t == 0 else e.c[t - 1]
+        dc = u.dc_total[t]
+        di, df, dg = dc * g * _sig_prime(i), dc * c_prev * _sig_prime(f), dc * i * (1.0 - g ** 2)
+        do = dh * np.tanh(c) * _sig_prime(o)
+        if name == "forget-cell-carry":                  # dc_t is only the path through h_t
+            return "dc_total", e.dc_total[t], dh * o * (1.0 - np.tanh(c) ** 2)
+        if name == "drop-cell-path":                     # dc_t is only the carry (zero at T-1)
+            return "dc_total", e.dc_total[t], u.dc_next[t]
+        if name == "no-gate-sigmoid-derivative":         # σ' left out for i, f and o
+            return "d_gates", e.d_gates[t], np.concatenate([dc * g, dc * c_prev, dg, dh * np.tanh(c)], axis=1)
+        if name == "gate-order-ifog":                    # stacked i, f, o, g against weights i, f, g, o
+            return "d_gates", e.d_gates[t], np.concatenate([di, df, do, dg], axis=1)
+        if name == "output-gate-uses-c":                 # do = dh ⊙ c_t where tanh(c_t) belongs
+            return "d_gates", e.d_gates[t], np.concatenate([di, df, dg, dh * c * _sig_prime(o)], axis=1)
+    else:
+        r, z, n, hn = (getattr(e, k)[t] for k in ("r", "z", "n", "hn"))
+        W_hn, b_hn = p.W_hh[2 * H:], p.b_hh[2 * H:]
+        d_n = dh * (1.0 - z) * (1.0 - n ** 2)
+        d_z = dh * (h_prev - n) * _sig_prime(z)
+        if name == "reset-before-matmul":                # the paper's n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
+            d_r = (d_n @ W_hn) * h_prev * _sig_prime(r)
+            return "d_gates", e.d_gates[t], np.concatenate([d_r, d_z, d_n], axis=1)
+        if name == "z-swapped":                          # h = z ⊙ n + (1 − z) ⊙ h_{t-1}
+            d_n_swapped = dh * z * (1.0 - n ** 2)
+            d_r = d_n_swapped * hn * _sig_prime(r)
+            return "d_gates", e.d_gates[t], np.concatenate([d_r, dh * (n - h_prev) * _sig_prime(z),
+                                                            d_n_swapped], axis=1)
+        if name == "drop-z-carry":                       # dh_prev misses dh ⊙ z
+            d_r = d_n * hn * _sig_prime(r)
+            return "dh_prev", e.dh_prev[t], np.concatenate([d_r, d_z, d_n * r], axis=1) @ p.W_hh
+        if name == "reset-misses-bias":                  # d_r with W_hn h_{t-1}, no b_hn
+            d_r = d_n * (hn - b_hn) * _sig_prime(r)
+            return "d_gates", e.d_gates[t], np.concatenate([d_r, d_z, d_n], axis=1)
+    raise AssertionError(f"no independent definition for {name}")
+
+
+@pytest.mark.parametrize("cell,name", [cb for cb in CELL_AND_BUG if cb[0] != "rnn"])
+@pytest.mark.parametrize("cfg", [DEFAULTS, ALL_DIFFERENT], ids=["defaults", "all-different"])
+def test_the_gated_engine_computes_the_mistake_the_issue_defines(cell: str, name: str, cfg: RNNConfig,
+                                                                 close) -> None:
+    an = analyze(cfg.replace(cell=cell, bug=name))
+    fd = an.first_divergence
+    t = fd["t"]
+    q, got, defined = _defined_gated(name, an, t)
+    assert q == fd["quantity"]
+    close(got, defined, f"{name}: engine {q}[{t}]", tol=1e-14)
+    ref = getattr(an.unrolled, q)[t]
+    assert not agreement(got, ref).passed
+    if "gate" in fd:                                     # the named gate block is wrong, the blocks before it right
+        H = cfg.hidden_size
+        k = CELLS[cell].gates.index(fd["gate"])
+        assert not agreement(got[:, k * H:(k + 1) * H], ref[:, k * H:(k + 1) * H]).passed
+        assert agreement(got[:, :k * H], ref[:, :k * H]).passed
 
 
 @pytest.mark.parametrize("cfg", [DEFAULTS, ALL_DIFFERENT], ids=["defaults", "all-different"])
@@ -187,7 +284,8 @@ def test_the_new_bugs_leave_the_rest_alone(cfg: RNNConfig, close) -> None:
     np.testing.assert_array_equal(drop.dh_total[T - 1], good.dh_total[T - 1])
 
 
-def test_the_module_imports_nothing_of_the_package() -> None:
-    # config imports bugs (config.BUGS), so bugs must not import config, nor anything else of bptt
-    text = Path(bugs.__file__).read_text()
-    assert not re.search(r"^\s*(from \.|from bptt|import bptt)", text, re.M)
+def test_the_cells_import_nothing_of_the_package_outside_bptt_cells() -> None:
+    # each cell is its own derivation: bptt/cells/*.py import only each other (relative, one level), numpy and torch
+    for f in sorted((ROOT / "bptt" / "cells").glob("*.py")):
+        text = f.read_text()
+        assert not re.search(r"^\s*(from \.\.|from bptt|import bptt)", text, re.M), f.name

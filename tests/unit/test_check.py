@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bptt.cells import BUGS as CELL_BUGS
 from bptt.check import checker
 from bptt.check.checker import CheckReport, check_file
-from bptt.config import BUGS, RNNConfig
+from bptt.config import RNNConfig
 from tests.unit.clitools import assert_usage_error, run_cli
 
 FILES = Path(__file__).parent / "check_files"
-# the bugs the engine helper adds to the zoo; their tests run once bptt.config.BUGS has them (git merge main)
-NEW_BUGS = ("overwrite-instead-of-accumulate", "drop-upstream", "tanh-applied-twice", "dh0-not-returned")
+BUGS = CELL_BUGS["rnn"]          # the vanilla RNN's bug zoo
 
 
 @cache
@@ -34,6 +34,8 @@ def report(name: str) -> CheckReport:
     ("torch_sequence.py", "b", ["torch-sequence"]),
     ("cs231n.py", "c", ["cs231n-step", "cs231n-sequence"]),
     ("worked_exercise.py", "d", ["class"]),
+    ("exercise_class_batch_bias.py", "d", ["class"]),
+    ("coursera_rnn.py", "e", ["coursera-step", "coursera-sequence"]),
 ])
 def test_correct_files_pass(name, api, units):
     r = report(name)
@@ -83,13 +85,7 @@ ZOO_CASES = [
 ]
 
 
-def _new_bug_mark(bug: str):
-    return pytest.mark.skipif(bug not in BUGS, reason=f"zoo bug {bug!r} is not in bptt.config.BUGS yet (the engine "
-                                                      f"helper adds it; merge main)")
-
-
-@pytest.mark.parametrize("name, bug, quantity, t_of", [
-    pytest.param(*case, marks=_new_bug_mark(case[1])) if case[1] in NEW_BUGS else case for case in ZOO_CASES])
+@pytest.mark.parametrize("name, bug, quantity, t_of", ZOO_CASES)
 def test_zoo_mistakes_are_located_and_named(name, bug, quantity, t_of):
     r = report(name)
     assert r.exit_code == 1 and not r.passed
@@ -110,7 +106,7 @@ def test_every_zoo_bug_is_planted_in_a_file():
 
 def test_zoo_match_comes_from_running_the_zoo(monkeypatch):
     """With the zoo emptied, the same mistake is still located but no bug is named (no guessing from names)."""
-    monkeypatch.setattr(checker, "BUGS", ("none",))
+    monkeypatch.setitem(checker.CELL_BUGS, "rnn", ("none",))
     r = check_file(FILES / "seq_forget_carry.py", [RNNConfig()])
     u = r.configs[0].units[0]
     assert u.first_divergence == {"quantity": "dx", "t": 1}
@@ -154,7 +150,8 @@ def test_nan_is_reported_as_nan():
 
 
 def test_probes_localise_whole_sequence_code(tmp_path):
-    """dWhh-uses-h_t in a whole-sequence file: only dW_hh differs; one step alone already shows it."""
+    """dWhh-uses-h_t in a whole-sequence file: only dW_hh differs; one step alone already shows it, so it shows at the
+    first step the backward pass computes, t = T-1, as the step functions' check says (one story)."""
     src = (FILES / "torch_sequence.py").read_text().replace("dW_hh += d_pre.T @ h_prev", "dW_hh += d_pre.T @ h[t]")
     assert src != (FILES / "torch_sequence.py").read_text()
     path = tmp_path / "seq_dwhh_uses_ht.py"
@@ -162,7 +159,7 @@ def test_probes_localise_whole_sequence_code(tmp_path):
     u = check_file(path, [RNNConfig(seq_len=4)]).configs[0].units[0]
     prefixes = [p for p in u.probes if p.kind == "prefix"]
     assert [p.n for p in prefixes] == [1, 2, 3] and all(p.failing == ["dW_hh"] for p in prefixes)
-    assert u.first_divergence == {"quantity": "dW_hh", "t": 0}
+    assert u.first_divergence == {"quantity": "dW_hh", "t": 3}
     assert any("one step alone" in e.lower() for e in u.explanation)
     assert u.diagnosis["bug"] == "dWhh-uses-h_t"
 
@@ -225,7 +222,7 @@ def test_cli_json_object(capsys):
 def test_cli_text_names_quantity_t_and_bug(capsys):
     code, out, _ = run_cli(capsys, "check", str(FILES / "step_carry_transposed.py"))
     assert code == 1
-    assert "first divergence: dh_prev at t = 2 (0-based)" in out and "carry-transposed" in out
+    assert "MISMATCH: dh_prev at t = 2 (0-based)" in out and "carry-transposed" in out
 
 
 def test_cli_student_failure_is_exit_3(capsys):
@@ -240,6 +237,7 @@ def test_cli_student_failure_is_exit_3(capsys):
     (["check", str(FILES / "torch_step.py"), "--truncate", "2"], "--truncate"),
     (["check", str(FILES / "torch_step.py"), "--timeout", "0"], "--timeout"),
     (["check", str(FILES / "torch_step.py"), "--hidden-size", "0"], "--hidden-size"),
+    (["check", str(FILES / "torch_step.py"), "--cell", "lstm"], "--cell lstm"),
 ])
 def test_cli_usage_errors_are_exit_2(capsys, argv, flag):
     assert_usage_error(*run_cli(capsys, *argv), flag)
@@ -311,3 +309,163 @@ def test_class_without_a_carry_attribute_passes_with_a_note(tmp_path):
     assert r.exit_code == 0
     assert any("dh0 are not checked" in n for n in r.notes)
     assert not any(row["quantity"] in ("dh0", "dh_prev") for row in r.configs[0].units[0].rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the worked exercise's class as written: bias stacks of d_tanh itself, (B, H) per step
+
+def test_stack_total_sums_like_the_exercise():
+    from bptt.check.child import stack_total
+    rng = np.random.default_rng(1)
+    B, H = 3, 5
+    entries = [rng.standard_normal((B, H)) for _ in range(4)]
+    assert np.allclose(stack_total(entries, bias=True, H=H), np.sum(entries, axis=(0, 1)))
+    flat = [e.sum(axis=0) for e in entries]
+    assert np.allclose(stack_total(flat, bias=True, H=H), np.sum(entries, axis=(0, 1)))
+    weights = [rng.standard_normal((H, 4)) for _ in range(3)]
+    assert np.allclose(stack_total(weights, bias=False, H=H), np.sum(weights, axis=0))
+
+
+def test_exercise_class_with_a_forgotten_carry_reports_the_carry_not_a_shape():
+    r = report("exercise_class_carry_kept_unused.py")
+    assert r.exit_code == 1
+    for c in r.configs:
+        (u,) = c.units
+        assert u.first_divergence == {"quantity": "dx", "t": c.config.seq_len - 2}
+        assert u.diagnosis["bug"] == "forget-carry"
+        assert not any("has shape" in row["message"] for row in u.rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# calls twice: state kept between calls
+
+@pytest.mark.parametrize("name, differ", [
+    ("seq_module_buffers.py", {"dW_ih", "dW_hh", "db_ih", "db_hh"}),
+    ("class_shared_lists.py", {"dx", "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc"}),
+])
+def test_state_kept_between_calls_is_reported(name, differ):
+    r = report(name)
+    assert r.exit_code == 1
+    for c in r.configs:
+        (u,) = c.units
+        assert all(row["passed"] for row in u.rows)          # the first call (a fresh import) is right
+        assert u.state is not None and not u.passed
+        named = {d.split(" ")[0] for d in u.state["differs"]}
+        assert differ <= named
+        assert u.diagnosis["hint"] == "state"
+        assert checker.STATE_TEXT in u.diagnosis["text"].lower()
+        assert all(q in u.diagnosis["text"] for q in sorted(differ)[:3])
+
+
+def test_a_correct_file_called_twice_has_no_state():
+    for c in report("torch_sequence.py").configs:
+        assert all(u.state is None for u in c.units)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bookkeeping hints before maths hints
+
+@cache
+def report_other(name: str) -> CheckReport:
+    """The report at the second default config only (all sizes differ: I=3, H=7, T=5, B=2)."""
+    return check_file(FILES / name, checker.default_configs()[1:])
+
+
+@pytest.mark.parametrize("name, hint, quantity, t_of, words", [
+    ("seq_skip_last_step.py", "skipped-step", "dx", lambda T: T - 1, "did your loop skip t = {last}?"),
+    ("seq_loop_stops_early.py", "skipped-step", "dx", lambda T: 0, "did your loop skip t = 0?"),
+    ("seq_dx_list.py", "dx-reversed", "dx", lambda T: T - 1, "insert each step's dx at the front"),
+    ("exercise_class_dx_order.py", "dx-reversed", "dx", lambda T: T - 2, "reverse time order"),
+    ("step_dwhh_outer.py", "transposed", "dW_hh_acc", lambda T: T - 1, "d_pre.T @ h_prev, not h_prev.T @ d_pre"),
+    ("cs231n_db_average.py", "batch-mean", "db_ih", lambda T: T - 1, "divided by B = 2"),
+    ("seq_bias_sum.py", "wrong-axis", "db_ih", lambda T: T - 1, "wrong axis"),
+    ("coursera_dba.py", "wrong-axis", "db_ih_acc", lambda T: T - 1, "axis 1 (m)"),
+])
+def test_bookkeeping_hints(name, hint, quantity, t_of, words):
+    r = report_other(name)
+    assert r.exit_code == 1
+    (c,) = r.configs
+    T = c.config.seq_len
+    for u in c.units:
+        assert u.first_divergence["quantity"].startswith(quantity) and u.first_divergence["t"] == t_of(T), u.unit
+        assert u.diagnosis["hint"] == hint and u.diagnosis["bug"] is None
+        assert words.format(last=T - 1) in u.diagnosis["text"]
+        assert "check d_pre" not in u.diagnosis["text"] and "the carry added" not in u.diagnosis["text"]
+
+
+def test_without_a_pattern_the_maths_explains(monkeypatch):
+    """The same carry mistake with the zoo emptied: no bookkeeping pattern holds, so the text is about the carry."""
+    monkeypatch.setitem(checker.CELL_BUGS, "rnn", ("none",))
+    u = check_file(FILES / "exercise_class_carry_kept_unused.py", [RNNConfig()]).configs[0].units[0]
+    assert u.diagnosis["hint"] is None and u.diagnosis["bug"] is None and "carry" in u.diagnosis["text"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the Coursera layout
+
+@pytest.mark.parametrize("name, units, bug, quantity, t_of", [
+    ("coursera_cell_da.py", ["coursera-step", "coursera-sequence"], "no-activation-derivative", "dx", lambda T: T - 1),
+    ("coursera_seq_carry.py", ["coursera-sequence"], "forget-carry", "dx", lambda T: T - 2),
+])
+def test_coursera_mistakes(name, units, bug, quantity, t_of):
+    r = report(name)
+    assert r.exit_code == 1 and r.units == units and r.api == "e"
+    for c in r.configs:
+        for u in c.units:
+            assert u.first_divergence == {"quantity": quantity, "t": t_of(c.config.seq_len)}
+            assert u.diagnosis["bug"] == bug
+
+
+def test_coursera_single_bias_is_compared_with_both_of_torchs():
+    u = report("coursera_rnn.py").configs[0].units[1]
+    qs = {row["quantity"] for row in u.rows}
+    assert {"db_ih", "db_hh", "dW_ih", "dW_hh", "dh0"} <= qs
+
+
+def test_coursera_shape_message_uses_the_courses_own_names():
+    u = report_other("coursera_dba.py").configs[0].units[0]
+    msg = next(row["message"] for row in u.rows if row["message"])
+    assert msg.startswith("dba at t = 4 has shape (1, 2); expected (7, 1) = (n_a, 1), like parameters['ba']")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# one story per mistake
+
+def test_step_and_sequence_checks_tell_one_story(tmp_path):
+    """dW_hh from h_t in a CS231n file with step and whole-sequence functions: both localise at t = T-1, and the
+    report leads with the step functions' headline."""
+    src = (FILES / "cs231n.py").read_text().replace("x.T @ da, prev_h.T @ da", "x.T @ da, next_h.T @ da")
+    path = tmp_path / "rnn_layer.py"
+    path.write_text(src)
+    r = check_file(path, [RNNConfig()])
+    step, seq = r.configs[0].units
+    assert step.first_divergence == {"quantity": "dW_hh_acc", "t": 2}
+    assert seq.first_divergence == {"quantity": "dW_hh", "t": 2}
+    from bptt.check.report import report_text
+    text = report_text(r)
+    assert text.count("MISMATCH") == 1 and "MISMATCH: dW_hh_acc at t = 2 (0-based), in your (c) step" in text
+
+
+@pytest.mark.parametrize("name", ["seq_forget_carry.py", "step_transposed_dW.py", "class_shared_lists.py",
+                                  "coursera_cell_da.py"])
+def test_default_report_is_short_and_verbose_has_the_tables(capsys, name):
+    code, out, _ = run_cli(capsys, "check", str(FILES / name))
+    lines = out.strip().splitlines()
+    assert code == 1 and len(lines) <= 25, out
+    head = next(i for i, line in enumerate(lines) if line.startswith("MISMATCH:"))
+    assert head < lines.index("evidence:") and lines[head + 1 + lines[head + 1].startswith("  ")].startswith("why: ")
+    assert "max abs err" not in out and "--verbose" in out
+    code, out, _ = run_cli(capsys, "check", str(FILES / name), "--verbose")
+    assert code == 1 and "max abs err" in out and out.count("MISMATCH") == 1
+
+
+def test_a_file_slow_to_import_is_imported_once_per_config_not_per_probe(tmp_path):
+    """Each config's problem starts from a fresh import; the probes re-import only a file that imports quickly."""
+    counter = tmp_path / "imports.txt"
+    src = (f"import time\nopen({str(counter)!r}, 'a').write('x')\ntime.sleep(0.15)\n" +
+           (FILES / "torch_sequence.py").read_text())
+    path = tmp_path / "slow_import.py"
+    path.write_text(src)
+    r = check_file(path)
+    assert r.exit_code == 0
+    assert counter.read_text() == "xx"           # two configs; the probes reuse the module

@@ -11,14 +11,17 @@ from hypothesis import strategies as st
 
 from bptt import analysis, engine
 from bptt.analysis import analyze
+from bptt.cells import BUGS as CELL_BUGS
+from bptt.cells.rnn import bptt, rnn_forward
 from bptt.compare import REL_TOL, agreement, rounding_floor
-from bptt.config import BUGS, NONLINEARITIES, PRESETS, UPSTREAMS, RNNConfig, preset
+from bptt.config import NONLINEARITIES, PRESETS, UPSTREAMS, RNNConfig, preset
 from bptt.engine import FORWARD_QUANTITIES, STEP_QUANTITIES, carry_cut, run_engine, run_plain
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
 
 PER_STEP = (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dW_ih_step", "dW_hh_step", "db_ih_step", "db_hh_step")
 WHOLE = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
+RNN_BUGS = CELL_BUGS["rnn"]                 # "none" first, then the vanilla RNN's zoo
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -79,7 +82,7 @@ def test_engine_equals_both_references(cfg: RNNConfig, close) -> None:
     ref = unrolled_reference(p)
     rnn = torch_rnn_reference(p)
     # the package's rounding floor (compare.FLOOR_FACTOR): the engine's backward replayed on the reference's forward
-    replay = run_engine(p, (ref.a, ref.h)) if cfg.nonlinearity == "tanh" else None
+    replay = run_engine(p, {"a": ref.a, "h": ref.h}) if cfg.nonlinearity == "tanh" else None
 
     for q in PER_STEP:
         assert getattr(eng, q).shape == getattr(ref, q).shape, q
@@ -135,7 +138,7 @@ def test_saturated_tanh_all_passed(seed: int, hidden_size: int) -> None:
     assert a.all_passed, a.table[~a.table["passed"]].to_string()
 
 
-@pytest.mark.parametrize("bug", [b for b in BUGS if b != "none"])
+@pytest.mark.parametrize("bug", RNN_BUGS[1:])
 def test_the_rounding_floor_never_hides_a_bug_at_saturation(bug: str) -> None:
     cfg = RNNConfig(input_size=2, hidden_size=3, seq_len=5, batch_size=2, seed=4, hh_scale=10.0, bug=bug)
     a = analyze(cfg)
@@ -151,7 +154,7 @@ def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close) -> None
     eng, ref = run_engine(p), unrolled_reference(p)
     assert min_tanh_slope(ref.h) < 1e-6                       # the premise: one step is fully saturated
     assert np.max(np.abs(eng.h - ref.h)) <= 4 * np.finfo(float).eps
-    replay = run_engine(p, (ref.a, ref.h))
+    replay = run_engine(p, {"a": ref.a, "h": ref.h})
     for q in ("d_pre", "dx", "dh_prev"):
         for t in range(SATURATED.seq_len):
             floor = rounding_floor(eng, replay, q, t)
@@ -161,9 +164,9 @@ def test_saturated_tanh_disagreement_is_within_the_rounding_floor(close) -> None
 
 @pytest.mark.parametrize("cfg", [RNNConfig(), RNNConfig(input_size=1, hidden_size=3, seq_len=5, batch_size=1)])
 def test_trace_arrays_are_separate(cfg: RNNConfig) -> None:
-    # the engine cuts its record from one allocation: no two quantities may overlap (db_ih and db_hh are one
-    # array on purpose: the two bias gradients are equal by definition)
-    shared = {frozenset({"db_ih_step", "db_hh_step"}), frozenset({"db_ih_acc", "db_hh_acc"})}
+    # the engine cuts its record from one allocation, and derives the weight-shaped quantities on demand: no two
+    # quantities may overlap
+    shared: set[frozenset[str]] = set()
     arrays = run_engine(draw_problem(cfg)).arrays()
     names = list(arrays)
     for i, n1 in enumerate(names):
@@ -190,7 +193,7 @@ def configs_with_bugs(draw: st.DrawFn) -> RNNConfig:
     cfg = draw(configs())
     sizes = draw(st.sampled_from([{}, {"input_size": 64}, {"hidden_size": 128}, {"batch_size": 32},
                                   {"hidden_size": 33, "batch_size": 17, "input_size": 9}]))
-    return cfg.replace(bug=draw(st.sampled_from(BUGS)), **sizes)
+    return cfg.replace(bug=draw(st.sampled_from(RNN_BUGS)), **sizes)
 
 
 def assert_within_terms(got: np.ndarray, want: np.ndarray, terms: np.ndarray, what: str) -> None:
@@ -209,14 +212,14 @@ def test_plain_form_equals_fast_form_step_by_step(cfg: RNNConfig, close) -> None
     a, h = engine.forward(p)
     h_prev = np.concatenate([p.h0[None], h[:-1]])                            # (T, B, H)
     for t in range(cfg.seq_len):
-        a_t, h_t = engine.rnn_forward(p.x[t:t + 1], h_prev[t], p.W_ih, p.W_hh, p.b_ih, p.b_hh, cfg.nonlinearity)
+        a_t, h_t = rnn_forward(p.x[t:t + 1], h_prev[t], p.W_ih, p.W_hh, p.b_ih, p.b_hh, cfg.nonlinearity)
         terms = np.abs(p.x[t]) @ np.abs(p.W_ih.T) + np.abs(p.b_ih) + np.abs(h_prev[t]) @ np.abs(p.W_hh.T) + np.abs(
             p.b_hh)
         assert_within_terms(a[t], a_t[0], terms, f"a[{t}]")
         np.testing.assert_array_equal(h[t], np.tanh(a[t]) if cfg.nonlinearity == "tanh" else np.maximum(a[t], 0.0))
     # backward: both forms on the same forward values (the engine's own, and the rounding-floor replay's)
     ref = unrolled_reference(p)
-    for values in ((a, h), (ref.a, ref.h)):
+    for values in ({"a": a, "h": h}, {"a": ref.a, "h": ref.h}):
         fast, plain = run_engine(p, values), run_plain(p, values)
         for name, value in fast.arrays().items():
             if name == "dx":                                                 # one (T*B, H) @ (H, I) product
@@ -227,14 +230,14 @@ def test_plain_form_equals_fast_form_step_by_step(cfg: RNNConfig, close) -> None
     if cfg.bug == "none":
         tr = run_plain(p)
         rnn = torch_rnn_reference(p)
-        replay = run_plain(p, (ref.a, ref.h)) if cfg.nonlinearity == "tanh" else None
+        replay = run_plain(p, {"a": ref.a, "h": ref.h}) if cfg.nonlinearity == "tanh" else None
         for q in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
             close(tr.gradients[q], rnn.gradients[q], q, floor=rounding_floor(tr, replay, q))
 
 
 def test_the_plain_step_reads_like_the_backward_page() -> None:
     # one iteration of bptt computes the Backward page's quantities in the page's order, under the page's names
-    src = inspect.getsource(engine.bptt)
+    src = inspect.getsource(bptt)
     loop = src[src.index("for t in reversed(range(T)):"):]
     order = ["dh_next =", "dh_total =", "d_pre =", "dx =", "dh_prev =", "dW_ih =", "dW_hh =", "db_ih =", "db_hh ="]
     at = [loop.index("        " + line) for line in order]
