@@ -1,6 +1,7 @@
 """BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
+from bptt import memory
 from bptt.app.home import DOWNLOADS_KEY, network, next_steps
 from bptt.app.navigation import PAGES
 from bptt.app.panels import config_line, downloads, page_setup, verdict
@@ -29,6 +30,8 @@ def home() -> None:
     st.divider()
     downloads(cfg, DOWNLOADS_KEY)
 
+
+memory.setup()      # once per server process: malloc tuning, the memory janitor (importing bptt does neither)
 
 # st.navigation with the page list of bptt/app/navigation.py (so that this page is called "Home" and every page has its
 # icon). The page scripts live in app_pages/, not pages/: a pages/ directory beside this script makes Streamlit use its

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bptt.browser import (  # noqa: E402
+from tests.support.browser import (  # noqa: E402
     RUN_COUNTER_JS,
     VIEWER_ROOT_JS,
     StreamlitServer,

@@ -23,7 +23,7 @@ import numpy as np
 from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
-from .budget import cached
+from .memory import cached
 from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, GATE_SCALE, SEQUENTIAL, colour_range, log_diff
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from .. import budget
+from .. import memory
 from ..analysis import Analysis, analyze, forward_bytes, trace_bytes, work_bytes
 from ..autograd_op import GradcheckResult, gradcheck_op
 from ..cells import BUGS as CELL_BUGS
@@ -28,7 +28,7 @@ WIDGET = "w_"              # sidebar widget keys are "w_<field>"; the canonical 
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# cached numerical work: all of it in the process's one memory budget (bptt.budget), keyed on the RNNConfig, read-only
+# cached numerical work: all of it in the process's one memory budget (bptt.memory), keyed on the RNNConfig, read-only
 
 PROGRESS_AFTER = 1.0       # seconds a page waits before it says what for
 SMALL_ENTRY = 256          # bytes a scalar cache entry is counted as (so that the budget bounds their number too)
@@ -40,13 +40,13 @@ STAGE_TEXT = {
 
 
 class Progress:
-    """on_status for budget.cached: after PROGRESS_AFTER seconds, a line in the page says what the page waits for."""
+    """on_status for memory.cached: after PROGRESS_AFTER seconds, a line in the page says what the page waits for."""
 
     def __init__(self, what: str):
         self.what = what
         self.slot = None
 
-    def __call__(self, s: budget.Status) -> None:
+    def __call__(self, s: memory.Status) -> None:
         if s.elapsed < PROGRESS_AFTER:
             return
         if self.slot is None:
@@ -65,9 +65,9 @@ class Progress:
 
 
 def cached_work(key: tuple, compute: Callable[[], Any], what: str, reserve: int = 0) -> Any:
-    """budget.cached(key, compute) with the page's progress line while it waits (queued, then each stage)."""
+    """memory.cached(key, compute) with the page's progress line while it waits (queued, then each stage)."""
     progress = Progress(what)
-    value = budget.cached(key, compute, on_status=progress, reserve=reserve)
+    value = memory.cached(key, compute, on_status=progress, reserve=reserve)
     progress.done()
     return value
 
@@ -98,7 +98,7 @@ def get_fd(cfg: RNNConfig, weight: str, index: tuple[int, ...]) -> FDCheck:
     an = get_analysis(cfg)
     compute = lambda: fd_check(an.problem, weight, index, engine=an.engine, torch_rnn=an.torch_rnn)  # noqa: E731
     if cfg.truncate == 0:       # two forward passes: light work, not queued behind other sessions' analyses
-        return budget.cached(("fd", cfg, weight, index), compute, heavy=False, reserve=2 * forward_bytes(cfg))
+        return memory.cached(("fd", cfg, weight, index), compute, heavy=False, reserve=2 * forward_bytes(cfg))
     return cached_work(("fd", cfg, weight, index), compute, "Finite-difference check (and torch.nn.RNN without "
                        "truncation)", reserve=trace_bytes(cfg))
 

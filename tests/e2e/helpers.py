@@ -1,4 +1,4 @@
-"""Browser-test helpers: the app's elements, exceptions, Plotly charts (server and browser: bptt/browser.py)."""
+"""Browser-test helpers: the app's elements, exceptions, Plotly charts (server and browser: tests/support/)."""
 from __future__ import annotations
 
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: F401  (page title -> URL path)
-from bptt.browser import (  # noqa: F401
+from tests.support.browser import (  # noqa: F401
     CHROMIUM_ARGS,
     IDLE_JS,
     ROOT,

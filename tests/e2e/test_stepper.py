@@ -7,9 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from bptt.browser import VIEWER_ROOT_JS
+from tests.support.browser import VIEWER_ROOT_JS
 
 from .helpers import button, main_text, runs, wait_for_app, wait_until
+
+# click a control n times within one task of the page; [data-step after them, script runs finished meanwhile]
+CLICKS_JS = """([key, rootJs, testid, n]) => {
+  const root = eval(rootJs)(key);
+  const runs = window.__runs || 0;
+  for (let i = 0; i < n; i += 1) root.querySelector(`[data-testid="${testid}"]`).click();
+  return [root.dataset.step, (window.__runs || 0) - runs];
+}"""
 
 # ----------------------------------------------------------------------------------------------------------------------
 # stepping
@@ -122,12 +130,14 @@ def test_browser_back_undoes_a_sidebar_change_and_a_step_is_no_history_entry(ope
 def test_the_server_hears_the_step_when_the_user_settles(open_viewer):
     v = open_viewer(query="seq_len=6&hidden_size=3&batch_size=2")
     before = runs(v.page)
-    for _ in range(3):
-        v.click("next")
-    assert v.step == 4 and runs(v.page) == before                 # three quick clicks: no run yet
-    # settled: one run, and what shows the step outside the viewer (the FD check's note) follows
+    # three clicks in one task of the page, the run count read in the same task: no run can have finished meanwhile
+    # however slow the machine (one Playwright call per click could take longer than the settle delay under load)
+    step, ran = v.page.evaluate(CLICKS_JS, [v.key, VIEWER_ROOT_JS, "bptt-step-next", 3])
+    assert (int(step), ran) == (4, 0)                              # three quick clicks: drawn in the browser
+    # settled: one run for the three, and what shows the step outside the viewer (the FD check's note) follows
     wait_until(lambda: "(t = 3)" in main_text(v.page), 20, what="the FD note to name t = 3")
-    assert v.url_step() == 4
+    wait_for_app(v.page)
+    assert runs(v.page) - before == 1 and v.url_step() == 4
 
 
 def test_forward_page_steps_left_to_right(open_viewer):
@@ -145,9 +155,8 @@ def test_play_advances_by_itself_and_pause_stops(open_viewer):
     play.click()
     wait_until(lambda: v.step >= 4, 20, what="play to advance three steps")
     assert "pause" in play.inner_text()
-    play.click()
-    paused = v.step
-    v.page.wait_for_timeout(600)                                # six periods of the chosen speed
+    paused = int(v.page.evaluate(CLICKS_JS, [v.key, VIEWER_ROOT_JS, "bptt-step-play", 1])[0])   # pause; its step
+    v.page.wait_for_timeout(600)                                # six periods of the chosen speed: nothing moves
     assert v.step == paused and "play" in play.inner_text()
     # play runs to the end and stops there
     v.click("last")
