@@ -23,9 +23,9 @@ import numpy as np
 from plotly.colors import get_colorscale, sample_colorscale
 
 from .analysis import Analysis
-from .memory import cached
 from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, GATE_SCALE, SEQUENTIAL, colour_range, log_diff
+from .memory import cached
 
 MAGIC = b"BPTT"
 BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets chunks of steps (chunk_steps)
