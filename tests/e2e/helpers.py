@@ -7,8 +7,10 @@ import pytest
 
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: F401  (page title -> URL path)
 from tests.support.browser import (  # noqa: F401
+    ALLOWED_404,
     CHROMIUM_ARGS,
     IDLE_JS,
+    OFFLINE,
     ROOT,
     RUN_COUNTER_JS,
     VIEWER_ROOT_JS,
@@ -21,11 +23,6 @@ from tests.support.browser import (  # noqa: F401
     wait_for_run_after,
     wait_until,
 )
-
-# Console lines that are not the app's: Streamlit's own probes of /<page>/_stcore/... on a deep link (404), and Google
-# font icons this offline machine cannot resolve.
-ALLOWED_404 = re.compile(r"/_stcore/(host-config|health)$")
-OFFLINE = re.compile(r"^https://fonts\.gstatic\.com/")
 
 
 class Console:
