@@ -120,6 +120,21 @@ class Viewer:
         self.page, self.key, self.console = page, key, console
         self.root = page.locator(f".st-key-{key} [data-testid=bptt-stepper]")
 
+    def hover(self, selector: str, b: int, j: int) -> str:
+        """Hover the cell (row b, column j) of the heatmap under selector (in the viewer); the tooltip's text."""
+        canvas = self.root.locator(f"{selector} canvas.bptt-heat")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        rows, cols = int(canvas.get_attribute("height")), int(canvas.get_attribute("width"))
+        self.page.mouse.move(box["x"] + (j + 0.5) * box["width"] / cols, box["y"] + (b + 0.5) * box["height"] / rows)
+        tip = self.root.locator("[data-testid=bptt-tooltip]")
+        fig = canvas.locator("xpath=ancestor::figure")
+        want = (fig.get_attribute("data-quantity"), fig.get_attribute("data-gate"), str(b), str(j))
+        wait_until(lambda: tip.is_visible() and (tip.get_attribute("data-quantity"), tip.get_attribute("data-gate"),
+                                                 tip.get_attribute("data-row"), tip.get_attribute("data-col")) == want,
+                   10, what=f"the tooltip of {selector} at ({b}, {j})")
+        return tip.inner_text()
+
     def drawn(self):
         return self.page.evaluate(DRAWN_JS, [self.key, VIEWER_ROOT_JS])
 

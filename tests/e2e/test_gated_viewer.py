@@ -11,18 +11,6 @@ from .helpers import button, main_text, runs, wait_for_app, wait_until
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 
 
-def _hover(v, selector: str, b: int, j: int) -> str:
-    """Hover the cell (row b, column j) of the heatmap under selector; the tooltip's text."""
-    canvas = v.root.locator(f"{selector} canvas.bptt-heat")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    rows, cols = int(canvas.get_attribute("height")), int(canvas.get_attribute("width"))
-    v.page.mouse.move(box["x"] + (j + 0.5) * box["width"] / cols, box["y"] + (b + 0.5) * box["height"] / rows)
-    tip = v.root.locator("[data-testid=bptt-tooltip]")
-    wait_until(lambda: tip.is_visible() and f"[b = {b}," in tip.inner_text(), 10, what=f"the tooltip of {selector}")
-    return tip.inner_text()
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gated_cell_steps_plays_and_hovers_the_npz_values(open_viewer, tmp_path, cell):
     T, B, I, H = 5, 2, 3, 4
@@ -50,7 +38,7 @@ def test_gated_cell_steps_plays_and_hovers_the_npz_values(open_viewer, tmp_path,
     k_gate = GATES[cell].index(g)
     with np.load(path, allow_pickle=False) as z:
         for quantity, b, j in (("d_gates", 1, 2), ("ref_d_gates", 0, 3)):
-            text = _hover(v, f"[data-quantity={quantity}][data-gate={g}]", b, j)
+            text = v.hover(f"[data-quantity={quantity}][data-gate={g}]", b, j)
             shown = float(text.rsplit("=", 1)[1].replace("−", "-"))
             want = float(z[quantity][t][b, k_gate * H + j])
             assert shown == pytest.approx(want, rel=1e-6), (text, want)

@@ -181,15 +181,7 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
         for quantity, name, b, j in (("dh_total", "NumPy dh_total", 1, 4), ("ref_dh_total", "PyTorch dh_total", 0, 2),
                                      ("dx", "NumPy dx", 1, 2), ("log10_diff_d_pre", "log10 |NumPy − PyTorch| of d_tanh",
                                                                 0, 1)):
-            canvas = v.root.locator(f"[data-quantity={quantity}] canvas.bptt-heat")
-            canvas.scroll_into_view_if_needed()
-            box = canvas.bounding_box()
-            rows, cols = int(canvas.get_attribute("height")), int(canvas.get_attribute("width"))
-            v.page.mouse.move(box["x"] + (j + 0.5) * box["width"] / cols, box["y"] + (b + 0.5) * box["height"] / rows)
-            tip = v.root.locator("[data-testid=bptt-tooltip]")
-            wait_until(lambda tip=tip, q=quantity: tip.is_visible() and tip.get_attribute("data-quantity") == q, 10,
-                       what=f"the tooltip of {quantity}")
-            text = tip.inner_text()
+            text = v.hover(f"[data-quantity={quantity}]", b, j)
             assert text.startswith(f"t = {t + 1} · {name}[b = {b}, ") and "ref_" not in text   # as the page names it
             shown = float(text.rsplit("=", 1)[1].replace("−", "-"))
             if quantity.startswith("log10_diff_"):
