@@ -14,7 +14,7 @@ from .checker import CheckReport, UnitResult
 def unit_title(unit: str) -> str:
     if unit == "arrays":
         return "arrays (an NPZ of your gradients)"
-    letter, words = shapes.UNITS[unit]
+    letter, words = shapes.unit_words(unit)
     return f"({letter}) {words}"
 
 
@@ -47,8 +47,13 @@ def _wrap(text: str, indent: int, width: int = 116) -> str:
     return "\n".join(textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False))
 
 
+def _name(fd: dict) -> str:
+    """A quantity with its gate block: "d_gates [f]", "dc_prev"."""
+    return fd["quantity"] + (f" [{fd['gate']}]" if fd.get("gate") else "")
+
+
 def _where(fd: dict) -> str:
-    return f"{fd['quantity']}" + ("" if fd["t"] is None else f" at t = {fd['t']} (0-based)")
+    return _name(fd) + ("" if fd["t"] is None else f" at t = {fd['t']} (0-based)")
 
 
 def unit_text(u: UnitResult) -> list[str]:
@@ -66,7 +71,7 @@ def unit_text(u: UnitResult) -> list[str]:
     if u.first_divergence:
         lines.append(f"    first divergence: {_where(u.first_divergence)}")
     if u.probes:
-        lines.append("    probes (your rnn_forward / rnn_backward on parts of the problem):")
+        lines.append("    probes (your whole-sequence functions on parts of the problem):")
         lines += [f"      {p.text()}" for p in u.probes]
         lines += [_wrap(f"      -> {e}", 9) for e in u.explanation]
     lines.append(_wrap(f"    diagnosis: {u.diagnosis['text']}", 6))
@@ -92,7 +97,7 @@ def headline(r: CheckReport, screen: bool = False) -> dict:
     fd = u.first_divergence
     where = _where(fd) if fd else "the outputs"
     if screen and fd and fd["t"] is not None:
-        where = f"{fd['quantity']} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
+        where = f"{_name(fd)} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
     return {"passed": False, "title": f"MISMATCH: {where}{second}, in your {unit_title(u.unit)} (config "
                                       f"{r.configs.index(c) + 1}: {_sizes(c.config)})",
             "text": u.diagnosis["text"], "bug": u.diagnosis.get("bug"), "unit": u.unit, "config": c.config}
@@ -100,10 +105,12 @@ def headline(r: CheckReport, screen: bool = False) -> dict:
 
 def short(unit: str) -> str:
     """A unit in a few characters: "(a) step", "(c) sequence", "(d) class", "arrays"."""
-    if unit not in shapes.UNITS:
+    try:
+        letter = shapes.unit_words(unit)[0]
+    except KeyError:
         return unit
     kind = unit.split("-")[-1]
-    return f"({shapes.UNITS[unit][0]}) {kind}" if kind != "class" else f"({shapes.UNITS[unit][0]}) class"
+    return f"({letter}) {kind}" if kind != "class" else f"({letter}) class"
 
 
 def evidence(u: UnitResult) -> list[str]:
