@@ -236,11 +236,11 @@ def compare_rows(get: Getter, problems: list[dict], ref: Reference, impl: str, t
             continue
         seen.add((q, t))
         refv = ref.value(q, t)
+        if arr is None:                                  # a problem (wrong shape ...) instead of numbers: one row
+            rows.append(_row(q, t, impl, math.nan, math.nan, tol, ref.floor(q, t), False, 0, msg))
+            continue
         for g in gates_of(cell, q):
             floor = ref.floor(q, t, g)
-            if arr is None:
-                rows.append(_row(q, t, impl, math.nan, math.nan, tol, floor, False, 0, msg, g))
-                continue
             mine, theirs = block(cell, q, arr, g), block(cell, q, refv, g)
             a = agreement(mine, theirs, tol, floor)
             notes = list(msg) + _nonfinite_note(q, t, mine, theirs)
@@ -558,8 +558,8 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
             prow = compare_rows(pget, pprobs, pref, impl)
             probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
         explanation = probe_explanation(probes, T)
-    if bad is not None and bad["t"] is None and bad["quantity"] == "dh0":
-        fd["t"] = 0                                     # dh0 is what step 0 sends back
+    if bad is not None and bad["t"] is None and bad["quantity"] in ("dh0", "dc0"):
+        fd["t"] = 0                                     # dh0 (dc0) is what step 0 sends back
     elif bad is not None and bad["t"] is None and probes:
         first_bad = next((p for p in probes if p.kind == "prefix" and p.failing), None)
         n = first_bad.n if first_bad else T
@@ -567,11 +567,11 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
         explanation.append(f"So the first divergence is put at t = {fd['t']}: a mistake that needs {n} step"
                            f"{'s' if n > 1 else ''} to show, shows {n} step{'s' if n > 1 else ''} into the backward "
                            f"pass, which runs t = {T - 1} down to 0.")
-    if fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None:
-        fd = _gates_behind_dx(rows, fd)
     zoo_hit = zoo_matches(get, rows, zoo, ref) if bad is not None else []
     hint = bookkeeping_hint(get, rows, ref, shapes.layout_of(unit)) if bad is not None and not zoo_hit \
         else None
+    if fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None and hint is None:
+        fd = _gates_behind_dx(rows, fd)
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))

@@ -25,10 +25,12 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
     for q, g in df.groupby("quantity", sort=False):
         steps = g["t"].notna()
         msgs = [m for m in g["message"] if m]
-        out.append({"quantity": q, "steps": int(steps.sum()) if steps.any() else "whole",
+        n_steps = g.loc[steps, "t"].nunique()               # gate blocks of one step count once
+        n_failing = g.loc[steps & ~g["passed"], "t"].nunique()
+        out.append({"quantity": q, "steps": int(n_steps) if steps.any() else "whole",
                     "max_abs_err": _max(g["max_abs_err"]), "max_rel_err": _max(g["max_rel_err"]),
                     "passed": bool(g["passed"].all()),
-                    "failing": int((~g.loc[steps, "passed"]).sum()) if steps.any() else int((~g["passed"]).sum()),
+                    "failing": int(n_failing) if steps.any() else int((~g["passed"]).sum()),
                     "message": msgs[0] if msgs else ""})
     return pd.DataFrame(out)
 
