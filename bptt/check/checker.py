@@ -531,7 +531,8 @@ def diagnose(rows: list[dict], fd: dict | None, zoo: list[str], T: int, nonlinea
 def _gates_behind_dx(rows: list[dict], fd: dict) -> dict:
     """A gated cell's whole-sequence shape: dx_t = d_gates_t W_ih, so when dx first differs at t and a gate's blocks of
     the whole dW_ih and db_ih differ too, d_gates [that gate] at t is the earliest quantity in backward order (as the
-    step functions' check says); else dx stays."""
+    step functions' check says); else dx stays. rows: those of the prefix probe of T - t steps when there is one (its
+    whole gradients end at the step that first differs, before the mistake spreads to the other gates)."""
     whole = {(r["quantity"], r["gate"]): r["passed"] for r in rows if r["t"] is None and r["gate"]}
     gates = list(dict.fromkeys(g for _, g in whole))
     for g in gates:
@@ -553,10 +554,13 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     fd = None if bad is None else where_of(bad)
     probes: list[Probe] = []
     explanation: list[str] = []
+    prefix_rows: dict[int, list[dict]] = {}
     if bad is not None and probe_runs:
         for kind, n, pget, pref, pprobs in probe_runs():
             prow = compare_rows(pget, pprobs, pref, impl)
             probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
+            if kind == "prefix":
+                prefix_rows[n] = prow
         explanation = probe_explanation(probes, T)
     if bad is not None and bad["t"] is None and bad["quantity"] in ("dh0", "dc0"):
         fd["t"] = 0                                     # dh0 (dc0) is what step 0 sends back
@@ -571,7 +575,7 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     hint = bookkeeping_hint(get, rows, ref, shapes.layout_of(unit)) if bad is not None and not zoo_hit \
         else None
     if fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None and hint is None:
-        fd = _gates_behind_dx(rows, fd)
+        fd = _gates_behind_dx(prefix_rows.get(T - fd["t"], rows), fd)
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
