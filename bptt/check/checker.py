@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -315,13 +315,37 @@ def _zoo_note(bug: str) -> str:
     return note + (" (t counted from 1 there, as in the app)" if re.search(r"\bt = [0-9T]", note) else "")
 
 
-def zoo_traces(p: Problem) -> dict[str, Values]:
-    """The engine on the same problem with each bug in its cell's zoo (whatever bptt.cells holds now)."""
-    return {b: Values(run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))))
-            for b in CELL_BUGS[p.config.cell] if b != "none"}
+class Zoo(Mapping):
+    """The engine on one problem with each bug in its cell's zoo, bug -> Values; run on first use (a file that agrees
+    never needs them)."""
+
+    def __init__(self, p: Problem):
+        self.p = p
+        self._runs: dict[str, Values] | None = None
+
+    def _all(self) -> dict[str, Values]:
+        if self._runs is None:
+            p = self.p
+            self._runs = {b: Values(run_engine(dataclasses.replace(p, config=p.config.replace(bug=b))))
+                          for b in CELL_BUGS[p.config.cell] if b != "none"}
+        return self._runs
+
+    def __getitem__(self, bug: str) -> Values:
+        return self._all()[bug]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
-def zoo_matches(get: Getter, rows: list[dict], zoo: dict[str, Values], ref: Reference,
+def zoo_traces(p: Problem) -> Zoo:
+    """The engine on the same problem with each bug in its cell's zoo (whatever bptt.cells holds now), on first use."""
+    return Zoo(p)
+
+
+def zoo_matches(get: Getter, rows: list[dict], zoo: Mapping[str, Values], ref: Reference,
                 tol: float = REL_TOL) -> list[str]:
     """The zoo bugs whose engine gives every number the student gave (to the tolerance), when the student fails."""
     if all(r["passed"] for r in rows) or any(r["message"] and "has shape" in r["message"] for r in rows):
@@ -541,7 +565,7 @@ def _gates_behind_dx(rows: list[dict], fd: dict) -> dict:
     return fd
 
 
-def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: dict[str, Values],
+def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: Mapping[str, Values],
                probe_runs: Callable[[], list[tuple[str, int, Getter, Reference, list[dict]]]] | None = None,
                again: Getter | None = None, again_problems: list[dict] | None = None) -> UnitResult:
     """Compare one unit's outputs on one config; probe (probe_runs: made only when needed), match the zoo, look for a
@@ -745,7 +769,7 @@ def check_file(path: str | Path, configs: list[RNNConfig] | None = None, timeout
         return report
     refs: dict[tuple[str, bool], Reference] = {}
     for i, (cfg, p) in enumerate(zip(configs, problems)):
-        own: dict[bool, tuple[Reference, dict[str, Values]]] = {}
+        own: dict[bool, tuple[Reference, Zoo]] = {}
         units = []
         for unit in run.units:
             zero = starts_from_zero(unit)
