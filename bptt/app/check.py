@@ -84,8 +84,8 @@ def arrays_section(cfg: RNNConfig) -> None:
                 "2. Run your code on it at home.\n"
                 f"3. Upload your gradients as NPZ: {', '.join(f'`{k}`' for k in required)} (the {cell.torch_name} "
                 f"layout, time-major), and if you have them, per-step arrays with the export's names "
-                f"({', '.join(f'`{k}`' for k in list(per_step)[:8])}, ...; t first, 0-based) to find the step where "
-                f"yours first differ.")
+                f"({', '.join(f'`{k}`' for k in _useful(cell, per_step))}, ...; t first, 0-based) to find the step "
+                f"where yours first differ.")
     st.download_button("Download the problem (NPZ)", data=lambda: check_arrays.problem_npz(cfg),
                        file_name="bptt_problem.npz", mime="application/octet-stream", icon=":material/download:",
                        key=PROBLEM_DL_KEY, on_click="ignore")
@@ -106,6 +106,12 @@ def arrays_section(cfg: RNNConfig) -> None:
         return
     _remember(key, lambda: check_arrays.check_arrays(grads, cfg))
     show_result(key)
+
+
+def _useful(cell, per_step: dict) -> list[str]:
+    """The per-step keys most worth uploading: the backward quantities a student has at hand, then a running sum."""
+    wanted = [q.name for q in cell.backward if q.name not in ("dx", "dh_next", "dh_total", "dc_next")]
+    return [k for k in (*wanted, "dW_ih_acc") if k in per_step]
 
 
 CODE_CSS = """<style>
