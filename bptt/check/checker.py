@@ -19,7 +19,7 @@ from ..config import ConfigError, RNNConfig
 from ..engine import GRADIENTS, Totals, Trace, run_engine
 from ..problem import Problem, draw_problem
 from ..reference import torch_rnn_reference, unrolled_reference
-from . import explain, shapes
+from . import explain, gated, shapes
 from .child import AGAIN, RAW
 from .runner import (
     DEFAULT_MEMORY_MB,
@@ -481,7 +481,7 @@ class CheckReport:
             return "arrays"
         letters = []
         for u in self.units:
-            letter = shapes.unit_words(u)[0]
+            letter = gated.unit_words(u)[0]
             if letter not in letters:
                 letters.append(letter)
         return "+".join(letters)

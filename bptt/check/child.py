@@ -512,8 +512,9 @@ def run_gated_sequence(mod: Any, job: dict, rec: Recorder) -> None:
         c = rec.convert(c, "c", "c", None)
     else:
         if cell == "lstm" and lay == "torch" and isinstance(out, (tuple, list)) and len(out) == 3:
-            h, c, cache = out
-            c = rec.convert(c, "c", "c", None)
+            h, c, cache = out              # (h, c, cache); a middle that is not an array like h (e.g. (h_n, c_n)) is
+            c = _plain(c)                  # passed over
+            c = rec.convert(c, "c", "c", None) if isinstance(c, np.ndarray) and c.shape == np.shape(_plain(h)) else None
         else:
             h, cache = _unpack(out, 2, fwd, ("h", "cache"), rec, None)
         h = rec.convert(h, "h", "h", None)
@@ -585,7 +586,7 @@ def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
         return result, out
     import_s = time.perf_counter() - t0
     cell = spec.get("cell", "rnn")
-    rec_units = shapes.recognise(mod, cell)
+    rec_units = gated.recognise(mod, cell)
     result["units"], result["notes"] = list(rec_units.units), list(rec_units.notes)
     sizes_ = spec["sizes"]
     fresh = True

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .shapes import Expect
+from . import shapes
+from .shapes import Expect, Recognised
 
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 TORCH = {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}
@@ -78,6 +79,19 @@ RETURNS = {
     ("gru", "torch", "step_backward"): ("dx_t", "dh_prev", "dW_ih", "dW_hh", "db_ih", "db_hh"),
     ("gru", "torch", "backward"): ("dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"),
 }
+
+
+def recognise(mod: Any, cell: str) -> Recognised:
+    """The units of the module for this cell (the vanilla RNN's: shapes.recognise), and why others were not."""
+    if cell == "rnn":
+        return shapes.recognise(mod)
+    return shapes.recognise(mod, [(kind, fwd, bwd, layouts, {lay: LAYOUT_PARAMS[c, lay] for lay in layouts}, f"{c}-")
+                                  for c, kind, fwd, bwd, layouts in FUNCTION_SHAPES if c == cell])
+
+
+def unit_words(unit: str) -> tuple[str, str]:
+    """(shape letter, what it is, in words) of any cell's unit id."""
+    return UNITS[unit] if unit in UNITS else shapes.UNITS[unit]
 
 
 def expectations(cell: str, layout: str) -> dict[str, Expect]:

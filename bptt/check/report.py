@@ -7,14 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import shapes
+from . import gated
 from .checker import CheckReport, UnitResult
 
 
 def unit_title(unit: str) -> str:
     if unit == "arrays":
         return "arrays (an NPZ of your gradients)"
-    letter, words = shapes.unit_words(unit)
+    letter, words = gated.unit_words(unit)
     return f"({letter}) {words}"
 
 
@@ -108,7 +108,7 @@ def headline(r: CheckReport, screen: bool = False) -> dict:
 def short(unit: str) -> str:
     """A unit in a few characters: "(a) step", "(c) sequence", "(d) class", "arrays"."""
     try:
-        letter = shapes.unit_words(unit)[0]
+        letter = gated.unit_words(unit)[0]
     except KeyError:
         return unit
     kind = unit.split("-")[-1]

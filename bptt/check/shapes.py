@@ -197,17 +197,15 @@ def find_class(mod: Any) -> type | None:
     return found[0][1] if found else None
 
 
-def recognise(mod: Any, cell: str = "rnn") -> Recognised:
-    """The units of the module that the checker can run for this cell (FUNCTION_SHAPES, then the class, for the
-    vanilla RNN; gated.FUNCTION_SHAPES for the LSTM and the GRU), and why others were not recognised."""
-    from . import gated
+def recognise(mod: Any, table: list | None = None) -> Recognised:
+    """The units of the module that the checker can run (the vanilla RNN's FUNCTION_SHAPES, then the class; or the
+    table's: (kind, forward, backward, layouts, layout -> parameters, unit id prefix), gated.recognise), and why others
+    were not recognised."""
     units, notes = [], []
     g = vars(mod)
-    if cell == "rnn":
+    rnn = table is None
+    if rnn:
         table = [(kind, fwd, bwd, layouts, LAYOUT_PARAMS, "") for kind, fwd, bwd, layouts in FUNCTION_SHAPES]
-    else:
-        table = [(kind, fwd, bwd, layouts, {lay: gated.LAYOUT_PARAMS[c, lay] for lay in layouts}, f"{c}-")
-                 for c, kind, fwd, bwd, layouts in gated.FUNCTION_SHAPES if c == cell]
     for kind, fwd, bwd, layouts, params, prefix in table:
         have = [callable(g.get(n)) for n in (fwd, bwd)]
         if all(have):
@@ -221,7 +219,7 @@ def recognise(mod: Any, cell: str = "rnn") -> Recognised:
         elif any(have):
             present, missing = (fwd, bwd) if have[0] else (bwd, fwd)
             notes.append(f"found {present} but no {missing}: both are needed")
-    if cell == "rnn" and find_class(mod) is not None:
+    if rnn and find_class(mod) is not None:
         units.append("class")
     return Recognised(tuple(units), tuple(notes))
 
@@ -245,8 +243,3 @@ def cell_of_unit(unit: str) -> str:
     head = unit.split("-")[0]
     return head if head in CELL_PREFIXES else "rnn"
 
-
-def unit_words(unit: str) -> tuple[str, str]:
-    """(shape letter, what it is, in words) of any cell's unit id."""
-    from . import gated
-    return gated.UNITS[unit] if unit in gated.UNITS else UNITS[unit]
