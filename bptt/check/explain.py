@@ -2,11 +2,13 @@
 form, told apart from PyTorch's by running it."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 
-from ..cells.lstm import sigmoid
+from ..cells.gru import gru_forward
+from ..cells.lstm import lstm_forward, sigmoid
 
 PAPER_GRU = ("the paper's GRU (Cho et al. 2014): r inside the product, n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_(t-1)) "
              "+ b_hn). PyTorch puts r after the product: n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_(t-1) + b_hn)), so "
@@ -45,6 +47,47 @@ def gru_paper_h(p) -> np.ndarray:
     return out
 
 
+def forward_h(p, order: tuple[str, ...] | None = None, c0: np.ndarray | None = None) -> np.ndarray:
+    """h_t (T, B, H) of p's LSTM or GRU when the weights' row blocks are read as the gates `order` (PyTorch's by
+    default), and (LSTM) from c0 (p's by default)."""
+    gates = p.cell.gates
+    order = order or gates
+    H = p.W_hh.shape[1]
+
+    def perm(a: np.ndarray) -> np.ndarray:       # the block a student reads as gate order[k] is row block k
+        out = np.empty_like(a)
+        for k, g in enumerate(order):
+            j = gates.index(g)
+            out[j * H:(j + 1) * H] = a[k * H:(k + 1) * H]
+        return out
+
+    W = [perm(p.W_ih), perm(p.W_hh), perm(p.b_ih), perm(p.b_hh)]
+    with np.errstate(all="ignore"):
+        if p.cell.name == "lstm":
+            return lstm_forward(p.x, p.h0, p.c0 if c0 is None else c0, *W)["h"]
+        return gru_forward(p.x, p.h0, *W)["h"]
+
+
+def forward_hint(p, h_t: np.ndarray, t: int) -> dict | None:
+    """{"hint", "text"} when a gated cell's wrong h_t is a known other forward: the GRU paper's form, the gate blocks
+    read in another order, or (LSTM) a start from c0 = 0; else None."""
+    cell = p.cell
+    if cell.name == "gru" and _close(h_t, gru_paper_h(p)[t]):
+        return {"hint": "gru-paper-form", "text": f"Your forward pass is {PAPER_GRU}. Every gradient after it is "
+                                                  f"computed from the other function's h."}
+    for order in itertools.permutations(cell.gates):
+        if order != cell.gates and _close(h_t, forward_h(p, order)[t]):
+            return {"hint": "gate-order-forward", "text": (
+                f"Your forward reads the weights' row blocks as the gates {', '.join(order)}; {cell.torch_name} "
+                f"stacks them {', '.join(cell.gates)} (rows k·H to (k+1)·H of W_ih, W_hh, b_ih, b_hh are gate k)"
+                + (". CS231n's layout is i, f, o, g: here the weights come in PyTorch's order" if cell.name == "lstm"
+                   else "") + ".")}
+    if cell.name == "lstm" and np.any(p.c0) and _close(h_t, forward_h(p, c0=np.zeros_like(p.c0))[t]):
+        return {"hint": "c0-ignored", "text": "Your forward starts from c0 = 0: the step functions and the torch "
+                                              "layout take the given c0 (c_prev at t = 0, lstm_forward's c0)."}
+    return None
+
+
 def _close(a: np.ndarray | None, b: np.ndarray) -> bool:
     return a is not None and a.shape == b.shape and bool(np.all(np.isfinite(a))) and \
         float(np.max(np.abs(a - b))) <= 1e-9 * max(float(np.max(np.abs(b))), 1e-300)
@@ -56,10 +99,10 @@ def gated_text(ref, fd: dict, T: int, get: Callable | None) -> dict:
     q, t, g = fd["quantity"], fd["t"], fd.get("gate")
     forward = {f.name for f in ref.cell.forward}
     if q in forward:
-        if cell == "gru" and get is not None and get("h", t) is not None and \
-                _close(get("h", t), gru_paper_h(ref.problem)[t]):
-            return {"hint": "gru-paper-form", "text": f"Your forward pass is {PAPER_GRU}. Every gradient after it is "
-                                                      f"computed from the other function's h."}
+        h_t = None if get is None or t is None else get("h", t)
+        known = None if h_t is None else forward_hint(ref.problem, h_t, t)
+        if known:
+            return known
         return {"hint": None, "text": f"The forward pass already differs ({q} at t = {t}): check {FORWARD[cell]}. "
                                       f"Every gradient after it is computed from the wrong values."}
     if q in ("dh0", "dc0"):

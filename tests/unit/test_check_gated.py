@@ -157,3 +157,13 @@ def test_the_grus_paper_form_is_told_as_such():
 def test_gated_state_kept_between_calls_is_reported():
     u = report("lstm_seq_g.py").configs[0].units[0]
     assert all(r["passed"] for r in u.rows) and u.state is not None and u.diagnosis["hint"] == "state"
+
+
+@pytest.mark.parametrize("name, hint, words", [
+    ("lstm_step_i.py", "gate-order-forward", "as the gates i, f, o, g; torch.nn.LSTM stacks them i, f, g, o"),
+    ("gru_step_i.py", "gate-order-forward", "as the gates z, r, n; torch.nn.GRU stacks them r, z, n"),
+    ("lstm_seq_h.py", "c0-ignored", "starts from c0 = 0"),
+])
+def test_a_known_other_forward_is_named(name, hint, words):
+    u = report(name).configs[0].units[0]
+    assert u.first_divergence["t"] == 0 and u.diagnosis["hint"] == hint and words in u.diagnosis["text"]

@@ -62,6 +62,7 @@ MISTAKES: dict[str, tuple] = {
     "gated/lstm_step_f.py": ("db_ih_acc", "i", LAST, None),
     "gated/lstm_step_g.py": ("d_gates", "f", LAST, None),
     "gated/lstm_step_h.py": ("dx", None, LAST, None),
+    "gated/lstm_step_i.py": ("c", None, 0, None),
     "gated/lstm_seq_a.py": ("d_gates", "i", LAST, "drop-cell-path"),
     "gated/lstm_seq_b.py": ("d_gates", "g", LAST, "gate-order-ifog"),
     "gated/lstm_seq_c.py": ("dc0", None, 0, None),
@@ -69,6 +70,7 @@ MISTAKES: dict[str, tuple] = {
     "gated/lstm_seq_e.py": ("d_gates", "o", LAST, None),
     "gated/lstm_seq_f.py": ("dx", None, LAST, None),
     "gated/lstm_seq_g.py": "state",
+    "gated/lstm_seq_h.py": ("h", None, 0, None),
     # the LSTM, CS231n layout (gates i, f, o, g: reported in torch's order and names)
     "gated/lstm_cs231n_a.py": ("d_gates", "i", LAST, "drop-cell-path"),
     "gated/lstm_cs231n_b.py": ("d_gates", "g", LAST, "gate-order-ifog"),
@@ -92,6 +94,7 @@ MISTAKES: dict[str, tuple] = {
     "gated/gru_step_f.py": ("d_hn", None, LAST, None),
     "gated/gru_step_g.py": ("dx", None, LAST, None),
     "gated/gru_step_h.py": ("db_ih_acc", "r", LAST, None),
+    "gated/gru_step_i.py": ("h", None, 0, None),
     "gated/gru_seq_a.py": ("h", None, 0, None),
     "gated/gru_seq_b.py": ("d_gates", "r", BEFORE, None),
     "gated/gru_seq_c.py": ("d_gates", "r", LAST, "z-swapped"),
