@@ -167,3 +167,23 @@ def test_gated_state_kept_between_calls_is_reported():
 def test_a_known_other_forward_is_named(name, hint, words):
     u = report(name).configs[0].units[0]
     assert u.first_divergence["t"] == 0 and u.diagnosis["hint"] == hint and words in u.diagnosis["text"]
+
+
+def test_lstm_step_forward_of_cs231n_and_of_the_torch_layout_are_told_apart_by_their_parameters():
+    import types
+
+    from bptt.check import gated
+
+    def module(src: str):
+        mod = types.ModuleType("student")
+        exec(src + "\ndef lstm_step_backward(a, b, c):\n    pass\n", mod.__dict__)
+        return mod
+
+    cases = {"def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b): pass": "lstm-cs231n-step",
+             "def lstm_step_forward(x_t, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh): pass": "lstm-torch-step",
+             "def lstm_step_forward(x, h, c, A, U, b): pass": "lstm-cs231n-step",          # by the count: 6
+             "def lstm_step_forward(x, h, c, A, U, b1, b2): pass": "lstm-torch-step"}      # 7
+    for src, unit in cases.items():
+        assert gated.recognise(module(src), "lstm").units == (unit,), src
+    r = gated.recognise(module("def lstm_step_forward(x, h): pass"), "lstm")
+    assert r.units == () and "expected (x_t, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh)" in r.notes[0]
