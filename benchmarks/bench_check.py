@@ -45,9 +45,13 @@ def timed(fn) -> float:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds (medians are reported)")
+    ap.add_argument("--threads", action="store_true", help="keep torch's default thread count (the CLI uses one)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be an integer >= 1")
+    if not args.threads:
+        import torch
+        torch.set_num_threads(1)     # as `python -m bptt check` does
     spawn = lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True)  # noqa: E731
     refs = {c: (lambda c=c: [reference(draw_problem(cfg)) for cfg in default_configs(c)]) for c in CELLS}
     times: dict[str, list[float]] = {"spawn": [], **{f"reference {c}": [] for c in CELLS}, **{k: [] for k in SHAPES}}

@@ -106,7 +106,10 @@ MISTAKES: dict[str, tuple] = {
 
 def _check(name: str) -> tuple[str, int, dict | None, str | None, str | None]:
     """(name, exit code, the headline's first divergence, its zoo bug, its hint), in a worker process."""
+    import torch
+
     from bptt.check.checker import check_file
+    torch.set_num_threads(1)           # as the CLI runs it (two workers share the machine's cores)
     r = check_file(FILES / name, [CONFIG])
     ff = r.first_failing()
     if ff is None:
