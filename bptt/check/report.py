@@ -212,6 +212,7 @@ def report_json(r: CheckReport) -> dict:
         diag = {"bug": None, "hint": None, "text": f"your code failed ({r.failure.kind}) in {r.failure.where}"}
     out = {
         "passed": r.passed,
+        "cell": r.cell,
         "api": r.api,
         "units": list(r.units),
         "headline": None if (r.failure or r.usage) else headline(r)["title"],

@@ -49,7 +49,7 @@ def test_the_cell_comes_from_the_files_names(name, cell, units):
 def test_cell_alone_keeps_the_default_configs_and_a_contradiction_is_a_usage_error(capsys):
     code, out, _ = run_cli(capsys, "check", str(FILES / "gru_torch_step.py"), "--cell", "gru", "--json")
     obj = json.loads(out)
-    assert code == 0 and [c["config"]["cell"] for c in obj["configs"]] == ["gru", "gru"]
+    assert code == 0 and obj["cell"] == "gru" and [c["config"]["cell"] for c in obj["configs"]] == ["gru", "gru"]
     assert [c["config"]["seq_len"] for c in obj["configs"]] == [c.seq_len for c in checker.default_configs()]
     assert_usage_error(*run_cli(capsys, "check", str(FILES / "gru_torch_step.py"), "--cell", "lstm"), "--cell lstm")
     code, out, err = run_cli(capsys, "check", str(FILES / "lstm_cs231n.py"), "--cell", "rnn")
