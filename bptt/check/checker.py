@@ -565,6 +565,29 @@ def _gates_behind_dx(rows: list[dict], fd: dict) -> dict:
     return fd
 
 
+def _sequence_story(rows: list[dict], prefix_rows: dict[int, list[dict]], probes: list[Probe], fd: dict, T: int,
+                    cell: Cell) -> dict:
+    """Where a gated cell's whole-sequence shape first goes wrong, told as the step functions' check tells it: at
+    t = T - n for the shortest failing prefix of n steps (T: none fails), the earliest quantity in backward order that
+    that prefix's whole results show: d_gates [g] (the g blocks of dW_ih and db_ih both differ), the GRU's d_hn (the
+    n blocks of dW_hh and db_hh), dx at t, else the first whole result that differs."""
+    n = next((p.n for p in probes if p.kind == "prefix" and p.failing), T)
+    t = T - n
+    if fd["t"] is not None and fd["t"] > t:               # dx differs earlier in backward order than any prefix shows
+        return _gates_behind_dx(prefix_rows.get(T - fd["t"], rows), fd) if fd["quantity"] == "dx" else fd
+    rs = prefix_rows.get(n, rows)
+    whole = {(r["quantity"], r["gate"]): r["passed"] for r in rs if r["t"] is None}
+    for g in cell.gates:
+        if whole.get(("dW_ih", g)) is False and whole.get(("db_ih", g)) is False:
+            return {"quantity": "d_gates", "t": t, "gate": g}
+    if "n" in cell.gates and whole.get(("dW_hh", "n")) is False and whole.get(("db_hh", "n")) is False:
+        return {"quantity": "d_hn", "t": t}
+    if any(r["quantity"] == "dx" and r["t"] == t and not r["passed"] for r in rows):
+        return {"quantity": "dx", "t": t}
+    first = next((r for r in rs if r["t"] is None and not r["passed"]), None)
+    return fd if first is None else {**where_of(first), "t": t}
+
+
 def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo: Mapping[str, Values],
                probe_runs: Callable[[], list[tuple[str, int, Getter, Reference, list[dict]]]] | None = None,
                again: Getter | None = None, again_problems: list[dict] | None = None) -> UnitResult:
@@ -598,8 +621,11 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
     zoo_hit = zoo_matches(get, rows, zoo, ref) if bad is not None else []
     hint = bookkeeping_hint(get, rows, ref, shapes.layout_of(unit)) if bad is not None and not zoo_hit \
         else None
-    if fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None and hint is None:
-        fd = _gates_behind_dx(prefix_rows.get(T - fd["t"], rows), fd)
+    if fd is not None and ref.cell.gates and hint is None and probes and fd["quantity"] not in (
+            *(q.name for q in ref.cell.forward), *ref.cell.initial):
+        fd = _sequence_story(rows, prefix_rows, probes, fd, T, ref.cell)
+    elif fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None and hint is None:
+        fd = _gates_behind_dx(rows, fd)
     values = None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))

@@ -71,6 +71,7 @@ MISTAKES: dict[str, tuple] = {
     "gated/lstm_seq_f.py": ("dx", None, LAST, None),
     "gated/lstm_seq_g.py": "state",
     "gated/lstm_seq_h.py": ("h", None, 0, None),
+    "gated/lstm_seq_i.py": ("dW_hh", "i", LAST, None),
     # the LSTM, CS231n layout (gates i, f, o, g: reported in torch's order and names)
     "gated/lstm_cs231n_a.py": ("d_gates", "i", LAST, "drop-cell-path"),
     "gated/lstm_cs231n_b.py": ("d_gates", "g", LAST, "gate-order-ifog"),
@@ -101,6 +102,7 @@ MISTAKES: dict[str, tuple] = {
     "gated/gru_seq_d.py": ("dx", None, 0, None),
     "gated/gru_seq_e.py": ("db_hh", "n", LAST, None),
     "gated/gru_seq_f.py": ("d_gates", "z", LAST, None),
+    "gated/gru_seq_g.py": ("d_hn", None, LAST, None),
 }
 
 
