@@ -1,9 +1,10 @@
 """BPTT Explorer: the page list, and the home page (what BPTT is, the unrolled network, the verdict, where next)."""
 import streamlit as st
 
+from bptt import memory
 from bptt.app.home import DOWNLOADS_KEY, network, next_steps
 from bptt.app.navigation import PAGES
-from bptt.app.panels import downloads, page_setup, verdict
+from bptt.app.panels import config_line, downloads, page_setup, verdict
 
 
 def home() -> None:
@@ -20,6 +21,8 @@ def home() -> None:
     )
     st.markdown("This app does that by hand in NumPy, and checks every intermediate number against PyTorch autograd. "
                 "Change the network in the sidebar; time is shown 1-based (t = 1..T) everywhere on screen.")
+    st.markdown(f"The cell is a choice (the sidebar's first control): the vanilla RNN above, `torch.nn.LSTM` or "
+                f"`torch.nn.GRU`. Now: {config_line(cfg)}.")
     network(analysis)
     st.markdown("### The check against PyTorch")
     st.markdown(verdict(analysis))
@@ -28,6 +31,11 @@ def home() -> None:
     downloads(cfg, DOWNLOADS_KEY)
 
 
-# st.navigation instead of pages/ discovery only so that this page is called "Home" in the sidebar; the addresses
-# of the other pages (/Forward_pass, /Backward_pass, ...) are the same as with discovery.
-st.navigation([st.Page(p.script or home, title=p.title, icon=p.icon, default=p.script is None) for p in PAGES]).run()
+memory.setup()      # once per server process: malloc tuning, the memory janitor (importing bptt does neither)
+
+# st.navigation with the page list of bptt/app/navigation.py (so that this page is called "Home" and every page has its
+# icon). The page scripts live in app_pages/, not pages/: a pages/ directory beside this script makes Streamlit use its
+# automatic page discovery until this script has run once, so the first deep link after a server start showed a menu
+# of "streamlit app" and the bare file names. The addresses are /Forward_pass, /Backward_pass, ...
+st.navigation([st.Page(p.script or home, title=p.title, icon=p.icon, default=p.script is None,
+                        **({"url_path": p.url_path} if p.script else {})) for p in PAGES]).run()

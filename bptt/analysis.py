@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from .autograd_op import run_op
-from .budget import report
 from .compare import comparison_table, first_divergence, per_step_rows, rounding_floors, whole_rows
 from .config import RNNConfig
 from .engine import WEIGHT_ACC, WEIGHT_STEP, Totals, Trace, run_engine
+from .memory import report
 from .problem import Problem, draw_problem
 from .reference import torch_rnn_reference, unrolled_reference
 

@@ -103,8 +103,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             verdict = "ok" if row.passed else f"FAIL ({row.failing_steps} of {row.rows})"
             if row.nonfinite:
                 verdict += f", {row.nonfinite} non-finite"
+            steps = "whole" if row.whole else row.rows            # a whole-sequence row: "FAIL (1 of 1)"
             print(f"{row.quantity:<{w}}{row.implementation:<19}{row.reference:<19}{_fmt(row.max_abs_err):>12}"
-                  f"{_fmt(row.max_rel_err):>13}{row.rows:>7}  {verdict}")
+                  f"{_fmt(row.max_rel_err):>13}{steps:>7}  {verdict}")
         if an.first_divergence:
             fd = an.first_divergence
             gate = f" [gate {fd['gate']}]" if "gate" in fd else ""

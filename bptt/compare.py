@@ -207,11 +207,13 @@ def first_divergence(table: pd.DataFrame) -> dict | None:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One line per (quantity, implementation, reference): worst errors over all timesteps and whether all pass."""
+    """One line per (quantity, implementation, reference): worst errors over all timesteps, whether all pass, and
+    failing_steps of rows (steps, or 1 for a whole-sequence row) failing; whole: the row compares a whole sequence."""
     g = table.groupby(["quantity", "implementation", "reference"], sort=False)
     out = g.agg(max_abs_err=("max_abs_err", "max"), max_rel_err=("max_rel_err", "max"), tol=("tol", "first"),
                 floor=("floor", "max"),
                 passed=("passed", "all"), nonfinite=("nonfinite", "sum"), rows=("passed", "size"))
-    failed_t = table[~table["passed"]].groupby(["quantity", "implementation", "reference"], sort=False)["t"]
-    out["failing_steps"] = failed_t.apply(lambda s: int(s.notna().sum())).reindex(out.index).fillna(0).astype(int)
+    # failing_steps of rows: a failing whole-sequence row (t empty) counts as 1 of 1, like a failing step
+    out["failing_steps"] = (out["rows"] - g["passed"].sum()).astype(int)
+    out["whole"] = g["t"].apply(lambda s: bool(s.isna().all()))      # compares whole sequences / final gradients
     return out.reset_index()

@@ -191,6 +191,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "Exploding gradients": dict(hidden_size=16, seq_len=40, batch_size=2, input_size=4, hh_scale=3.0, upstream="last",
                                 nonlinearity="relu"),
     "Long sequence": dict(hidden_size=32, seq_len=100, batch_size=4, input_size=8),
+    "LSTM: the cell state carries the gradient": dict(cell="lstm", hidden_size=16, seq_len=50, batch_size=2,
+                                                      input_size=4, upstream="last"),
+    "GRU: PyTorch's reset gate": dict(cell="gru", input_size=3, hidden_size=4, seq_len=5, batch_size=2),
 }
 PRESET_NOTES: dict[str, str] = {
     "Worked example": "The course exercise's numbers: I=4, H=5, T=3, B=3, seed 123.",
@@ -199,6 +202,14 @@ PRESET_NOTES: dict[str, str] = {
     "Exploding gradients": "relu with W_hh scaled by 3: each step back multiplies the gradient by more than one, "
                            "so dL/dh_t grows geometrically towards t = 1.",
     "Long sequence": "T = 100 with the default scale: watch how far back the gradient still carries.",
+    "LSTM: the cell state carries the gradient": "T = 50, a gradient only at the last step: along the cell path "
+                                                 "c_t → c_(t−1) the gradient is multiplied only by the forget gate "
+                                                 "f_t (no W_hh, no tanh′), so it reaches further back than the "
+                                                 "vanilla RNN's on the same problem.",
+    "GRU: PyTorch's reset gate": "PyTorch's GRU applies r after the W_hn product, r ⊙ (W_hn h + b_hn); the paper's "
+                                 "puts it inside, W_hn (r ⊙ h). The Derivation page sets the two side by side; pick "
+                                 "the bug reset-before-matmul to run the paper's backward against PyTorch's forward "
+                                 "and see d_gates [r] fail first.",
 }
 
 

@@ -59,7 +59,9 @@ def npz_bytes(an: Analysis) -> bytes:
 # ----------------------------------------------------------------------------------------------------------------------
 # CSV
 
-CSV_COLUMNS = ["quantity", "gate", "t", "b", "i", "j", "k", "numpy", "torch", "reference"]
+# one meaning per column: numpy is the engine's value, reference_value its autograd reference's, reference_name which
+# reference that is ("unrolled autograd", or the cell's torch module)
+CSV_COLUMNS = ["quantity", "gate", "t", "b", "i", "j", "k", "numpy", "reference_value", "reference_name"]
 
 
 def csv_axes(an: Analysis, q: str) -> tuple[str, ...]:
@@ -105,8 +107,8 @@ def trace_frame(an: Analysis) -> pd.DataFrame:
         for ax in ("t", "b", "i", "j", "k"):
             f[ax] = pd.array(idx[axes.index(ax)] if ax in axes else [pd.NA] * len(f), dtype="Int64")
         f["numpy"] = mine.reshape(-1)
-        f["torch"] = ref.reshape(-1)
-        f["reference"] = ref_name
+        f["reference_value"] = ref.reshape(-1)
+        f["reference_name"] = ref_name
         frames.append(f)
     return pd.concat(frames, ignore_index=True)[CSV_COLUMNS]
 
@@ -133,9 +135,7 @@ def write_export(an: Analysis, path: str | Path) -> Path:
     return path
 
 
-_IMPORTS = ("from __future__ import annotations\n\nimport sys\nfrom types import SimpleNamespace\n\n"
-            "import numpy as np\n"
-            "import torch\n")
+_IMPORTS = "from __future__ import annotations\n\nimport sys\n{}\nimport numpy as np\nimport torch\n"
 _MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP, {}))\n'
 
 
@@ -176,7 +176,8 @@ def repro_script(config: RNNConfig, filename: str = "this_file.py") -> str:
     ])
     classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
     chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is correct else f"the mistake {step.name}")
-    parts = [_script_docstring(config, filename) + _IMPORTS, constants, *classes, chosen,
+    namespace = "from types import SimpleNamespace\n" if config.cell != "rnn" else ""   # numpy_gated's
+    parts = [_script_docstring(config, filename) + _IMPORTS.format(namespace), constants, *classes, chosen,
              *(inspect.getsource(fn) for fn in body(config.cell)), _MAIN.format(NUMPY_SIDE[config.cell])]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
 

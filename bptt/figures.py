@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
+from plotly.colors import get_colorscale, sample_colorscale
 from plotly.subplots import make_subplots
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -13,10 +13,12 @@ from plotly.subplots import make_subplots
 
 DIVERGING = "RdBu_r"          # red positive, blue negative, white at zero
 SEQUENTIAL = "Viridis"        # for log10 |diff|
+GATE_SCALE = "Blues"          # for a σ gate's value, 0 (closed, white) to 1 (open, dark blue)
 DIFF_FLOOR = 1e-18            # |diff| below this draws as the floor, so exact zeros still have a colour
 TEXT_CELLS = 400              # print values in the cells only up to this many cells
 TEXT_COLS = 12                # ... and this many columns, so that the text fits in a third of the page
-FONT = dict(size=12)
+FONT = dict(size=12, family='"Source Sans Pro", "Source Sans 3", sans-serif')   # the app's font (figures draw with
+# theme=None, so that Streamlit's chart theme cannot replace their colour scales)
 
 # axis titles by the kind of matrix: rows, columns
 AXES = {
@@ -26,6 +28,19 @@ AXES = {
     "HH": ("hidden unit j", "hidden unit k"),
     "1H": ("", "hidden unit j"),
 }
+
+
+def colour_scale(name: str) -> list[list]:
+    """A named Plotly colour scale as explicit stops that Streamlit's frontend leaves alone. It replaces the colours
+    #000001 … #000040 anywhere in a chart's JSON (its theme's placeholders), even with theme=None: Magma's first stop
+    #000004 arrived as #ab63fa (or, with Streamlit's theme, #ffabab), so "dark = blocked" drew light. Such a stop is
+    nudged to #010000 + its blue, the same colour to the eye."""
+    out = []
+    for x, c in get_colorscale(name):
+        if c.lower().startswith("#0000") and 1 <= int(c[1:], 16) <= 0x40:
+            c = "#01" + c[3:]
+        out.append([x, c])
+    return out
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
@@ -58,9 +73,9 @@ def _layout(title: str, rows: int, cols: int, axes: str) -> dict:
         title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"),
         height=_height(rows, cols), margin=dict(l=10, r=10, t=36, b=10), font=FONT, plot_bgcolor="#f3f3f3",
         xaxis=dict(title=dict(text=xlab, standoff=2, font=dict(size=11)), side="bottom", showgrid=False,
-                   zeroline=False, dtick=1 if cols <= 16 else None),
+                   zeroline=False, dtick=1 if cols <= 16 else None, automargin=True),
         yaxis=dict(title=dict(text=ylab, standoff=2, font=dict(size=11)), autorange="reversed", showgrid=False,
-                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1),
+                   zeroline=False, dtick=1 if rows <= 10 else None, showticklabels=rows > 1, automargin=True),
     )
 
 
@@ -100,7 +115,8 @@ def _heat_trace(z: np.ndarray, name: str, zmax: float, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     trace = dict(
-        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0, colorscale=DIVERGING,
+        type="heatmap", z=np.where(np.isfinite(z), z, np.nan), zmin=-zmax, zmax=zmax, zmid=0.0,
+        colorscale=colour_scale(DIVERGING),
         colorbar=dict(thickness=10, len=0.9, tickfont=dict(size=10)),
         hovertemplate=f"{name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.17g}}<extra></extra>",
         xgap=1 if max(rows, cols) <= 30 else 0, ygap=1 if max(rows, cols) <= 30 else 0,
@@ -127,7 +143,7 @@ def _diff_trace(z: np.ndarray, name: str, axes: str) -> dict:
     rows, cols = z.shape
     yname, xname = _names(axes)
     return dict(
-        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=SEQUENTIAL,
+        type="heatmap", z=z, zmin=np.log10(DIFF_FLOOR), zmax=0.0, colorscale=colour_scale(SEQUENTIAL),
         colorbar=dict(title=dict(text="log10 |diff|", side="right", font=dict(size=10)), thickness=10, len=0.9,
                       tickfont=dict(size=10)),
         hovertemplate=f"log10 |diff| of {name}[{yname}=%{{y}}, {xname}=%{{x}}] = %{{z:.2f}}<extra></extra>",
@@ -280,24 +296,27 @@ def _flow_layout(fig: go.Figure, title: str, xtitle: str, ytitle: str, log_y: bo
     fig.update_layout(title=dict(text=title, font=dict(size=13), x=0.0, xanchor="left"), height=height,
                       margin=dict(l=10, r=10, t=40, b=10), font=FONT, plot_bgcolor="white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0, font=dict(size=10)))
-    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False)
-    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False,
+    fig.update_xaxes(title_text=xtitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True)
+    fig.update_yaxes(title_text=ytitle, showgrid=True, gridcolor="#eee", zeroline=False, automargin=True,
                      type="log" if log_y else "linear", exponentformat="power")
     return _integer_x_ticks(fig)
 
 
 def _integer_x_ticks(fig: go.Figure) -> go.Figure:
-    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5."""
-    highs = [np.nanmax(np.asarray(tr.x, dtype=float)) for tr in fig.data
-             if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
-    if highs:
-        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(max(highs) / 12))))
+    """Whole-number ticks on a numeric x axis (time steps, distances, indices): never t = 1.5, and the range is the
+    data's (half a step beyond each end), so an axis that counts t from 1 shows no 0 tick."""
+    xs = [np.asarray(tr.x, dtype=float) for tr in fig.data
+          if tr.x is not None and len(tr.x) and np.issubdtype(np.asarray(tr.x).dtype, np.number)]
+    if xs:
+        lo, hi = min(np.nanmin(x) for x in xs), max(np.nanmax(x) for x in xs)
+        fig.update_xaxes(tick0=0, dtick=max(1, int(np.ceil(hi / 12))), range=[lo - 0.5, hi + 0.5])
     return fig
 
 
 def grad_norm_figure(per_t: np.ndarray, per_batch: np.ndarray | None = None, cuts: Sequence[int] = (),
-                     title: str = "‖∂L/∂h_t‖ over time") -> go.Figure:
-    """‖dL/dh_t‖ for t = 1..T on a log axis (0-based inputs); faint lines per batch element; truncation cuts dashed."""
+                     title: str = "‖∂L/∂h_t‖ over time", c_per_t: np.ndarray | None = None) -> go.Figure:
+    """‖dL/dh_t‖ for t = 1..T on a log axis (0-based inputs); faint lines per batch element; truncation cuts dashed;
+    the LSTM's ‖dL/dc_t‖ (c_per_t) dashed, added last."""
     T = len(per_t)
     ts = np.arange(1, T + 1)
     fig = go.Figure()
@@ -311,6 +330,10 @@ def grad_norm_figure(per_t: np.ndarray, per_batch: np.ndarray | None = None, cut
     fig.add_trace(go.Scatter(x=ts, y=_log_values(per_t), mode="lines+markers", name="whole batch",
                              line=dict(width=2.5, color=FLOW_RED), marker=dict(size=5 if T <= 60 else 3),
                              hovertemplate="t = %{x}: ‖∂L/∂h_t‖ = %{y:.4e}<extra></extra>"))
+    if c_per_t is not None:
+        fig.add_trace(go.Scatter(x=ts, y=_log_values(c_per_t), mode="lines+markers", name="‖∂L/∂c_t‖ (dc_total)",
+                                 line=dict(width=2.5, color="#2e7d32", dash="dash"), marker=dict(size=4),
+                                 hovertemplate="t = %{x}: ‖∂L/∂c_t‖ = %{y:.4e}<extra></extra>"))
     for t in cuts:                       # 0-based t: the carry from step t to t-1 is cut, between t and t+1 (1-based)
         fig.add_vline(x=t + 0.5, line=dict(color=FLOW_GREY, width=1, dash="dash"))
     return _flow_layout(fig, title, "t (1-based)", "‖∂L/∂h_t‖  (log scale)")
@@ -354,17 +377,17 @@ def saturation_figure(fprime_mean: np.ndarray, fraction: np.ndarray, nonlinearit
                              marker=dict(size=4), showlegend=False,
                              hovertemplate="t = %{x}: %{y:.0f}% of units saturated<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=np.where(np.isfinite(z), z, np.nan), x=ts, y=np.arange(H), zmin=0.0, zmax=1.0,
-                             colorscale="Magma", colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10,
-                                                                len=0.7, y=0.37),
+                             colorscale=colour_scale("Magma"),
+                             colorbar=dict(title=dict(text="f′(a)", side="right"), thickness=10, len=0.7, y=0.37),
                              hovertemplate=f"f′(a_t) = {name}, unit j = %{{y}}, t = %{{x}}: %{{z:.4f}}<extra></extra>",
                              xgap=1 if T <= 60 else 0, ygap=1 if H <= 60 else 0), row=2, col=1)
-    fig.update_layout(title=dict(text=f"Saturation: f′(a_t) = {name}, mean over the batch (dark = the gradient is "
-                                      "blocked)", font=dict(size=13), x=0.0, xanchor="left"),
+    fig.update_layout(title=dict(text=f"f′(a_t) = {name}, mean over the batch (dark = blocked)", font=dict(size=13),
+                                 x=0.0, xanchor="left"),
                       height=int(min(620, max(340, 160 + 12 * H))), margin=dict(l=10, r=10, t=40, b=10), font=FONT,
                       plot_bgcolor="white")
-    fig.update_yaxes(title_text="% saturated", range=[0, 100], row=1, col=1)
-    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", row=2, col=1)
-    fig.update_xaxes(title_text="t (1-based)", row=2, col=1)
+    fig.update_yaxes(title_text="% saturated", range=[0, 100], automargin=True, row=1, col=1)
+    fig.update_yaxes(title_text="hidden unit j", autorange="reversed", automargin=True, row=2, col=1)
+    fig.update_xaxes(title_text="t (1-based)", automargin=True, row=2, col=1)
     return _integer_x_ticks(fig)
 
 
@@ -404,4 +427,90 @@ def gap_figure(rel_err: dict[str, float], truncate: int) -> go.Figure:
                        "relative error", log_y=False, height=280)
     finite = [v for v in vals if np.isfinite(v)]
     fig.update_yaxes(range=[0, max(finite + [1e-12]) * 1.25], tickformat=".0%")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the three cells on the same problem (the Gradient flow page)
+
+CELL_TITLES = {"rnn": "vanilla RNN", "lstm": "LSTM", "gru": "GRU"}
+CELL_SHORT = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+CELL_COLOURS = {"rnn": FLOW_BLUE, "lstm": "#2e7d32", "gru": "#ef6c00"}
+
+
+def _time_axis(fig: go.Figure, T: int, **where) -> None:
+    """A time axis t = 1..T: no tick at 0 (the range starts just before 1)."""
+    fig.update_xaxes(range=[0.5, T + 0.5], tick0=0, dtick=max(1, int(np.ceil(T / 8))), **where)
+
+
+def cells_norm_figure(scales: Sequence[float], h_norms: dict[str, np.ndarray], c_norms: np.ndarray | None,
+                      current: float) -> go.Figure:
+    """One panel per cell: ‖∂L/∂h_t‖ over t = 1..T for each hh_scale (the current one black), the LSTM's ‖∂L/∂c_t‖
+    dashed beside its ‖∂L/∂h_t‖; one shared log y axis so the cells compare at a glance."""
+    cells = list(h_norms)
+    T = next(iter(h_norms.values())).shape[1]
+    fig = make_subplots(rows=1, cols=len(cells), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[CELL_SHORT.get(c, c) + (" (‖∂L/∂c_t‖ dashed)" if c == "lstm" else "")
+                                        for c in cells])
+    lo, hi = np.log(min(scales)), np.log(max(scales))
+    ts = np.arange(1, T + 1)
+    for col, cell in enumerate(cells, start=1):
+        rows = [(h_norms[cell], "solid", "h")]
+        if cell == "lstm" and c_norms is not None:
+            rows.append((c_norms, "dash", "c"))
+        for norms, dash, state in rows:
+            for s, row in zip(scales, norms):
+                this = bool(np.isclose(s, current))
+                frac = 0.5 if hi == lo else float((np.log(s) - lo) / (hi - lo))
+                colour = "black" if this else sample_colorscale(SWEEP_SCALE, [frac])[0]
+                fig.add_trace(go.Scatter(
+                    x=ts, y=_log_values(row), mode="lines",
+                    line=dict(width=3 if this else 1.6, color=colour, dash=dash),
+                    name=f"hh_scale {s:g}" + (" (current)" if this else ""), legendgroup=f"s{s:g}",
+                    showlegend=col == 1 and state == "h",
+                    hovertemplate=f"{CELL_TITLES.get(cell, cell)}, hh_scale {s:g}, t = %{{x}}: "
+                                  f"‖∂L/∂{state}_t‖ = %{{y:.3e}}<extra></extra>"), row=1, col=col)
+        _time_axis(fig, T, row=1, col=col)
+    fig = _flow_layout(fig, "", "t (1-based)", "", height=360)
+    fig.update_layout(margin=dict(l=10, r=10, t=60, b=10), title=None, height=400,
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0))
+    fig.update_yaxes(title_text="‖∂L/∂h_t‖  (log scale)", row=1, col=1)
+    fig.update_annotations(font=dict(size=12))
+    for col in range(1, len(cells) + 1):
+        _time_axis(fig, T, row=1, col=col)
+    return fig
+
+
+def paths_figure(forget_product: np.ndarray, update_product: np.ndarray, rnn_jacobian: np.ndarray,
+                 b: int = 0) -> go.Figure:
+    """Against the distance d = T − s: the LSTM's ∏ f along the cell path and the GRU's ∏ z along its direct path
+    (means over units), and the vanilla RNN's ‖∂h_T/∂h_s‖₂; log scale, the line at 1."""
+    d = np.arange(1, len(forget_product) + 1)
+    fig = go.Figure()
+    for y, name, cell, what in ((forget_product, "LSTM: ∏ f (cell path)", "lstm", "mean ∏ f"),
+                                (update_product, "GRU: ∏ z (direct path)", "gru", "mean ∏ z"),
+                                (rnn_jacobian, "vanilla RNN: ‖∂h_T/∂h_s‖₂", "rnn", "‖∂h_T/∂h_s‖₂")):
+        fig.add_trace(go.Scatter(x=d, y=_log_values(y), mode="lines+markers", name=name,
+                                 line=dict(width=2.5, color=CELL_COLOURS[cell]),
+                                 marker=dict(size=5 if len(d) <= 60 else 3),
+                                 hovertemplate=f"T − s = %{{x}}: {what} = %{{y:.4e}}<extra></extra>"))
+    fig.add_hline(y=1.0, line=dict(color=FLOW_GREY, width=1, dash="dot"))
+    fig = _flow_layout(fig, f"What multiplies the gradient on its way back from step T (batch element b = {b})",
+                       "distance T − s (steps back in time)", "factor  (log scale)", height=340)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0.0))
+    fig.update_xaxes(range=[0.5, len(d) + 0.5])
+    return fig
+
+
+def cells_gap_figure(truncations: Sequence[int], gap: dict[str, np.ndarray]) -> go.Figure:
+    """The truncation gap ‖g_K − g_full‖ / ‖g_full‖ (all four weight gradients) against K, one line per cell."""
+    fig = go.Figure()
+    for cell, v in gap.items():
+        fig.add_trace(go.Scatter(x=list(truncations), y=_log_values(v), mode="lines+markers",
+                                 name=CELL_TITLES.get(cell, cell), line=dict(width=2.5, color=CELL_COLOURS[cell]),
+                                 hovertemplate=f"{CELL_TITLES.get(cell, cell)}, K = %{{x}}: %{{y:.3e}}<extra></extra>"))
+    fig = _flow_layout(fig, "Truncation gap of every cell: ‖g_K − g_full‖ / ‖g_full‖", "K (truncate every K steps)",
+                       "relative error  (log scale)", height=320)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0.0))
+    fig.update_xaxes(type="log", tickvals=list(truncations), dtick=None, tick0=None)
     return fig

@@ -1,9 +1,11 @@
-"""Screenshots for the README: every page at the defaults and at a larger config, full page, 1400 px wide.
+"""Screenshots for the README: every page for every cell at the defaults and at a larger config, full page.
 
-Run: python scripts/screenshots.py [--out docs/screenshots]
+Run: python scripts/screenshots.py [--out docs/screenshots] [--cells rnn,lstm,gru] [--width 1400]
 
 Starts the app with `streamlit run` on a free port, opens each page in headless Chromium, waits until the app is idle
-and every Plotly chart has drawn, and saves <page>_<config>.png (e.g. backward_pass_default.png).
+and every Plotly chart has drawn, and saves <page>_<config>.png for the vanilla RNN (e.g. backward_pass_default.png)
+and <page>_<cell>_<config>.png for the others (e.g. backward_pass_lstm_large.png); at another width than 1400 px the
+width is part of the name (backward_pass_lstm_default_800.png).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: E402
-from bptt.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app, wait_until  # noqa: E402
+from tests.support.browser import RUN_COUNTER_JS, StreamlitServer, browser_launch_kwargs, wait_for_app, wait_until  # noqa: E402
 
 CONFIGS = {
     "default": "",
@@ -34,9 +36,9 @@ DRAWN_JS = """() => {
 }"""
 
 
-def shoot(browser, url: str, path: Path) -> None:
+def shoot(browser, url: str, path: Path, width: int = VIEWPORT["width"]) -> None:
     """Open url in a fresh context, wait until fully drawn, save a full-page PNG."""
-    ctx = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    ctx = browser.new_context(viewport=dict(VIEWPORT, width=width), device_scale_factor=1)
     ctx.add_init_script(RUN_COUNTER_JS)
     page = ctx.new_page()
     page.goto(url)
@@ -46,7 +48,7 @@ def shoot(browser, url: str, path: Path) -> None:
         page.wait_for_selector("[data-testid=bptt-stepper][data-step]", state="attached", timeout=300_000)
     # Streamlit scrolls inside its main container, so a full-page shot needs a viewport as tall as the content
     height = page.evaluate(HEIGHT_JS)
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, VIEWPORT["height"]), MAX_HEIGHT)})
+    page.set_viewport_size({"width": width, "height": min(max(height, VIEWPORT["height"]), MAX_HEIGHT)})
     wait_for_app(page, settle=0.5)
     wait_until(lambda: page.evaluate(DRAWN_JS), 120, what="every plotly chart to redraw")
     page.wait_for_timeout(800)                       # fonts, KaTeX and Plotly transitions settle
@@ -60,6 +62,9 @@ def shoot(browser, url: str, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    ap.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells (default rnn,lstm,gru)")
+    ap.add_argument("--width", type=int, default=VIEWPORT["width"], help="the window's width in px (default 1400)")
+    ap.add_argument("--pages", default="", help="comma-separated page titles (default: every page)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -73,11 +78,15 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(**kwargs)
-            for cname, query in CONFIGS.items():
-                for name, path in PAGES.items():
-                    stem = name.lower().replace(" ", "_")
-                    shoot(browser, f"{server.url}/{path}" + (f"?{query}" if query else ""),
-                          args.out / f"{stem}_{cname}.png")
+            pages = {n: p for n, p in PAGES.items() if not args.pages or n in args.pages.split(",")}
+            for cell in args.cells.split(","):
+                for cname, query in CONFIGS.items():
+                    for name, path in pages.items():
+                        stem = name.lower().replace(" ", "_") + ("" if cell == "rnn" else f"_{cell}")
+                        suffix = "" if args.width == VIEWPORT["width"] else f"_{args.width}"
+                        q = "&".join(part for part in (f"cell={cell}" if cell != "rnn" else "", query) if part)
+                        shoot(browser, f"{server.url}/{path}" + (f"?{q}" if q else ""),
+                              args.out / f"{stem}_{cname}{suffix}.png", args.width)
             browser.close()
     finally:
         server.stop()

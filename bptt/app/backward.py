@@ -9,6 +9,7 @@ import streamlit as st
 from .. import figures
 from ..analysis import Analysis
 from ..bugs import step_of
+from ..cells import cell_of
 from ..config import RNNConfig
 from ..fd import FD_EPS
 from . import stepper
@@ -59,9 +60,10 @@ def bug_equation_note(analysis: Analysis) -> None:
 # the finite-difference spot check
 
 def _fd_shape(cfg: RNNConfig, choice: str) -> tuple[int, ...]:
-    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is, like torch.nn.RNN's."""
-    H, I = cfg.hidden_size, cfg.input_size
-    return {"dW_ih": (H, I), "dW_hh": (H, H)}.get(choice, (H,))
+    """The shape of the weight whose gradient `choice` (dW_ih, dW_hh, db_ih, db_hh) is, like the torch module's: G·H
+    rows for G gate blocks."""
+    H, I, G = cfg.hidden_size, cfg.input_size, cell_of(cfg.cell).G
+    return {"dW_ih": (G * H, I), "dW_hh": (G * H, H)}.get(choice, (G * H,))
 
 
 def _fd_set(cfg: RNNConfig, choice: str, j: int, i: int) -> None:
@@ -89,8 +91,17 @@ def _on_fd_weight(cfg: RNNConfig) -> None:
             st.session_state.get(FD_I, 0))
 
 
+def fd_table(name: str, rows: list[tuple[str, float, str]]) -> str:
+    """The spot check's values as a Markdown table: every digit shown (monospace, one under the other, so they compare
+    digit by digit at any width), with each value's relative difference from the finite difference."""
+    body = "\n".join(f"| {label} | `{v:#.12g}` | {rel} |" for label, v, rel in rows)
+    return (f"| {name} | value | rel. diff from the finite difference |\n|---|--:|--:|\n{body}\n\n"
+            "The central difference is (L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true "
+            "gradient.")
+
+
 def fd_spot_check(analysis: Analysis, t: int) -> None:
-    """The central finite difference of one weight's gradient beside the engine's and torch.nn.RNN's values."""
+    """The central finite difference of one weight's gradient beside the engine's and the torch module's values."""
     cfg = analysis.config
     st.markdown("**Finite-difference spot check** — click a cell of a running sum above (NumPy engine), or choose "
                 "the weight and its indices:")
@@ -109,7 +120,10 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
                       args=(cfg,))          # the config, not the analysis: a widget's callback args live in the session
     kj = f"{WIDGET_FD_J}_{gen}"
     st.session_state[kj] = j
-    cols[1].number_input("row j (hidden unit)", 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
+    cell = cell_of(cfg.cell)
+    torch_name = cell.torch_name
+    j_label = "row j (hidden unit)" if cell.G == 1 else f"row j (gate row: {' | '.join(cell.gates)})"
+    cols[1].number_input(j_label, 0, shape[0] - 1, key=kj, on_change=_on_fd_box, args=(FD_J, kj))
     if len(shape) == 2:
         ki = f"{WIDGET_FD_I}_{gen}"
         st.session_state[ki] = i
@@ -120,24 +134,20 @@ def fd_spot_check(analysis: Analysis, t: int) -> None:
         index = (j,)
     r = get_fd(cfg, weight, index)
     name = f"{choice}[{', '.join(map(str, index))}]"
-    diff = lambda v: f"rel. diff {fmt_err(r.rel_err(v))}"  # noqa: E731
-    m = st.columns(4 if cfg.truncate else 3)
-    m[0].metric(f"central difference, ε = {FD_EPS:g}", f"{r.estimate:.10g}",
-                help="(L(w + ε) − L(w − ε)) / 2ε with L = Σ dh_out ⊙ h, in float64: the true gradient")
-    m[1].metric("NumPy engine (full gradient)", f"{r.engine:.10g}", diff(r.engine), delta_color="off",
-                delta_arrow="off")
-    m[2].metric("torch.nn.RNN" + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), f"{r.torch_rnn:.10g}",
-                diff(r.torch_rnn), delta_color="off", delta_arrow="off")
+    rows = [(f"central difference, ε = {FD_EPS:g}", r.estimate, ""),
+            ("NumPy engine (full gradient)", r.engine, fmt_err(r.rel_err(r.engine))),
+            (torch_name + (f" (truncate = {cfg.truncate})" if cfg.truncate else ""), r.torch_rnn,
+             fmt_err(r.rel_err(r.torch_rnn)))]
     if cfg.truncate:
-        m[3].metric("torch.nn.RNN, full BPTT", f"{r.torch_full:.10g}", diff(r.torch_full), delta_color="off",
-                    delta_arrow="off")
+        rows.append((f"{torch_name}, full BPTT", r.torch_full, fmt_err(r.rel_err(r.torch_full))))
+    st.markdown(fd_table(name, rows))
     notes = [f"The spot check is about the full gradient {name} (the heatmap at t = 1, the last backward step)."]
     if t != 0:
         notes.append(f"The heatmap at this step (t = {t + 1}) is only the partial sum of steps T … {t + 1}, so it "
                      "need not match.")
     if cfg.truncate:
-        notes.append(f"With truncate = {cfg.truncate} the engine and torch.nn.RNN compute the truncated gradient; "
-                     "the finite difference estimates the true one, which torch.nn.RNN gives without detaching.")
+        notes.append(f"With truncate = {cfg.truncate} the engine and {torch_name} compute the truncated gradient; "
+                     f"the finite difference estimates the true one, which {torch_name} gives without detaching.")
     if cfg.bug != "none":
         notes.append(f"The engine makes the bug `{cfg.bug}` on purpose, so its value is expected to differ.")
     if r.exact:
@@ -162,13 +172,12 @@ def truncation_gap(analysis: Analysis) -> None:
                 f"window into the one before it. The carry is cut between {where or 'nothing (K ≥ T)'} "
                 "(marked ✂ in the strip). PyTorch, detaching the same way, agrees with the engine; "
                 "the gap below is against full BPTT.")
-    c = st.columns([1.2, 2])
-    with c[0]:
-        chart(figures.gap_figure(gap.rel_err, cfg.truncate), GAP_BARS_KEY)
-    with c[1]:
-        w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key=GAP_WEIGHT_KEY,
-                                 label_visibility="collapsed") or "dW_hh"
-        axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
-        d = gap.diff[w]
-        chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
-                              title=f"{w}: truncated − full BPTT (colour range of the full gradient)"), GAP_HEAT_KEY)
+    # one under the other: side by side they were squeezed to ~200 px each in a narrow window
+    chart(figures.gap_figure(gap.rel_err, cfg.truncate), GAP_BARS_KEY)
+    st.markdown("Where the gap is, entry by entry (truncated − full BPTT, on the colour range of the full gradient):")
+    w = st.segmented_control("gap weight", list(gap.diff), default="dW_hh", key=GAP_WEIGHT_KEY,
+                             label_visibility="collapsed") or "dW_hh"
+    axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")
+    d = gap.diff[w]
+    chart(figures.heatmap(d, f"{w} (truncated − full)", figures.colour_range(d, gap.full[w]), axes,
+                          title=f"{w}: truncated − full BPTT"), GAP_HEAT_KEY)

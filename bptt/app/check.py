@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import figures
+from .. import figures, memory
 from ..cells import cell_of
 from ..check import arrays as check_arrays
 from ..check.checker import CheckReport, UnitResult, cell_refused, cells_named, check_file
@@ -23,6 +23,7 @@ OPT_IN = "BPTT_ALLOW_CODE_CHECK"        # =1: the person running the server allo
 MAX_CODE_KB = 256
 RESULT = "check_result"                  # session_state: (source key, CheckReport) of the last check
 CODE_RESULT = "check_code_key"         # session_state: the key of the code last checked (its result is cached)
+UPLOAD_WORK = 2                         # bytes an NPZ check holds per byte uploaded (the bytes, the arrays read)
 PROBLEM_DL_KEY, NPZ_KEY = "check_problem_dl", "check_npz"            # widgets: the problem's download, the NPZ upload
 PY_KEY, PASTE_KEY, RUN_KEY = "check_py", "check_paste", "check_run"  # widgets: the code upload, paste box, run button
 FORM_KEY = "check_form"                  # the form that holds the paste box and the run button
@@ -99,12 +100,13 @@ def arrays_section(cfg: RNNConfig) -> None:
         return
     data = up.getvalue()
     key = ("npz", hashlib.sha256(data).hexdigest(), cfg.to_json())
-    try:
-        grads = check_arrays.load_npz(data, cfg)
-    except check_arrays.ArraysError as err:
-        st.error(f"**{up.name} cannot be checked:** {err}", icon=":material/error:")
-        return
-    _remember(key, lambda: check_arrays.check_arrays(grads, cfg))
+    with memory.reserved(UPLOAD_WORK * len(data)):     # the upload and its arrays, in the one budget while checked
+        try:
+            grads = check_arrays.load_npz(data, cfg)
+        except check_arrays.ArraysError as err:
+            st.error(f"**{up.name} cannot be checked:** {err}", icon=":material/error:")
+            return
+        _remember(key, lambda: check_arrays.check_arrays(grads, cfg))
     show_result(key)
 
 
@@ -271,7 +273,7 @@ def unit_result(u: UnitResult, key: tuple, cell: str = "rnn") -> None:
                                      _axes(cell, q),
                                      titles=(f"reference · {fd['quantity']}", f"yours · {fd['quantity']}",
                                              "log10 |reference − yours|"))
-        st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}",
+        st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}", theme=None,
                         config={"displayModeBar": False})
     st.markdown(f"**Diagnosis.** {u.diagnosis['text']}")
     if u.probes:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ..cells import cell_of
 from ..config import RNNConfig
+from ..derivations import DERIVATIONS
 
 NAMES = [
     ("x_t", "x_t", "(B × I)", "the input at step t"),
@@ -18,8 +20,39 @@ NAMES = [
 ]
 
 
+def lines(*equations: str) -> None:
+    """Displayed equations one under another (centred), so that none is wider than a narrow window (~500 px)."""
+    st.latex(r"\begin{gathered}" + r" \\[4pt] ".join(equations) + r"\end{gathered}")
+
+
+def _tagged(text: str, name: str) -> str:
+    """A LaTeX line (its `\\\\` breaks kept narrow enough for 800 px) with the quantity's heatmap / export name in
+    grey under it."""
+    tag = r" \\ \color{gray}{\small\texttt{" + name.replace("_", r"\_") + "}}" if name else ""
+    return r"\begin{gathered}" + text + tag + r"\end{gathered}"
+
+
+def render_gated(cfg: RNNConfig) -> None:
+    """A gated cell's derivation (bptt/derivations.py), each defining line tagged with its heatmap name."""
+    c = cell_of(cfg.cell)
+    st.markdown(f"BPTT for the **{c.title}** (`{c.torch_name}`), derived step by step in the engine's names "
+                f"(`bptt/cells/{c.name}.py` computes exactly these lines). The grey name after an equation is the "
+                f"quantity's name in the heatmaps, the Verification table and the downloads; `d_gates[{c.gates[1]}]` "
+                f"is the {c.gates[1]} gate's block of `d_gates`. Rows of every matrix are the batch in the code.")
+    for heading, lines in DERIVATIONS[cfg.cell]:
+        st.markdown(f"#### {heading}")
+        for line in lines:
+            if line.kind == "tex":
+                st.latex(_tagged(line.text, line.name))
+            else:
+                st.markdown(line.text)
+
+
 def render(cfg: RNNConfig) -> None:
-    """The whole derivation, written for the current nonlinearity."""
+    """The whole derivation, written for the current cell (and, for the vanilla RNN, its nonlinearity)."""
+    if cfg.cell != "rnn":
+        render_gated(cfg)
+        return
     tanh = cfg.nonlinearity == "tanh"
     f = r"\tanh" if tanh else r"\operatorname{relu}"
     fp = r"1 - h_t^{2}" if tanh else r"\mathbb{1}[a_t > 0]"
@@ -28,8 +61,7 @@ def render(cfg: RNNConfig) -> None:
                 "maths. "
                 "Time runs t = 1..T (the downloads use 0-based t).")
     st.markdown("#### The model and the loss")
-    st.latex(rf"a_t = W_{{ih}} x_t + b_{{ih}} + W_{{hh}} h_{{t-1}} + b_{{hh}}, \qquad h_t = {f}(a_t), "
-             r"\qquad t = 1,\dots,T")
+    lines(r"a_t = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}", rf"h_t = {f}(a_t), \qquad t = 1,\dots,T")
     st.markdown(r"Any loss that depends on the outputs $h_1 \dots h_T$ only through its gradient "
                 r"$dh\_out_t = \partial L/\partial h_t$ can be written, for the purpose of backpropagation, as")
     st.latex(r"L = \sum_{t=1}^{T} \langle dh\_out_t,\, h_t \rangle")
@@ -37,10 +69,10 @@ def render(cfg: RNNConfig) -> None:
     st.markdown("#### Two paths into h_t")
     st.markdown("$h_t$ influences $L$ directly (its own output) and through $h_{t+1}$. The chain rule adds both:")
     st.latex(r"dh\_total_t = \frac{\partial L}{\partial h_t} = dh\_out_t + \underbrace{\Big(\frac{\partial a_{t+1}}"
-             r"{\partial h_t}\Big)^{\!\top} \delta_{t+1}}_{dh\_next_t} = dh\_out_t + W_{hh}^{\top}\,\delta_{t+1}, "
-             r"\qquad dh\_next_T = 0")
+             r"{\partial h_t}\Big)^{\!\top} \delta_{t+1}}_{dh\_next_t}")
+    lines(r"dh\_total_t = dh\_out_t + W_{hh}^{\top}\,\delta_{t+1}, \qquad dh\_next_T = 0")
     st.markdown("#### Through the nonlinearity")
-    st.latex(rf"\delta_t = \frac{{\partial L}}{{\partial a_t}} = dh\_total_t \odot f'(a_t), \qquad f'(a_t) = {fp}")
+    lines(r"\delta_t = \frac{\partial L}{\partial a_t} = dh\_total_t \odot f'(a_t)", rf"f'(a_t) = {fp}")
     st.markdown("For tanh the derivative is read from the output: $\\tanh'(a_t) = 1 - \\tanh^2(a_t) = 1 - h_t^2$, "
                 "so the backward pass needs only the stored $h_t$. For relu it is a step function: "
                 "$\\operatorname{relu}'(a_t) = \\mathbb{1}[a_t > 0]$, 1 where the unit was active and 0 where it was "
@@ -49,16 +81,16 @@ def render(cfg: RNNConfig) -> None:
                 "the sidebar.")
     st.markdown(f"The heatmaps call $\\delta_t$ **d_{cfg.nonlinearity}** (d_pre in the code and the downloads).")
     st.markdown("#### What step t sends on")
-    st.latex(r"dx_t = W_{ih}^{\top} \delta_t, \qquad dh\_prev_t = W_{hh}^{\top} \delta_t "
-             r"\ \ (= dh\_next_{t-1}), \qquad \frac{\partial L}{\partial h_0} = dh\_prev_1")
+    lines(r"dx_t = W_{ih}^{\top} \delta_t", r"dh\_prev_t = W_{hh}^{\top} \delta_t \ \ (= dh\_next_{t-1})",
+          r"\frac{\partial L}{\partial h_0} = dh\_prev_1")
     st.markdown("In the row-major code (batch in rows) the same products read `dx = d_pre @ W_ih` and "
                 "`dh_prev = d_pre @ W_hh`.")
     st.markdown("#### The weight gradients")
     st.markdown("The same weights are used at every step, so their gradient is the sum of every step's share "
                 "(summed over the batch as well):")
-    st.latex(r"\frac{\partial L}{\partial W_{ih}} = \sum_{t=1}^{T} \delta_t\, x_t^{\top}, \qquad "
-             r"\frac{\partial L}{\partial W_{hh}} = \sum_{t=1}^{T} \delta_t\, h_{t-1}^{\top}, \qquad "
-             r"\frac{\partial L}{\partial b_{ih}} = \frac{\partial L}{\partial b_{hh}} = \sum_{t=1}^{T} \delta_t")
+    lines(r"\frac{\partial L}{\partial W_{ih}} = \sum_{t=1}^{T} \delta_t\, x_t^{\top}",
+          r"\frac{\partial L}{\partial W_{hh}} = \sum_{t=1}^{T} \delta_t\, h_{t-1}^{\top}",
+          r"\frac{\partial L}{\partial b_{ih}} = \frac{\partial L}{\partial b_{hh}} = \sum_{t=1}^{T} \delta_t")
     st.markdown("The Backward page shows the partial sums over t = T … s after step s (dW_ih_acc and friends in the "
                 "downloads); after the last step (t = 1) they are the full gradients.")
     st.markdown("#### Why gradients vanish or explode")
@@ -69,7 +101,7 @@ def render(cfg: RNNConfig) -> None:
     st.markdown("With truncate = K ≥ 1 the hidden state is detached every K steps, as `h = h.detach()` in a training "
                 "loop: the windows start at t = 1, K+1, 2K+1, … (1-based), and no gradient crosses from a window "
                 "into the one before it:")
-    st.latex(r"dh\_next_{t} = 0 \quad \text{whenever } h_t \text{ is the last state of a window}")
+    lines(r"dh\_next_{t} = 0", r"\text{whenever } h_t \text{ is the last state of a window}")
     st.markdown("Each window's gradients are then exact for the window, but dependencies longer than K steps are "
                 "ignored: cheaper, and biased.")
     st.markdown("#### Names used on every page")

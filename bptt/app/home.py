@@ -27,6 +27,7 @@ def next_steps() -> None:
     """Links to the other pages."""
     pages = [p for p in PAGES if p.script]
     st.markdown("### Where to go next")
-    for col, p in zip(st.columns(len(pages)), pages):
-        col.page_link(p.script, label=p.title, icon=p.icon)
-        col.caption(p.blurb)
+    for row in range(0, len(pages), 3):                     # rows of three: six columns cut the titles at 800 px
+        for col, p in zip(st.columns(3), pages[row:row + 3]):
+            col.page_link(p.script, label=p.title, icon=p.icon)
+            col.caption(p.blurb)

@@ -16,17 +16,17 @@ class PageInfo:
 
 PAGES: tuple[PageInfo, ...] = (
     PageInfo("Home", None, "", ":material/home:", "The unrolled network and the verdict."),
-    PageInfo("Forward pass", "pages/1_Forward_pass.py", "Forward_pass", ":material/arrow_forward:",
+    PageInfo("Forward pass", "app_pages/1_Forward_pass.py", "Forward_pass", ":material/arrow_forward:",
              "Step t = 1..T: each h_t beside torch.nn.RNN's."),
-    PageInfo("Backward pass", "pages/2_Backward_pass.py", "Backward_pass", ":material/arrow_back:",
+    PageInfo("Backward pass", "app_pages/2_Backward_pass.py", "Backward_pass", ":material/arrow_back:",
              "The core: BPTT step by step, every gradient beside autograd."),
-    PageInfo("Gradient flow", "pages/3_Gradient_flow.py", "Gradient_flow", ":material/show_chart:",
+    PageInfo("Gradient flow", "app_pages/3_Gradient_flow.py", "Gradient_flow", ":material/show_chart:",
              "Vanishing and exploding gradients, truncation, the bug zoo."),
-    PageInfo("Verification", "pages/4_Verification.py", "Verification", ":material/fact_check:",
+    PageInfo("Verification", "app_pages/4_Verification.py", "Verification", ":material/fact_check:",
              "Every comparison, the final gradients, gradcheck."),
-    PageInfo("Derivation", "pages/5_Derivation.py", "Derivation", ":material/functions:",
+    PageInfo("Derivation", "app_pages/5_Derivation.py", "Derivation", ":material/functions:",
              "The maths, from the loss to each weight gradient."),
-    PageInfo("Check your code", "pages/6_Check_your_code.py", "Check_your_code", ":material/rule:",
+    PageInfo("Check your code", "app_pages/6_Check_your_code.py", "Check_your_code", ":material/rule:",
              "Your own BPTT, as arrays or code, against autograd step by step."),
 )
 URL_PATHS: dict[str, str] = {p.title: p.url_path for p in PAGES}     # page title -> URL path

@@ -98,12 +98,18 @@ class View {
     this.root = null;
     this._onResize = () => this.layout();
     window.addEventListener("resize", this._onResize);
+    // the keys work from page load wherever focus is (the body too, e.g. after a button was disabled under it),
+    // except in a text field or another control that uses them itself
+    this._onKey = (e) => this.key(e);
+    document.addEventListener("keydown", this._onKey);
   }
 
   destroy() {
     this.stop(false);
     clearTimeout(this.settle);
     window.removeEventListener("resize", this._onResize);
+    document.removeEventListener("keydown", this._onKey);
+    if (this.resizer) this.resizer.disconnect();
   }
 
   // -- steps and time ------------------------------------------------------------------------------------------------
@@ -132,7 +138,8 @@ class View {
       this.chunks = [];
       this.span = 1;
       this.perStep = 1;
-      this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff) };
+      this.lut = { signed: lut(header.colours.signed), diff: lut(header.colours.diff),
+                   gate: lut(header.colours.gate || header.colours.signed) };
       this.build();
     }
     if (!this.chunks.some((c) => c.lo === header.lo && c.hi === header.hi)) {
@@ -150,6 +157,7 @@ class View {
     if (this.pending === null || target !== null) this.loadingBox(false);
     if (target !== null) {                                       // a step to draw now; otherwise keep what is drawn
       this.pending = null;
+      this.playWait = false;
       this.go(target, { report: !restart });
       if (this.playing) this.schedule();
     } else {
@@ -255,6 +263,8 @@ class View {
 
   stop(report = true) {
     this.playing = false;
+    this.playNote(false);
+    if (this.playWait) { this.pending = null; this.playWait = false; }   // paused while play waited: stay here
     clearTimeout(this.timer);
     if (this.root) this.controls();
     if (report && this.h) this.report();
@@ -268,9 +278,29 @@ class View {
   tick() {
     if (!this.playing) return;
     if (this.k >= this.T) { this.stop(); return; }
-    this.go(this.k + 1, { report: false });
-    if (this.pending !== null) return;                           // load() resumes play when the chunk arrives
+    const next = this.k + 1;
+    if (!this.loaded(next)) {
+      // play outran the data (large configs at a fast speed): wait for the chunk on the current step, say that play
+      // goes as fast as the steps arrive, and go on when it comes (load() resumes play); no "loading" alarm
+      this.playNote(true);
+      this.pending = next;
+      this.playWait = true;
+      this.ask(this.tOf(next), false);
+      this.timer = setTimeout(() => {                            // a lost run? ask again
+        if (this.playing && this.pending === next) { this.inflight = 0; this.ask(this.tOf(next), false); }
+      }, STALL_MS);
+      return;
+    }
+    this.go(next, { report: false });
     if (this.k >= this.T) this.stop(); else this.schedule();
+  }
+
+  playNote(show) {
+    const note = this.root && this.root.querySelector(".bptt-playnote");
+    if (!note) return;
+    note.hidden = !show;
+    if (show) note.textContent = "Playing as fast as the steps arrive from the server: at this size that is slower " +
+      "than the chosen speed.";
   }
 
   // -- DOM -----------------------------------------------------------------------------------------------------------
@@ -306,7 +336,6 @@ class View {
     play.onclick = () => (this.playing ? this.stop() : this.play());
     speed.onchange = () => { this.speed = Number(speed.value); if (this.playing) this.schedule(); };
     slider.oninput = () => this.go(this.kOf(Number(slider.value) - 1));
-    root.addEventListener("keydown", (e) => this.key(e));
     root.addEventListener("keyup", (e) => {                       // Space plays: it must not also click a button
       if ((e.key === " " || e.code === "Space") && e.target && e.target.tagName === "BUTTON") e.preventDefault();
     });
@@ -315,7 +344,10 @@ class View {
     const caption = el("div", { class: "bptt-caption" });
     const loading = el("div", { class: "bptt-loading", "data-testid": "bptt-loading", role: "status" });
     loading.hidden = true;
-    root.append(head, controls, caption, loading, this.buildStrip(), el("div", { class: "bptt-eq" }));
+    const playnote = el("div", { class: "bptt-playnote", "data-testid": "bptt-playnote", role: "status" });
+    playnote.hidden = true;
+    this.stripBox = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
+    root.append(head, controls, caption, loading, playnote, this.stripBox, el("div", { class: "bptt-eq" }));
 
     // the heatmaps: a row per group, the weight gradients behind tabs
     this.groups = [];
@@ -333,8 +365,9 @@ class View {
         const box = el("input", { type: "checkbox", "data-testid": "bptt-local-range" });
         box.checked = this.local;
         box.onchange = () => { this.local = box.checked; this.draw(); };
-        const lab = el("label", { class: "bptt-local", title: "Off: one range over all steps, so you see the sum " +
-                                  "grow as steps are added. On: the range of this step only, to see its pattern." },
+        const lab = el("label", { class: "bptt-local", title: "Off: the contribution and the sums share one range, " +
+                                  "the largest value met so far in this pass, so a colour compares across them and " +
+                                  "you see the sum grow. On: the range of this step only, to see its pattern." },
                        box, el("span", { text: " colour range of this step only" }));
         root.append(el("div", { class: "bptt-tabbar" }, tabs, lab));
         this.weight = this.weight && h.weights.includes(this.weight) ? this.weight : "dW_hh";
@@ -346,8 +379,11 @@ class View {
                      row);
       if (g.panels.length >= 4) row.classList.add("n4");
       const panels = g.panels.map((p, i) => this.buildPanel(g, p, i, row));
-      if (g.tab) box.append(el("div", { class: "bptt-hint", text: "Click a cell of the NumPy engine's running sum " +
-                                        "to check it with a finite difference below." }));
+      const lastOfTab = g.tab && !h.groups.slice(h.groups.indexOf(g) + 1).some((o) => o.tab === g.tab);
+      if (lastOfTab) box.append(el("div", { class: "bptt-hint", text: "Colours: this step's contribution and the sums " +
+                                        "share one range, the largest value met so far in this pass (it grows as " +
+                                        "steps are added). Click a cell of the NumPy engine's running sum to check " +
+                                        "it with a finite difference below." }));
       root.append(box);
       this.groups.push({ g, box, label, badge, panels });
     }
@@ -355,13 +391,19 @@ class View {
     this.tip.hidden = true;
     root.append(this.tip);
     this.parent.append(root);
+    this.buildStrip(this.stripBox.clientWidth || Math.max(360, ((this.parent.host || this.parent).clientWidth || 900) - 16));
+    if (this.resizer) this.resizer.disconnect();
+    if (window.ResizeObserver) {                                // in a frame of its own: no ResizeObserver loop
+      this.resizer = new ResizeObserver(() => requestAnimationFrame(() => this.layout()));
+      this.resizer.observe(this.stripBox);
+    }
     this.layout();
   }
 
   buildPanel(g, p, i, row) {
     const canvas = el("canvas", { class: "bptt-heat", width: p.cols, height: p.rows });
     const bar = el("canvas", { class: "bptt-bar", width: 1, height: 256 });
-    const lut = this.lut[p.kind === "diff" ? "diff" : "signed"];
+    const lut = this.lut[p.kind] || this.lut.signed;
     const ctx = bar.getContext("2d"), img = ctx.createImageData(1, 256), u32 = new Uint32Array(img.data.buffer);
     for (let y = 0; y < 256; y++) u32[y] = lut[255 - y];
     ctx.putImageData(img, 0, 0);
@@ -372,14 +414,16 @@ class View {
     const xlab = el("div", { class: "bptt-xlab", text: `${p.colname}  0 … ${p.cols - 1}` });
     const heat = el("div", { class: "bptt-heatrow" }, el("div", { class: "bptt-canvaswrap" }, canvas), barBox);
     const plot = el("div", { class: "bptt-plot" }, ylab, el("div", { class: "bptt-canvasbox" }, heat, xlab));
-    const fig = el("figure", { class: `bptt-panel bptt-${p.kind}`, "data-quantity": p.quantity, "data-rows": p.rows,
-                               "data-cols": p.cols, "data-kind": p.kind }, title, plot);
+    const rangeText = el("div", { class: "bptt-range", "data-testid": "bptt-range" });
+    const fig = el("figure", { class: `bptt-panel bptt-${p.kind}`, "data-quantity": p.quantity,
+                               "data-gate": p.gate || null, "data-rows": p.rows,
+                               "data-cols": p.cols, "data-kind": p.kind }, title, plot, rangeText);
     if (p.kind === "diff") barBox.append(el("div", { class: "bptt-bartitle", text: "log10 |diff|" }));
     row.append(fig);
     const ctx2 = canvas.getContext("2d");
     const image = ctx2.createImageData(p.cols, p.rows);
     const panel = { p, g, fig, canvas, ctx: ctx2, image, u32: new Uint32Array(image.data.buffer), ticks: [hi, mid, lo],
-                    title, range: null };
+                    title, range: null, rangeText };
     canvas.addEventListener("mousemove", (e) => this.hover(panel, e));
     canvas.addEventListener("mouseleave", () => { this.tip.hidden = true; });
     if (g.tab && p.quantity === `${g.tab}_acc`) {
@@ -389,15 +433,19 @@ class View {
     return panel;
   }
 
-  buildStrip() {
-    // the unrolled network in page pixels: nodes keep a legible size at any T (the strip scrolls if it must)
-    const { T, norms, cuts } = this.h.strip;
-    const box = el("div", { class: "bptt-strip", "data-testid": "bptt-strip" });
-    const host = this.parent.host || this.parent;
-    const avail = Math.max(360, (host.clientWidth || 900) - 16);
+  buildStrip(width) {
+    // the unrolled network in page pixels, fitted to the strip's width: nodes keep a legible size at any T (past
+    // about 100 steps the strip scrolls, and keeps the current step in view: scrollStrip)
+    const { T, norms, cnorms, cuts } = this.h.strip;
+    const box = this.stripBox;
+    box.replaceChildren();
+    this.stripWidth = width;
+    const avail = Math.max(240, width - 4);
     const unit = Math.min(90, Math.max(9, avail / (T + 1)));
     const r = Math.max(3, Math.min(17, unit * 0.3)), labels = unit >= 30;
-    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit, H = yh + r + (norms ? 30 : 10);
+    const every = labels ? 0 : [1, 2, 5, 10, 20, 50].find((n) => n * unit >= 28) || 100;   // thinned t labels
+    const yx = r + 4, yh = yx + 2 * r + 24, W = (T + 1) * unit;
+    const H = yh + r + (norms ? 30 : 10) + (cnorms ? 18 : 0) + (every ? 14 : 0);
     const s = svg("svg", { viewBox: `${-unit / 2} 0 ${W} ${H}`, width: W, height: H });
     s.style.fontSize = `${Math.max(9, Math.round(r * 0.75))}px`;
     const line = (x1, y1, x2, y2, cls, w) => svg("line", { x1, y1, x2, y2, class: cls, "stroke-width": w });
@@ -409,31 +457,40 @@ class View {
                                 `${yh - head / 1.6} ${i * unit - r - head - 2},${yh + head / 1.6}` }));
       s.append(line(i * unit, yx + r - 2, i * unit, yh - r - 2, "fw", 1));
     }
-    if (norms) {
-      const fin = norms.filter((v) => v !== null);
+    // the gradient paths back in time, width ∝ norm: the hidden path (dh_prev) and, for the LSTM, the cell path
+    // (dc_prev) drawn apart under it
+    const path = (vals, y, cls, name, into) => {
+      const fin = vals.filter((v) => v !== null);
       const gmax = Math.max(...fin, 0) || 1, wmax = Math.max(2, Math.min(7, unit * 0.16));
       const cut = new Set(cuts);
-      const y = yh + r + 12;
+      if (labels) {
+        const lab = svg("text", { x: -unit / 2 + 2, y: y + 4, class: `plabel ${cls}` });
+        lab.textContent = name === "h" ? "∂h" : "∂c";
+        s.append(lab);
+      }
       for (let t = 0; t < T; t++) {                            // step t sends from node t+1 to node t (0-based t)
         if (cut.has(t)) {
           const c = svg("text", { x: t * unit + unit / 2, y: y + 5, class: "cut", "text-anchor": "middle" });
           c.textContent = "✂";
           s.append(c);
-          this.stripNodes.g.push(null);
+          into.push(null);
           continue;
         }
-        const v = norms[t], w = 0.8 + (v === null ? wmax : (wmax * v) / gmax);
-        const gpath = svg("g", { class: "bw" });
+        const v = vals[t], w = 0.8 + (v === null ? wmax : (wmax * v) / gmax);
+        const gpath = svg("g", { class: cls });
         const x1 = (t + 1) * unit - unit * 0.18, x2 = t * unit + unit * 0.18, hd = Math.min(8, unit * 0.2);
         gpath.append(line(x1, y, x2 + hd, y, "", w));
         gpath.append(svg("polygon", { points: `${x2},${y} ${x2 + hd},${y - 2 - w / 2} ${x2 + hd},${y + 2 + w / 2}` }));
         const tt = svg("title");
-        tt.textContent = `gradient sent from h_${t + 1} to h_${t}: norm ${v === null ? "inf/nan" : short(v)}`;
+        tt.textContent = `gradient sent from ${name}_${t + 1} to ${name}_${t}` +
+          (name === "c" ? " along the cell path (dc_prev = dc ⊙ f)" : "") + `: norm ${v === null ? "inf/nan" : short(v)}`;
         gpath.append(tt);
         s.append(gpath);
-        this.stripNodes.g.push(gpath);
+        into.push(gpath);
       }
-    }
+    };
+    if (norms) path(norms, yh + r + 12, "bw", "h", this.stripNodes.g);
+    if (cnorms) path(cnorms, yh + r + 30, "bw bwc", "c", this.stripNodes.g);
     for (let i = 0; i <= T; i++) {
       const g = svg("g", { class: "node h", "data-t": i });
       g.append(svg("circle", { cx: i * unit, cy: yh, r }));
@@ -452,13 +509,36 @@ class View {
         this.stripNodes.x.push(gx);
       }
     }
+    for (let i = every; every && i <= T; i += every) {          // the nodes are too small for "h7": t every few
+      const tx = svg("text", { x: i * unit, y: H - 3, "text-anchor": "middle", class: "tick" });
+      tx.textContent = `t = ${i}`.replace("t = ", i === every ? "t = " : "");
+      s.append(tx);
+    }
     box.append(s);
-    return box;
+    this.stripUnit = unit;
+  }
+
+  scrollStrip() {
+    // keep the current node inside the strip's visible part (centred when it has left it)
+    const box = this.stripBox;
+    if (!box || !this.k || box.scrollWidth <= box.clientWidth + 1) return;
+    const x = (this.tOf(this.k) + 1.5) * this.stripUnit, margin = Math.min(3 * this.stripUnit, box.clientWidth / 4);
+    if (x - margin < box.scrollLeft || x + margin > box.scrollLeft + box.clientWidth) {
+      box.scrollLeft = Math.max(0, x - box.clientWidth / 2);
+    }
   }
 
   layout() {
-    // heatmap display sizes: cells as square as the width allows, within a sensible height
+    // the strip, built for the width it has (a first layout may come before the page has its final width); heatmap
+    // display sizes: cells as square as the width allows, within a sensible height
     if (!this.groups) return;
+    this.root.classList.toggle("narrow", this.root.clientWidth > 0 && this.root.clientWidth < 640);   // ~800 px window
+    const width = this.stripBox.clientWidth;
+    if (width && Math.abs(width - (this.stripWidth || 0)) > 4) {
+      this.buildStrip(width);
+      if (this.k) this.markStrip(this.tOf(this.k) + 1);
+    }
+    this.scrollStrip();
     for (const { panels } of this.groups) {
       for (const pn of panels) {
         const w = pn.canvas.clientWidth || pn.canvas.parentElement.clientWidth || 200;
@@ -484,10 +564,7 @@ class View {
     this.root.querySelector(".bptt-eq").innerHTML = st.eq.map((e) => `<div>${e}</div>`).join("");
     this.ui.slider.value = String(t);
     this.controls();
-    // the strip
-    this.stripNodes.h.forEach((g, i) => g.classList.toggle("cur", i === t));
-    this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
-    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i === t - 1));
+    this.markStrip(t);
     // the heatmaps
     const at = st.at;                                            // where each panel's values of this step start
     for (const grp of this.groups) {
@@ -515,6 +592,15 @@ class View {
     }
   }
 
+  markStrip(t) {
+    // highlight 1-based step t on the strip, and keep it in view
+    if (!this.stripNodes) return;
+    this.stripNodes.h.forEach((g, i) => g.classList.toggle("cur", i === t));
+    this.stripNodes.x.forEach((g, i) => g.classList.toggle("cur", i + 1 === t));
+    this.stripNodes.g.forEach((g, i) => g && g.classList.toggle("cur", i % this.T === t - 1));   // h (and c) path
+    this.scrollStrip();
+  }
+
   localRange(panels, at) {
     // this step's largest finite |value|: the contribution alone, the running sums (NumPy and PyTorch) together
     const out = new Map();
@@ -535,8 +621,10 @@ class View {
     const { p, u32 } = pn;
     const v = this.values, n = p.rows * p.cols;
     let zmin = p.zmin, zmax = p.zmax;
+    const grown = this.step().z && this.step().z[p.index];       // a range that grows with the steps taken
     if (local && local.has(pn)) { zmax = local.get(pn); zmin = -zmax; }
-    const table = this.lut[p.kind === "diff" ? "diff" : "signed"];
+    else if (grown) { zmax = grown; zmin = -zmax; }
+    const table = this.lut[p.kind] || this.lut.signed;
     const scale = 255 / (zmax - zmin || 1);
     for (let i = 0; i < n; i++) {
       const x = v[o + i];
@@ -549,8 +637,11 @@ class View {
     if (pn.range !== zmax) {
       pn.range = zmax;
       const [hi, mid, lo] = pn.ticks;
-      if (p.kind === "diff") { hi.textContent = String(zmax); mid.textContent = String((zmax + zmin) / 2); lo.textContent = String(zmin); }
-      else { hi.textContent = short(zmax); mid.textContent = "0"; lo.textContent = short(zmin); }
+      if (p.kind === "signed") { hi.textContent = short(zmax); mid.textContent = "0"; lo.textContent = short(zmin); }
+      else { hi.textContent = String(zmax); mid.textContent = String((zmax + zmin) / 2); lo.textContent = String(zmin); }
+      pn.rangeText.textContent = p.kind === "diff" ? `colour range 10^${zmin} … 10^${zmax}` :
+        p.kind === "gate" ? "colour range 0 (closed) … 1 (open)" : `colour range ±${short(zmax)}`;
+      pn.rangeText.dataset.zmax = String(zmax);
     }
   }
 
@@ -579,11 +670,12 @@ class View {
     const x = this.values[st.at[p.index] + c.row * p.cols + c.col];
     const rn = (p.rowname || "").split(" ").pop(), cn = (p.colname || "").split(" ").pop();
     const idx = p.rows > 1 ? `${rn} = ${c.row}, ${cn} = ${c.col}` : `${cn} = ${c.col}`;
-    const what = p.kind === "diff" ? `${p.quantity.replace("log10_diff_", "log10 |diff| of ")}` : p.quantity;
+    const what = p.hover || p.quantity;                         // as the page names it ("PyTorch dh_total")
     this.tip.textContent = `t = ${st.t} · ${what}[${idx}] = ${fmt(x)}`;
     this.tip.dataset.row = String(c.row);
     this.tip.dataset.col = String(c.col);
     this.tip.dataset.quantity = p.quantity;
+    if (p.gate) this.tip.dataset.gate = p.gate; else delete this.tip.dataset.gate;
     this.tip.dataset.value = String(x);
     this.tip.hidden = false;
     const rr = this.root.getBoundingClientRect();
@@ -595,23 +687,43 @@ class View {
     const c = this.cell(pn, e);
     if (!c) return;
     const w = pn.g.tab;
-    const value = pn.p.rows === 1 ? { weight: w, j: c.col } : { weight: w, j: c.row, i: c.col };
+    const r0 = pn.p.row0 || 0;                                   // a gate block's first row in the whole weight
+    const value = pn.p.rows === 1 ? { weight: w, j: r0 + c.col } : { weight: w, j: r0 + c.row, i: c.col };
     this.report();                                               // Python should know the step of the check too
     this.setTrigger("cell", value);
   }
 
   key(e) {
-    const tag = (e.target && e.target.tagName) || "";
-    if (tag === "SELECT" || (tag === "INPUT" && e.target.type === "range")) return;
-    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+    if (!this.root || !this.root.isConnected || !this.h || e.defaultPrevented) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const arrow = e.key === "ArrowLeft" || e.key === "ArrowRight", space = e.key === " " || e.code === "Space";
+    if (!arrow && !space) return;
+    const target = (e.composedPath && e.composedPath()[0]) || e.target;     // inside the shadow root, not its host
+    if (this.root.contains(target)) {                           // the viewer's own select and slider keep their keys
+      const tag = target.tagName;
+      if (tag === "SELECT" || (tag === "INPUT" && target.type === "range" && arrow)) return;
+    } else if (ownsKeys(target, space)) return;
+    if (arrow) {
       const dt = e.key === "ArrowLeft" ? -1 : 1;                 // position means time: ← is t − 1
       this.go(this.kOf(this.tOf(this.k) + dt));
-      e.preventDefault();
-    } else if (e.key === " " || e.code === "Space") {
-      if (this.playing) this.stop(); else this.play();
-      e.preventDefault();
-    }
+    } else if (this.playing) this.stop(); else this.play();
+    e.preventDefault();
   }
+}
+
+// elements outside the viewer that use ← → or Space themselves: text fields, selects, sliders, radios, and (for
+// Space) a button or link, which Space presses
+const OWN_ROLES = new Set(["slider", "textbox", "combobox", "listbox", "spinbutton", "searchbox", "menu", "menuitem",
+                           "option", "radio", "radiogroup", "tab", "tablist"]);
+function ownsKeys(node, space) {
+  for (let n = node; n && n.nodeType === 1; n = n.parentElement || (n.getRootNode() && n.getRootNode().host)) {
+    const tag = n.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || n.isContentEditable) return true;
+    if (tag === "INPUT") return n.type !== "checkbox" || space;
+    if (OWN_ROLES.has(n.getAttribute("role") || "")) return true;
+    if (space && (tag === "BUTTON" || tag === "A" || tag === "SUMMARY" || n.getAttribute("role") === "button")) return true;
+  }
+  return false;
 }
 
 export default function (component) {

@@ -7,12 +7,13 @@ it wants); a click on a weight-gradient cell reports the cell (trigger "cell").
 """
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from .. import budget, stepview
+from .. import memory, stepview
 from ..config import RNNConfig
 from .state import SMALL_ENTRY, cached_work, current_config, current_step, get_analysis, set_step
 
@@ -24,6 +25,10 @@ SENT = "stepper_sent"        # session_state: page -> (config JSON, lo, hi, star
 CLIENT = "stepper_client"    # session_state: the step the browser reported last (so a report resends nothing)
 WANTS = "stepper_wants"      # session_state: the 0-based t whose chunk the browser asks for (one run)
 CELL = "stepper_cell"        # session_state: the weight-gradient cell clicked last: {"weight", "j", "i"}
+OWNER = "stepper_owner"      # session_state: this session's name in the memory budget's holds
+BUILD_WORK = 3               # bytes building a payload holds per byte of it (float32 panels, values, the message)
+TRANSIT_COPIES = 2           # copies of a payload Streamlit makes to send it (the element's protobuf, the message)
+TRANSIT_TTL = 30.0           # seconds they are counted in the budget at most (the session's next payload replaces them)
 
 
 def key_of(page: str) -> str:
@@ -32,18 +37,32 @@ def key_of(page: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# the payload (cached in the memory budget: built once per config and chunk)
+# the payload (in the memory budget: cached once per config and chunk, and held while it travels to the browser)
+
+def payload_limit(room: int) -> int:
+    """Bytes of values one payload may hold when the memory budget has `room` bytes free: stepview.BUDGET, or a
+    fraction of the room when that is less, so that a payload that does not fit is sent in smaller chunks (one is
+    built with BUILD_WORK times its size in temporaries, cached, then copied TRANSIT_COPIES times to be sent)."""
+    return max(1, min(stepview.BUDGET, room // (BUILD_WORK + TRANSIT_COPIES + 1)))
+
 
 def get_payload(cfg: RNNConfig, page: str, lo: int, hi: int, start: int) -> bytes:
-    """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`."""
+    """The (cached) viewer payload of steps lo <= t < hi (0-based) of a page, opening at page step `start`. The
+    copies Streamlit makes to send it count in the memory budget until this session's next payload or TRANSIT_TTL s
+    (the payload itself is counted by the cache)."""
     an = get_analysis(cfg)
-    return cached_work(("payload", cfg, page, lo, hi, start), lambda: stepview.build_payload(an, page, lo, hi, start),
-                       "Packing the steps for the browser", reserve=2 * stepview.BUDGET)
+    key = ("payload", cfg, page, lo, hi, start)
+    work = BUILD_WORK * (hi - lo) * _per_step(cfg, page)
+    data = cached_work(key, lambda: stepview.build_payload(an, page, lo, hi, start),
+                       "Packing the steps for the browser", reserve=work)
+    owner = st.session_state.setdefault(OWNER, f"session-{uuid.uuid4().hex}")
+    memory.hold(("payload", owner), TRANSIT_COPIES * len(data), TRANSIT_TTL)
+    return data
 
 
 def _per_step(cfg: RNNConfig, page: str) -> int:
     an = get_analysis(cfg)
-    return budget.cached(("per_step", cfg, page), lambda: stepview.per_step_bytes(an, page), nbytes=SMALL_ENTRY,
+    return memory.cached(("per_step", cfg, page), lambda: stepview.per_step_bytes(an, page), nbytes=SMALL_ENTRY,
                          heavy=False)
 
 
@@ -92,12 +111,13 @@ def plan(page: str, cfg: RNNConfig, k: int, mounted: bool) -> tuple[int, int, in
     same = sent is not None and sent[0] == cfg.to_json()
     want = st.session_state.pop(WANTS, None)
     client = same and st.session_state.get(CLIENT) == k            # the browser is at k already
+    limit = payload_limit(memory.room())
     if want is not None and same and 0 <= want < T:
-        lo, hi = stepview.chunk(T, _per_step(cfg, page), want, backward=page == "backward")
+        lo, hi = stepview.chunk(T, _per_step(cfg, page), want, limit, backward=page == "backward")
     elif same and (client or sent[1] <= t < sent[2]):
         lo, hi = sent[1], sent[2]
     else:
-        lo, hi = stepview.chunk(T, _per_step(cfg, page), t, backward=page == "backward")
+        lo, hi = stepview.chunk(T, _per_step(cfg, page), t, limit, backward=page == "backward")
     start = sent[3] if client else k           # the browser is already there: keep the data (and its start) as is
     sents[page] = (cfg.to_json(), lo, hi, start)
     return lo, hi, start

@@ -194,6 +194,15 @@ def test_bad_url_values_warn_and_fall_back(params, name):
     assert payload(at)[0]["T"] == cfg.seq_len
 
 
+@pytest.mark.parametrize("name", ["seq_len", "seed", "step"])
+def test_a_huge_url_value_is_cut_in_the_warning(name):
+    at = app(None, **{name: "9" * 5000})
+    no_exception(at)
+    text = warnings_text(at)
+    assert name in text and "9" * 40 + "…" in text and "9" * 41 not in text, text[:300]
+    assert len(text) < 400
+
+
 def test_good_url_values_are_kept_and_written_back():
     at = app(None, seed="7", nonlinearity="relu", upstream="last", hh_scale="0.5", truncate="2", seq_len="5",
              step="4")
@@ -246,6 +255,28 @@ def test_reset_resets_the_config_and_the_step():
     assert at.session_state["config"] == RNNConfig()
     assert at.session_state["step"] == 1
     assert at.query_params["step"] == ["1"] or at.query_params["step"] == "1"
+
+
+def test_verification_page_lists_failing_steps_1_based_or_the_whole_sequence():
+    at = app(VERIFICATION, bug="forget-carry", seq_len="4")
+    no_exception(at)
+    s = at.dataframe[0].value
+    assert "failing_steps" not in s.columns
+    bad = RNNConfig(bug="forget-carry", seq_len=4)
+    from bptt.analysis import analyze
+    tab = analyze(bad).table
+    for row in s.itertuples():
+        if row.verdict == "pass":
+            assert row.failing == ""
+            continue
+        if row.reference == "torch.nn.RNN":
+            assert (row.failing, row.rows) == ("whole sequence", "whole")
+            continue
+        rows = tab[(tab["quantity"] == row.quantity) & (tab["implementation"] == row.implementation) &
+                   (tab["reference"] == row.reference)]
+        failing = sorted(int(t) + 1 for t in rows.loc[~rows["passed"], "t"])
+        assert row.failing == f"{len(failing)} of 4: t = {', '.join(map(str, failing))}", row
+        assert 0 not in failing and row.rows == "4"
 
 
 def test_bug_banner_names_the_first_divergence():

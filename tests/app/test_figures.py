@@ -94,3 +94,86 @@ def test_large_triplets_print_no_cell_values():
     fig = figures.triplet_figure(z, z, "dW_hh", 1.0, "HH")
     assert all(tr.text is None for tr in fig.data[:3])
     _json(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every chart draws with its own colours (Streamlit's chart theme would replace the colour scales)
+
+def test_every_plotly_chart_call_passes_theme_none():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for path in [*root.glob("bptt/**/*.py"), *root.glob("app_pages/*.py"), root / "streamlit_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plotly_chart":
+                theme = [k.value for k in node.keywords if k.arg == "theme"]
+                calls.append((f"{path.relative_to(root)}:{node.lineno}",
+                              len(theme) == 1 and isinstance(theme[0], ast.Constant) and theme[0].value is None))
+    assert calls, "no st.plotly_chart call found"
+    assert [where for where, ok in calls if not ok] == []
+
+
+def test_every_chart_of_every_page_is_drawn_with_theme_none():
+    from apptools import app, no_exception
+
+    from bptt.app.navigation import SCRIPTS
+
+    at = app(None, seq_len="6")
+    seen = 0
+    for page in [None, *SCRIPTS.values()]:
+        if page:
+            at.switch_page(page)
+            at.run()
+        no_exception(at)
+        for el in at.get("plotly_chart"):
+            assert el.proto.theme == "", (page, el.proto.id)
+            seen += 1
+    assert seen >= 5                                             # the Gradient flow page alone draws several
+
+
+def test_no_pages_directory_beside_the_entry_script():
+    """A pages/ directory beside streamlit_app.py switches on Streamlit's automatic page discovery until the script has
+    run once: the first deep link after a server start then showed "streamlit app" and no icons in the menu."""
+    from pathlib import Path
+
+    from bptt.app.navigation import SCRIPTS
+
+    root = Path(__file__).resolve().parents[2]
+    assert not (root / "pages").exists()
+    assert all((root / s).is_file() and not s.startswith("pages/") for s in SCRIPTS.values())
+
+
+def test_time_axes_counting_from_1_show_no_0_tick():
+    rng = np.random.default_rng(1)
+    T, H = 9, 4
+    figs = [figures.grad_norm_figure(rng.random(T) + 0.1, rng.random((T, 2)) + 0.1),
+            figures.sweep_figure([0.5, 1.0, 2.0], rng.random((3, T)) + 0.1, 1.0),
+            figures.saturation_figure(rng.random((T, H)), rng.random(T), "tanh"),
+            figures.spectrum_figure(rng.random(H) + 0.5, 1.2)]
+    for fig in figs:
+        axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
+        for ax in axes:
+            lo, hi = ax.range
+            assert 0 < lo < 1 and hi > H, (lo, hi)
+            first = ax.tick0 + np.ceil((lo - ax.tick0) / ax.dtick) * ax.dtick       # the first tick drawn
+            assert first >= 1
+
+
+def test_no_figure_carries_a_colour_streamlit_replaces():
+    """Streamlit's frontend replaces #000001 … #000040 in a chart's JSON (its theme's placeholders), theme or not."""
+    import re
+
+    rng = np.random.default_rng(2)
+    T, H = 6, 4
+    figs = [figures.saturation_figure(rng.random((T, H)), rng.random(T), "tanh"),
+            figures.triplet_figure(rng.normal(size=(3, H)), rng.normal(size=(3, H)), "dh_total", 2.0),
+            figures.heatmap(rng.normal(size=(3, H)), "h_1", 1.0),
+            figures.grad_norm_figure(rng.random(T) + 0.1), figures.spectrum_figure(rng.random(H), 0.9),
+            figures.sweep_figure([0.5, 1.0], rng.random((2, T)) + 0.1, 1.0), figures.unrolled_strip(T)]
+    for fig in figs:
+        # the traces (the template, under streamlit's default, holds the placeholders on purpose: its own colours)
+        text = json.dumps(_json(fig)["data"]).lower()
+        assert not re.search(r"#0000(0[1-9]|[1-3][0-9]|40)\b", text), fig.layout.title.text
+    assert figures.colour_scale("Magma")[0][1] == "#010004"                   # dark, as Magma is

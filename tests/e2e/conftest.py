@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import RUN_COUNTER_JS, Console, browser_launch_kwargs, start_server
+from .helpers import RUN_COUNTER_JS, Console, Viewer, browser_launch_kwargs, exceptions, start_server, wait_for_app
 
 pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed (pip install playwright)")
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -43,8 +43,8 @@ def new_page(browser, server, request):
     """A factory of pages, each in its own browser context, with the run counter installed; closed after the test."""
     contexts = []
 
-    def make(path: str = ""):
-        ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    def make(path: str = "", width: int | None = None):
+        ctx = browser.new_context(viewport=dict(VIEWPORT, width=width) if width else VIEWPORT, accept_downloads=True)
         ctx.set_default_timeout(30_000)
         ctx.add_init_script(RUN_COUNTER_JS)
         contexts.append(ctx)
@@ -56,6 +56,28 @@ def new_page(browser, server, request):
     yield make
     for ctx in contexts:
         ctx.close()
+
+
+@pytest.fixture
+def open_viewer(new_page):
+    """Open a page with the viewer at a query string; every page opened is checked for errors at teardown."""
+    opened = []
+
+    def make(path: str = "Backward_pass", query: str = "", timeout: float = 90, width: int | None = None):
+        page = new_page(path + (f"?{query}" if query else ""), width=width)
+        console = page.console
+        opened.append((page, console))
+        key = "stepper_backward" if path.startswith("Backward") else "stepper_forward"
+        page.wait_for_selector(f".st-key-{key} [data-testid=bptt-stepper][data-step]", state="attached",
+                               timeout=timeout * 1000)
+        wait_for_app(page, timeout=timeout)
+        return Viewer(page, key, console)
+
+    yield make
+    for page, console in opened:
+        assert console.errors() == [], (console.errors(), console.failed)
+        assert page.get_by_text("BidiComponent Error").count() == 0
+        assert exceptions(page) == []
 
 
 @pytest.hookimpl(hookwrapper=True)

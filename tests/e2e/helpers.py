@@ -1,4 +1,4 @@
-"""Browser-test helpers: the app's elements, exceptions, Plotly charts (server and browser: bptt/browser.py)."""
+"""Browser-test helpers: the app's elements, exceptions, Plotly charts (server and browser: tests/support/)."""
 from __future__ import annotations
 
 import re
@@ -6,11 +6,14 @@ import re
 import pytest
 
 from bptt.app.navigation import URL_PATHS as PAGES  # noqa: F401  (page title -> URL path)
-from bptt.browser import (  # noqa: F401
+from tests.support.browser import (  # noqa: F401
+    ALLOWED_404,
     CHROMIUM_ARGS,
     IDLE_JS,
+    OFFLINE,
     ROOT,
     RUN_COUNTER_JS,
+    VIEWER_ROOT_JS,
     StreamlitServer,
     browser_launch_kwargs,
     free_port,
@@ -20,11 +23,6 @@ from bptt.browser import (  # noqa: F401
     wait_for_run_after,
     wait_until,
 )
-
-# Console lines that are not the app's: Streamlit's own probes of /<page>/_stcore/... on a deep link (404), and Google
-# font icons this offline machine cannot resolve.
-ALLOWED_404 = re.compile(r"/_stcore/(host-config|health)$")
-OFFLINE = re.compile(r"^https://fonts\.gstatic\.com/")
 
 
 class Console:
@@ -86,3 +84,63 @@ def wait_for_charts(page, n_min: int = 1, timeout: float = 30.0) -> None:
     wait_until(lambda: page.evaluate(
         "() => [...document.querySelectorAll('.js-plotly-plot')].filter((e) => e.data && e._fullLayout).length")
         >= n_min, timeout, what=f"{n_min} plotly charts to draw")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the step viewer on a page
+
+# a signature of everything drawn: the title, the equations and every visible heatmap's pixels
+DRAWN_JS = """([key, rootJs]) => {
+  const root = eval(rootJs)(key);
+  if (!root) return null;
+  let h = 0;
+  for (const c of root.querySelectorAll('canvas.bptt-heat')) {
+    if (c.closest('[hidden]')) continue;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 1) h = (h * 31 + d[i]) >>> 0;
+  }
+  return [root.dataset.step, root.querySelector('.bptt-title').textContent,
+          root.querySelector('.bptt-eq').textContent, h];
+}"""
+
+# click a control and wait (in the page) for data-step to change; report the ms and whether a script run happened
+CLICK_JS = """async ([key, rootJs, testid, timeoutMs]) => {
+  const root = eval(rootJs)(key);
+  const before = root.dataset.step, runs = window.__runs || 0, t0 = performance.now();
+  root.querySelector(`[data-testid="${testid}"]`).click();
+  while (root.dataset.step === before && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 2));
+  return [root.dataset.step, performance.now() - t0, (window.__runs || 0) - runs];
+}"""
+
+
+class Viewer:
+    """The viewer on one page."""
+
+    def __init__(self, page, key: str, console: Console):
+        self.page, self.key, self.console = page, key, console
+        self.root = page.locator(f".st-key-{key} [data-testid=bptt-stepper]")
+
+    def drawn(self):
+        return self.page.evaluate(DRAWN_JS, [self.key, VIEWER_ROOT_JS])
+
+    @property
+    def step(self) -> int:
+        return int(self.root.get_attribute("data-step"))
+
+    @property
+    def steps(self) -> int:
+        return int(self.root.get_attribute("data-steps"))
+
+    def click(self, name: str, timeout_ms: int = 30_000) -> tuple[int, float, int]:
+        """Click bptt-step-<name>; (the new data-step, ms until it changed, script runs meanwhile)."""
+        k, ms, ran = self.page.evaluate(CLICK_JS, [self.key, VIEWER_ROOT_JS, f"bptt-step-{name}", timeout_ms])
+        return int(k), ms, ran
+
+    def control(self, name: str):
+        return self.root.locator(f"[data-testid=bptt-step-{name}]")
+
+    def url_step(self) -> int:
+        return int(re.search(r"[?&]step=(\d+)", self.page.evaluate("location.search")).group(1))
+
+    def wait_step(self, k: int, timeout: float = 30) -> None:
+        wait_until(lambda: self.step == k, timeout, what=f"data-step = {k}")

@@ -18,17 +18,20 @@ def one_slot_server(monkeypatch):
 
 
 def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server):
-    pages = []
-    for seed in (101, 102):
+    def open_session(seed: int):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         page.console = Console(page)
         page.goto(f"{one_slot_server.url}/Backward_pass?{LARGE}&seed={seed}")
-        pages.append(page)
-    first, second = pages
-    # the first runs and names its stage (the references take longest); the second waits for the only slot, and says so
+        return page
+
+    # the first runs and names its stage (the references take longest); only then does the second session open (a
+    # goto returns before the session's script has started: opened back to back, either could take the only slot)
+    first = open_session(101)
     wait_until(lambda: "Running the engine and PyTorch for this configuration — references:" in main_text(first), 120,
                interval=0.1, what="the first page to show its stage")
+    second = open_session(102)
+    pages = [first, second]
     wait_until(lambda: "Queued behind another computation" in main_text(second), 120, interval=0.1,
                what="the second page to say it is queued")
     for page in pages:

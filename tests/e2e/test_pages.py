@@ -81,3 +81,24 @@ def test_hostile_url_warns_and_falls_back(new_page, query, param):
     assert shapes(page)["dh_total"] == (3, 5)                                 # the defaults: B = 3, H = 5
     root = page.locator("[data-testid=bptt-stepper]")
     assert (root.get_attribute("data-step"), root.get_attribute("data-steps")) == ("1", "3")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# every chart draws with its own colours
+
+# the colour scale of every heatmap as the browser drew it: [first stop, last stop] of each
+SCALES_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap((e) => e._fullData
+  .filter((t) => t.type === 'heatmap').map((t) => [t.colorscale[0][1], t.colorscale[t.colorscale.length - 1][1]]))"""
+
+
+def test_the_saturation_map_draws_with_its_own_colour_scale(new_page):
+    from bptt.figures import colour_scale
+
+    page = new_page(f"{PAGES['Gradient flow']}?seq_len=6")
+    wait_for_app(page, expect="[data-testid='stMain'] h1")
+    wait_for_charts(page, 5)
+    magma = colour_scale("Magma")
+    scales = page.evaluate(SCALES_JS)
+    assert [magma[0][1], magma[-1][1]] in scales, scales      # dark = blocked: not #ffabab, not #ab63fa
+    assert all(s[0].lower() not in ("#ffabab", "#ab63fa") for s in scales)
+    assert page.console.errors() == []

@@ -7,91 +7,17 @@ import re
 import numpy as np
 import pytest
 
-from bptt.browser import VIEWER_ROOT_JS
+from tests.support.browser import VIEWER_ROOT_JS
 
-from .helpers import Console, button, exceptions, main_text, runs, wait_for_app, wait_until
+from .helpers import button, main_text, runs, wait_for_app, wait_until
 
-# a signature of everything drawn: the title, the equations and every visible heatmap's pixels
-DRAWN_JS = """([key, rootJs]) => {
+# click a control n times within one task of the page; [data-step after them, script runs finished meanwhile]
+CLICKS_JS = """([key, rootJs, testid, n]) => {
   const root = eval(rootJs)(key);
-  if (!root) return null;
-  let h = 0;
-  for (const c of root.querySelectorAll('canvas.bptt-heat')) {
-    if (c.closest('[hidden]')) continue;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    for (let i = 0; i < d.length; i += 1) h = (h * 31 + d[i]) >>> 0;
-  }
-  return [root.dataset.step, root.querySelector('.bptt-title').textContent,
-          root.querySelector('.bptt-eq').textContent, h];
+  const runs = window.__runs || 0;
+  for (let i = 0; i < n; i += 1) root.querySelector(`[data-testid="${testid}"]`).click();
+  return [root.dataset.step, (window.__runs || 0) - runs];
 }"""
-
-# click a control and wait (in the page) for data-step to change; report the ms and whether a script run happened
-CLICK_JS = """async ([key, rootJs, testid, timeoutMs]) => {
-  const root = eval(rootJs)(key);
-  const before = root.dataset.step, runs = window.__runs || 0, t0 = performance.now();
-  root.querySelector(`[data-testid="${testid}"]`).click();
-  while (root.dataset.step === before && performance.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 2));
-  return [root.dataset.step, performance.now() - t0, (window.__runs || 0) - runs];
-}"""
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# helpers
-
-@pytest.fixture
-def open_viewer(new_page):
-    """Open a page with the viewer at a query string; every page opened is checked for errors at teardown."""
-    opened = []
-
-    def make(path: str = "Backward_pass", query: str = "", timeout: float = 90):
-        page = new_page(path + (f"?{query}" if query else ""))
-        console = page.console
-        opened.append((page, console))
-        key = "stepper_backward" if path.startswith("Backward") else "stepper_forward"
-        page.wait_for_selector(f".st-key-{key} [data-testid=bptt-stepper][data-step]", state="attached",
-                               timeout=timeout * 1000)
-        wait_for_app(page, timeout=timeout)
-        return Viewer(page, key, console)
-
-    yield make
-    for page, console in opened:
-        assert console.errors() == [], (console.errors(), console.failed)
-        assert page.get_by_text("BidiComponent Error").count() == 0
-        assert exceptions(page) == []
-
-
-class Viewer:
-    """The viewer on one page."""
-
-    def __init__(self, page, key: str, console: Console):
-        self.page, self.key, self.console = page, key, console
-        self.root = page.locator(f".st-key-{key} [data-testid=bptt-stepper]")
-
-    def drawn(self):
-        return self.page.evaluate(DRAWN_JS, [self.key, VIEWER_ROOT_JS])
-
-    @property
-    def step(self) -> int:
-        return int(self.root.get_attribute("data-step"))
-
-    @property
-    def steps(self) -> int:
-        return int(self.root.get_attribute("data-steps"))
-
-    def click(self, name: str, timeout_ms: int = 30_000) -> tuple[int, float, int]:
-        """Click bptt-step-<name>; (the new data-step, ms until it changed, script runs meanwhile)."""
-        k, ms, ran = self.page.evaluate(CLICK_JS, [self.key, VIEWER_ROOT_JS, f"bptt-step-{name}", timeout_ms])
-        return int(k), ms, ran
-
-    def control(self, name: str):
-        return self.root.locator(f"[data-testid=bptt-step-{name}]")
-
-    def url_step(self) -> int:
-        return int(re.search(r"[?&]step=(\d+)", self.page.evaluate("location.search")).group(1))
-
-    def wait_step(self, k: int, timeout: float = 30) -> None:
-        wait_until(lambda: self.step == k, timeout, what=f"data-step = {k}")
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # stepping
@@ -126,15 +52,92 @@ def test_buttons_slider_and_keys_step_in_the_browser(open_viewer):
     assert v.control("next").is_enabled() and v.click("last")[0] == 5 and v.control("next").is_disabled()
 
 
+def test_keys_work_from_page_load_and_after_a_button_is_disabled_under_the_focus(open_viewer):
+    v = open_viewer(query="seq_len=4&hidden_size=3&batch_size=2")
+    v.page.keyboard.press("ArrowLeft")                           # nothing clicked or focused: ← is t − 1
+    v.wait_step(2)
+    v.control("last").click()                                    # "last" is disabled at the end: focus falls away
+    v.wait_step(4)
+    assert v.control("last").is_disabled()
+    v.page.keyboard.press("ArrowRight")
+    v.wait_step(3)
+    v.page.keyboard.press("ArrowLeft")
+    v.wait_step(4)
+    v.page.keyboard.press("ArrowRight")
+    v.wait_step(3)
+    v.page.keyboard.press("Space")                               # Space plays (from t = 2 on to the end)
+    wait_until(lambda: "pause" in v.control("play").inner_text() or v.step == 4, 10, what="Space to start play")
+    v.wait_step(4, timeout=15)
+    # a text field keeps its keys: typing in the sidebar's seed moves nothing
+    seed = v.page.locator(".st-key-w_seed input")
+    seed.click()
+    v.page.keyboard.press("ArrowLeft")
+    v.page.keyboard.press("ArrowRight")
+    v.page.wait_for_timeout(300)
+    assert v.step == 4
+
+
+# the current node of the strip and the strip's visible box, in page pixels
+STRIP_JS = """([key, rootJs]) => {
+  const root = eval(rootJs)(key), strip = root.querySelector('[data-testid=bptt-strip]');
+  const cur = strip.querySelector('.node.h.cur'), a = strip.getBoundingClientRect(), b = cur.getBoundingClientRect();
+  return {strip: [a.left, a.right], node: [b.left, b.right], t: Number(cur.dataset.t),
+          scroll: strip.scrollWidth > strip.clientWidth + 1};
+}"""
+
+
+@pytest.mark.parametrize("T, width", [(200, 1400), (12, 800)])
+def test_the_strip_always_shows_the_current_step(open_viewer, T, width):
+    v = open_viewer(query=f"seq_len={T}&hidden_size=2&input_size=2&batch_size=1", width=width)
+    ts = [T, T // 2, 3 * T // 4, 2, 1, T] if T > 20 else [T, 6, 1, T - 1]
+    for i, t in enumerate(ts):
+        if i:
+            v.root.locator("[data-testid=bptt-step-slider]").fill(str(t))
+            v.wait_step(T - t + 1)
+        s = v.page.evaluate(STRIP_JS, [v.key, VIEWER_ROOT_JS])
+        assert s["t"] == t
+        assert s["strip"][0] - 0.5 <= s["node"][0] and s["node"][1] <= s["strip"][1] + 0.5, (t, s)
+    if T > 20:
+        assert s["scroll"]                                       # 200 steps do not fit: the strip scrolls to them
+    else:
+        assert not s["scroll"]                                   # 12 steps fit 800 px: no scrolling needed
+
+
+def test_browser_back_undoes_a_sidebar_change_and_a_step_is_no_history_entry(open_viewer):
+    v = open_viewer(query="seq_len=5&hidden_size=3&batch_size=2")
+    shape = lambda: (v.root.locator("[data-quantity=dh_total]").get_attribute("data-rows"),  # noqa: E731
+                     v.root.locator("[data-quantity=dh_total]").get_attribute("data-cols"))
+    v.click("next")
+    v.click("next")                                              # steps: no history entries
+    wait_until(lambda: "step=3" in v.page.url, 10, what="the URL to follow the step")
+    v.page.wait_for_timeout(900)                                 # settled: Python knows step 3
+    wait_for_app(v.page)
+    hidden = v.page.locator(".st-key-w_hidden_size input")
+    hidden.fill("6")
+    hidden.press("Enter")
+    wait_until(lambda: shape() == ("2", "6") and "hidden_size=6" in v.page.url, 60, what="the new config")
+    wait_for_app(v.page)
+    v.page.go_back()
+    wait_until(lambda: shape() == ("2", "3"), 60, what="Back to draw hidden_size = 3 again")
+    wait_for_app(v.page)
+    v.page.wait_for_timeout(800)
+    assert "hidden_size=3" in v.page.url and "hidden_size=6" not in v.page.url   # the app did not rewrite it
+    assert hidden.input_value() == "3" and v.step == 3                           # the sidebar and the step too
+    v.page.go_forward()
+    wait_until(lambda: shape() == ("2", "6") and "hidden_size=6" in v.page.url, 60, what="Forward to hidden_size 6")
+
+
 def test_the_server_hears_the_step_when_the_user_settles(open_viewer):
     v = open_viewer(query="seq_len=6&hidden_size=3&batch_size=2")
     before = runs(v.page)
-    for _ in range(3):
-        v.click("next")
-    assert v.step == 4 and runs(v.page) == before                 # three quick clicks: no run yet
-    # settled: one run, and what shows the step outside the viewer (the FD check's note) follows
+    # three clicks in one task of the page, the run count read in the same task: no run can have finished meanwhile
+    # however slow the machine (one Playwright call per click could take longer than the settle delay under load)
+    step, ran = v.page.evaluate(CLICKS_JS, [v.key, VIEWER_ROOT_JS, "bptt-step-next", 3])
+    assert (int(step), ran) == (4, 0)                              # three quick clicks: drawn in the browser
+    # settled: one run for the three, and what shows the step outside the viewer (the FD check's note) follows
     wait_until(lambda: "(t = 3)" in main_text(v.page), 20, what="the FD note to name t = 3")
-    assert v.url_step() == 4
+    wait_for_app(v.page)
+    assert runs(v.page) - before == 1 and v.url_step() == 4
 
 
 def test_forward_page_steps_left_to_right(open_viewer):
@@ -152,9 +155,8 @@ def test_play_advances_by_itself_and_pause_stops(open_viewer):
     play.click()
     wait_until(lambda: v.step >= 4, 20, what="play to advance three steps")
     assert "pause" in play.inner_text()
-    play.click()
-    paused = v.step
-    v.page.wait_for_timeout(600)                                # six periods of the chosen speed
+    paused = int(v.page.evaluate(CLICKS_JS, [v.key, VIEWER_ROOT_JS, "bptt-step-play", 1])[0])   # pause; its step
+    v.page.wait_for_timeout(600)                                # six periods of the chosen speed: nothing moves
     assert v.step == paused and "play" in play.inner_text()
     # play runs to the end and stops there
     v.click("last")
@@ -176,7 +178,9 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
     info.value.save_as(path)
     t = T - 2                                                     # backward step 2 is 0-based t = T - 2
     with np.load(path, allow_pickle=False) as z:
-        for quantity, b, j in (("dh_total", 1, 4), ("ref_dh_total", 0, 2), ("dx", 1, 2)):
+        for quantity, name, b, j in (("dh_total", "NumPy dh_total", 1, 4), ("ref_dh_total", "PyTorch dh_total", 0, 2),
+                                     ("dx", "NumPy dx", 1, 2), ("log10_diff_d_pre", "log10 |NumPy − PyTorch| of d_tanh",
+                                                                0, 1)):
             canvas = v.root.locator(f"[data-quantity={quantity}] canvas.bptt-heat")
             canvas.scroll_into_view_if_needed()
             box = canvas.bounding_box()
@@ -186,8 +190,13 @@ def test_hover_shows_the_value_of_the_npz_export(open_viewer, tmp_path):
             wait_until(lambda tip=tip, q=quantity: tip.is_visible() and tip.get_attribute("data-quantity") == q, 10,
                        what=f"the tooltip of {quantity}")
             text = tip.inner_text()
-            assert text.startswith(f"t = {t + 1} · {quantity}[b = {b}, ")
+            assert text.startswith(f"t = {t + 1} · {name}[b = {b}, ") and "ref_" not in text   # as the page names it
             shown = float(text.rsplit("=", 1)[1].replace("−", "-"))
+            if quantity.startswith("log10_diff_"):
+                q = quantity[len("log10_diff_"):]
+                diff = max(abs(float(z[q][t][b, j]) - float(z["ref_" + q][t][b, j])), 1e-18)
+                assert shown == pytest.approx(np.log10(diff), abs=1e-5), (text, diff)
+                continue
             want = z[quantity][t][b, j]
             assert shown == pytest.approx(want, rel=1e-6), (text, want)     # at least 6 significant digits
             assert len(re.sub(r"[^0-9]", "", text.rsplit("=", 1)[1].split("e")[0]).lstrip("0")) >= 6
@@ -206,6 +215,18 @@ CHUNKS_JS = """([key, rootJs]) => {
   const home = eval(rootJs)(key).getRootNode();
   const view = home.__bpttView || (home.host && home.host.__bpttView);
   return view.log.filter((e) => e[1] === 'arrive').map((e) => [e[2].lo, e[2].hi]);
+}"""
+
+
+# record, in the page, every step the viewer draws and whether "loading" ever shows (polling from Python misses some)
+WATCH_JS = """([key, rootJs]) => {
+  const root = eval(rootJs)(key), box = root.querySelector('[data-testid=bptt-loading]');
+  window.__seen = [];
+  window.__loading = false;
+  new MutationObserver(() => window.__seen.push(Number(root.dataset.step)))
+    .observe(root, {attributes: true, attributeFilter: ['data-step']});
+  new MutationObserver(() => { if (!box.hidden) window.__loading = true; })
+    .observe(box, {attributes: true, attributeFilter: ['hidden']});
 }"""
 
 
@@ -232,6 +253,19 @@ def test_a_large_config_loads_and_steps_through_chunks(open_viewer):
     # the chunks seen before are kept: the first step is drawn again at once, without asking the server
     k, _, ran = v.click("first", 120_000)
     assert (k, ran) == (1, 0) and v.drawn()[3] == first[3]
+    # play at 0.1 s a step never stalls on "loading": where it outruns the chunks it waits on the step it is at, says
+    # so, and goes on when they come
+    v.root.locator("[data-testid=bptt-step-speed]").select_option("100")
+    v.page.evaluate(WATCH_JS, [v.key, VIEWER_ROOT_JS])
+    v.control("play").click()
+    wait_until(lambda: v.step >= 30, 180, what="play to reach step 30")
+    v.control("play").click()
+    seen, loading = v.page.evaluate("[window.__seen, window.__loading]")
+    steps = [k for i, k in enumerate(seen) if i == 0 or k != seen[i - 1]]
+    assert not loading                                                     # "loading" never showed
+    assert steps[:29] == list(range(2, 31)), steps                         # every step drawn in turn, none skipped
+    note = v.root.locator("[data-testid=bptt-playnote]")
+    assert note.is_hidden()                                                # paused: the note goes
 
 
 def test_two_browser_contexts_step_independently(open_viewer):

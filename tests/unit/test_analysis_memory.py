@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 
 from bptt.analysis import analyze, pack, unpack
 from bptt.autograd_op import run_op
-from bptt.budget import nbytes_of
 from bptt.cells import BUGS as CELL_BUGS
 from bptt.cells import GRADIENTS
 from bptt.compare import comparison_table, per_step_rows, whole_rows
 from bptt.config import RNNConfig
 from bptt.engine import run_engine
+from bptt.memory import nbytes_of
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
 

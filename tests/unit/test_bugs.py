@@ -85,7 +85,7 @@ def test_the_correct_step_overrides_nothing(cell: str) -> None:
 
 
 def _non_test_modules() -> list[Path]:
-    files = [*ROOT.glob("bptt/**/*.py"), *ROOT.glob("pages/*.py"), *ROOT.glob("scripts/**/*.py"),
+    files = [*ROOT.glob("bptt/**/*.py"), *ROOT.glob("app_pages/*.py"), *ROOT.glob("scripts/**/*.py"),
              *ROOT.glob("benchmarks/*.py"), ROOT / "streamlit_app.py"]
     return [f for f in files if f.exists()]
 

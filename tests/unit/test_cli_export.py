@@ -54,6 +54,25 @@ def test_verify_with_a_bug_exits_1_and_names_the_first_divergence(capsys, bug):
     assert data["first_divergence"] is not None
 
 
+def test_verify_counts_failing_rows_the_same_way_for_steps_and_whole_sequences(capsys):
+    code, out, _ = run_cli(capsys, "verify", "--bug", "forget-carry", "--seq-len", "4")
+    an = analyze(RNNConfig(bug="forget-carry", seq_len=4))
+    tab = an.table
+    assert code == 1 and "(0 of" not in out
+    lines = {tuple(line.split()[:3]): line for line in out.splitlines()}
+    # a final gradient is one whole-sequence row: failing, it is "FAIL (1 of 1)", and its steps column says so
+    dw = next(v for k, v in lines.items() if k[0] == "dW_hh" and "torch.nn.RNN" in v and v.startswith("dW_hh "))
+    assert "whole" in dw.split() and dw.endswith("FAIL (1 of 1)")
+    # a per-step row: the number of failing steps of the table, of T
+    rows = tab[(tab["quantity"] == "dh_total") & (tab["reference"] == "unrolled autograd")]
+    line = next(v for v in out.splitlines() if v.startswith("dh_total "))
+    assert line.endswith(f"FAIL ({int((~rows['passed']).sum())} of {len(rows)})") and len(rows) == 4
+    data = json.loads(run_cli(capsys, "verify", "--json", "--bug", "forget-carry", "--seq-len", "4")[1])
+    for q in data["quantities"]:
+        assert (q["failing_steps"] == 0) if q["passed"] else (1 <= q["failing_steps"] <= q["rows"])
+        assert q["whole"] == (q["rows"] == 1 and q["reference"] == "torch.nn.RNN")
+
+
 @pytest.mark.parametrize("argv,cfg", [([], RNNConfig()), (["--bug", "forget-carry"], RNNConfig(bug="forget-carry"))])
 def test_verify_values_prints_both_sides_side_by_side_to_6_decimals(capsys, argv, cfg):
     code, out, _ = run_cli(capsys, "verify", "--values", *argv)
@@ -140,15 +159,12 @@ def test_npz_has_every_documented_key_with_its_shape(small):
         assert z[key].shape == shape, key
         assert z[key].dtype == np.float64, key
     assert RNNConfig.from_dict(json.loads(str(z["config_json"]))) == SMALL
-    np.testing.assert_allclose(z["dW_ih"], z["dW_ih_acc"][0], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(z["dW_ih"], z["dW_ih_acc"][0])
     # X_acc[t] is the sum of the contributions of steps t..T-1
     np.testing.assert_allclose(z["dW_hh_acc"][1], small.engine.dW_hh_step[1:].sum(0), rtol=1e-12)
     np.testing.assert_allclose(z["ref_dW_hh_acc"], z["dW_hh_acc"], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="bptt/cells/base.py gradients() now sums the rank-(T·B) product in one batch: "
-                   "the exported full gradients differ from the running sums at t = 0 (and from the RNN's previous "
-                   "export) in the last bit; issue 14 says the RNN's numbers and exports are unchanged")
 def test_npz_full_gradients_are_the_running_sums_at_t0_bit_for_bit(small):
     z = np.load(io.BytesIO(npz_bytes(small)), allow_pickle=False)
     for w in ("dW_ih", "dW_hh", "db_ih", "db_hh"):
@@ -166,7 +182,15 @@ def test_csv_is_tidy_and_matches_the_npz(small):
     np.testing.assert_array_equal(got, arrays["dW_hh_acc"])      # %.17g round-trips float64 exactly
     dx = df[df["quantity"] == "dx"]
     assert dx["b"].notna().all() and dx["i"].notna().all() and dx["j"].isna().all()
-    np.testing.assert_allclose(dx["numpy"], dx["torch"], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dx["numpy"], dx["reference_value"], rtol=1e-10, atol=1e-13)
+    # one meaning per column: the reference's value is a number, its name a label, and each is the NPZ's
+    assert set(dx["reference_name"]) == {"unrolled autograd"} and set(df["reference_name"]) == {"unrolled autograd",
+                                                                                               "torch.nn.RNN"}
+    dw = df[df["quantity"] == "dW_hh"]
+    assert set(dw["reference_name"]) == {"torch.nn.RNN"}
+    np.testing.assert_array_equal(dw["reference_value"].to_numpy().reshape(arrays["torch_dW_hh"].shape),
+                                  arrays["torch_dW_hh"])
+    assert df["reference_value"].dtype.kind == "f"
 
 
 @pytest.mark.parametrize("argv,cfg", [
@@ -279,7 +303,7 @@ def test_export_of_a_gated_cell_has_every_documented_key(capsys, tmp_path, cell,
     an = gated[cell]
     np.testing.assert_array_equal(z["d_gates"], an.engine.d_gates)
     np.testing.assert_array_equal(z["dW_hh_acc"], an.engine.dW_hh_acc)
-    np.testing.assert_allclose(z["dW_ih"], z["dW_ih_acc"][0], rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(z["dW_ih"], z["dW_ih_acc"][0])
     np.testing.assert_allclose(z["torch_dW_hh"], z["dW_hh"], rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(z["ref_d_gates"], z["d_gates"], rtol=1e-10, atol=1e-13)
     if cell == "gru":                                    # db_hh != db_ih in the n block (d_hn, not d_n)

@@ -1,10 +1,14 @@
-"""The reproduction script: assembled from real code (bptt/repro.py, the engine's plain form, bptt/bugs.py), it runs
-for every bug, and its last line and exit code say PASS or FAIL."""
+"""The reproduction script: assembled from real code (bptt/repro.py, the cell's plain form and its bug zoo in
+bptt/cells/), it runs for every cell and every bug, and its last line and exit code say PASS or FAIL."""
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bptt import repro
-from bptt.bugs import NAMES, ZOO
+from bptt.bugs import NAMES, ZOO, cell_of_bug
+from bptt.cells import BUGS as CELL_BUGS
 from bptt.config import NONLINEARITIES, UPSTREAMS, RNNConfig
 from bptt.engine import run_plain
 from bptt.export import repro_script
@@ -23,25 +28,88 @@ from bptt.reference import torch_rnn_reference
 # every bug changes what bugs.py says the script reports)
 DEFAULTS = RNNConfig()
 ALL_DIFFERENT = RNNConfig(input_size=3, hidden_size=7, seq_len=4, batch_size=2, seed=11)
+RNN_BUGS = CELL_BUGS["rnn"]
+# every bug of every cell with its cell; "none" once per cell
+CELL_AND_BUG = [("rnn", "none"), ("lstm", "none"), ("gru", "none"),
+                *((cell_of_bug(b), b) for b in NAMES if b != "none")]
 
 
 def _values(cfg: RNNConfig) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k != "bug"}
 
 
-def _run_script(tmp_path, cfg: RNNConfig) -> subprocess.CompletedProcess:
-    path = tmp_path / f"repro_{cfg.bug}.py"
+def _run_script(tmp_path: Path, cfg: RNNConfig) -> subprocess.CompletedProcess:
+    path = tmp_path / f"repro_{cfg.cell}_{cfg.bug}_{cfg.seq_len}.py"
     path.write_text(repro_script(cfg, filename=path.name))
     return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # every bug's script runs, and says PASS / FAIL with the exit code to match
+#
+# The RNN's at the defaults and at all-different sizes, the gated cells' at the all-different sizes. A fresh Python
+# spends ~2 s importing torch, so the scripts run as __main__ one after another in two Python processes (each
+# script seeds numpy and torch itself and defines everything it uses); test_standalone_scripts runs one script of
+# each cell in a process of its own.
 
-@pytest.mark.parametrize("cfg", [DEFAULTS, ALL_DIFFERENT], ids=["defaults", "all-different"])
-@pytest.mark.parametrize("bug", NAMES)
-def test_every_bugs_script_runs_and_ends_with_its_verdict(tmp_path, bug: str, cfg: RNNConfig) -> None:
-    proc = _run_script(tmp_path, cfg.replace(bug=bug))
+SCRIPT_CONFIGS = [*(c.replace(bug=b) for b in RNN_BUGS for c in (DEFAULTS, ALL_DIFFERENT)),
+                  *(ALL_DIFFERENT.replace(cell=cell, bug=b) for cell in ("lstm", "gru") for b in CELL_BUGS[cell])]
+
+# runs each script given on the command line as __main__, and prints [{stdout, stderr, returncode}] as JSON
+_RUNNER = """
+import contextlib, io, json, runpy, sys
+out = []
+for path in sys.argv[1:]:
+    so, se, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out.append({"stdout": so.getvalue(), "stderr": se.getvalue(), "returncode": code})
+print(json.dumps(out))
+"""
+
+
+def _key(cfg: RNNConfig) -> str:
+    sizes = "defaults" if cfg.seq_len == DEFAULTS.seq_len and cfg.seed == DEFAULTS.seed else "all-different"
+    return f"{cfg.cell}-{cfg.bug}-{sizes}"
+
+
+def _run_scripts(tmp: Path, cfgs: list[RNNConfig]) -> list[SimpleNamespace]:
+    paths = []
+    for cfg in cfgs:
+        path = tmp / f"repro_{_key(cfg)}.py"
+        path.write_text(repro_script(cfg, filename=path.name))
+        paths.append(str(path))
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, *paths], capture_output=True, text=True, timeout=600,
+                          cwd=tmp)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    return [SimpleNamespace(**r) for r in json.loads(proc.stdout)]
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory) -> dict[str, SimpleNamespace]:
+    tmp = tmp_path_factory.mktemp("scripts")
+    halves = [SCRIPT_CONFIGS[0::2], SCRIPT_CONFIGS[1::2]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(lambda cfgs: _run_scripts(tmp, cfgs), halves))
+    return {_key(c): r for half, rs in zip(halves, runs) for c, r in zip(half, rs)}
+
+
+@pytest.mark.parametrize("cfg", [ALL_DIFFERENT.replace(cell="lstm", bug="gate-order-ifog"),
+                                 ALL_DIFFERENT.replace(cell="gru")], ids=_key)
+def test_standalone_scripts(tmp_path, script_runs, cfg: RNNConfig) -> None:
+    # a script in a fresh process says exactly what it says among the others
+    proc = _run_script(tmp_path, cfg)
+    assert proc.stderr == ""
+    assert (proc.returncode, proc.stdout) == (script_runs[_key(cfg)].returncode, script_runs[_key(cfg)].stdout)
+
+
+@pytest.mark.parametrize("cfg", SCRIPT_CONFIGS, ids=_key)
+def test_every_bugs_script_runs_and_ends_with_its_verdict(script_runs, cfg: RNNConfig) -> None:
+    proc = script_runs[_key(cfg)]
+    bug = cfg.bug
     assert proc.stderr == "", proc.stderr
     last = proc.stdout.rstrip("\n").splitlines()[-1]
     if bug == "none":
@@ -49,8 +117,10 @@ def test_every_bugs_script_runs_and_ends_with_its_verdict(tmp_path, bug: str, cf
         return
     assert proc.returncode == 1 and last.startswith("FAIL"), proc.stdout
     failed = last.removeprefix("FAIL: ").split(" differ from")[0].split(", ")
-    assert failed == list(ZOO[bug].script)          # how bugs.py says the script shows it
+    assert failed == list(ZOO[bug].script)          # how the zoo says the script shows it
     assert f"makes the mistake {bug!r} on purpose" in proc.stdout
+    module = {"rnn": "torch.nn.RNN", "lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[cfg.cell]
+    assert module in last
 
 
 def test_the_script_prints_numpy_and_pytorch_side_by_side(tmp_path) -> None:
@@ -61,23 +131,24 @@ def test_the_script_prints_numpy_and_pytorch_side_by_side(tmp_path) -> None:
     assert "dW_ih (NumPy)" in proc.stdout and "dW_ih (PyTorch)" in proc.stdout
 
 
-@pytest.mark.parametrize("bug", NAMES)
-def test_the_script_is_lint_clean(tmp_path, bug: str) -> None:
+@pytest.mark.parametrize("cell,bug", CELL_AND_BUG)
+def test_the_script_is_lint_clean(tmp_path, cell: str, bug: str) -> None:
     # pyflakes' checks: every name the assembled functions use is defined in the script, and nothing is left unused
     path = tmp_path / "repro.py"
-    path.write_text(repro_script(ALL_DIFFERENT.replace(bug=bug)))
+    path.write_text(repro_script(ALL_DIFFERENT.replace(cell=cell, bug=bug)))
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated", "--select", "F,E9",
                            str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("bug", NAMES)
-def test_the_script_is_the_modules_code(bug: str) -> None:
-    cfg = ALL_DIFFERENT.replace(bug=bug)
+@pytest.mark.parametrize("cell,bug", CELL_AND_BUG)
+def test_the_script_is_the_modules_code(cell: str, bug: str) -> None:
+    cfg = ALL_DIFFERENT.replace(cell=cell, bug=bug)
     text = repro_script(cfg)
-    for fn in repro.BODY:
+    for fn in repro.body(cell):
         assert inspect.getsource(fn) in text, fn.__name__
-    assert inspect.getsource(ZOO["none"]) in text
+    assert inspect.getsource(repro.STEPS[cell]) in text
+    assert f"sys.exit(main(CONFIG, STEP, {repro.NUMPY_SIDE[cell]}))" in text
     if bug != "none":
         assert inspect.getsource(ZOO[bug]) in text and "BUG (on purpose)" in text
         assert f"STEP = {ZOO[bug].__name__}" in text
@@ -95,7 +166,7 @@ def configs(draw: st.DrawFn) -> RNNConfig:
                      batch_size=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)),
                      nonlinearity=draw(st.sampled_from(NONLINEARITIES)), upstream=draw(st.sampled_from(UPSTREAMS)),
                      hh_scale=draw(st.floats(0.05, 10.0)), truncate=draw(st.sampled_from([0, 1, 2, T])),
-                     bug=draw(st.sampled_from(NAMES)))
+                     bug=draw(st.sampled_from(RNN_BUGS)))
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -106,8 +177,10 @@ def test_the_scripts_numbers_are_the_packages(cfg: RNNConfig) -> None:
     problem = draw_problem(cfg)
     for k in ("x", "h0", "dh_out", "W_ih", "W_hh", "b_ih", "b_hh"):
         np.testing.assert_array_equal(p[k], getattr(problem, k), err_msg=k)
-    mine = repro.numpy_bptt(p, values, ZOO[cfg.bug])
+    step = repro.STEPS["rnn"] if cfg.bug == "none" else ZOO[cfg.bug]
+    mine = repro.numpy_rnn(p, values, step)
     eng = run_plain(problem)                       # the script runs the engine's plain form (fast form: test_engine)
+    # the script's gradients are the running sums at t = 0, in the engine's order: the Trace's full gradients
     expected = {"h": eng.h, "dx": eng.dx, "dh0": eng.dh0, **eng.gradients}
     for q in repro.WHOLE:
         np.testing.assert_array_equal(mine[q], expected[q], err_msg=q)
@@ -121,12 +194,12 @@ def test_the_scripts_numbers_are_the_packages(cfg: RNNConfig) -> None:
 def test_saturated_tanh_passes_in_the_script(capsys, seed: int) -> None:
     # hh_scale = 10 saturates tanh: the last-bit differences of numpy's and torch's tanh are within the floor
     cfg = RNNConfig(input_size=2, hidden_size=8, seq_len=6, batch_size=2, seed=seed, hh_scale=10.0)
-    assert repro.main(_values(cfg)) == 0
+    assert repro.main(_values(cfg), repro.STEPS["rnn"], repro.numpy_rnn) == 0
     assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("PASS")
 
 
 def test_the_floor_does_not_hide_a_bug_at_saturation(capsys) -> None:
     cfg = RNNConfig(input_size=2, hidden_size=3, seq_len=5, batch_size=2, seed=4, hh_scale=10.0)
-    for bug in NAMES[1:]:
-        assert repro.main(_values(cfg), ZOO[bug]) == 1, bug
+    for bug in RNN_BUGS[1:]:
+        assert repro.main(_values(cfg), ZOO[bug], repro.numpy_rnn) == 1, bug
         assert capsys.readouterr().out.rstrip().splitlines()[-1].startswith("FAIL"), bug

@@ -100,6 +100,38 @@ def test_colour_ranges_are_fixed_over_all_steps_and_symmetric(an):
     assert tri["dh_total"] == tri["ref_dh_total"]                # NumPy and PyTorch share one range
 
 
+def test_weight_ranges_grow_with_the_steps_taken_and_are_shared_where_compared():
+    an = analyze(RNNConfig(seq_len=40))
+    T, e, u = 40, an.engine, an.unrolled
+    header, _ = sv.decode_payload(sv.build_payload(an, "backward", 0, T, start=1))
+    for w in sv.WEIGHTS:
+        g = next(g for g in header["groups"] if g["id"] == w)
+        idx = {p["quantity"]: str(p["index"]) for p in g["panels"]}
+        step, acc, ref = (np.abs(getattr(e, f"{w}_step")), np.abs(getattr(e, f"{w}_acc")),
+                          np.abs(getattr(u, f"{w}_acc")))
+        mag = [max(step[t].max(), acc[t].max(), ref[t].max()) for t in range(T)]
+        zs = []
+        for t in range(T):
+            z = header["steps"][t]["z"]
+            shared = {z[idx[q]] for q in (f"{w}_step", f"{w}_acc", f"ref_{w}_acc")}
+            assert len(shared) == 1, (w, t)                 # contribution, NumPy sum and PyTorch sum: one scale
+            assert idx[f"log10_diff_{w}_acc"] not in z
+            zs.append(shared.pop())
+            assert zs[-1] == pytest.approx(max(mag[t:]), rel=1e-12)   # the largest met in steps T-1 … t
+        # the first backward step (t = T-1): its own largest value, not the whole pass's
+        assert zs[T - 1] == pytest.approx(mag[T - 1]) and zs[T - 1] < max(mag)
+        assert all(a >= b for a, b in zip(zs, zs[1:]))     # grows as the pass goes from t = T-1 to 0
+        # at t = T the contribution is the sum: the same numbers on the same scale
+        np.testing.assert_array_equal(getattr(e, f"{w}_step")[T - 1], getattr(e, f"{w}_acc")[T - 1])
+    # the default weight tab's first step is not a near-white wash: its values fill its range
+    g = next(g for g in header["groups"] if g["id"] == "dW_hh")
+    acc = next(p for p in g["panels"] if p["quantity"] == "dW_hh_acc")
+    assert header["steps"][T - 1]["z"][str(acc["index"])] < 0.2 * acc["zmax"]
+    # the other quantities keep one range over all steps; the forward page has no growing range
+    fwd, _ = sv.decode_payload(sv.build_payload(an, "forward", 0, T, start=1))
+    assert all("z" not in st for st in fwd["steps"])
+
+
 def test_panels_are_named_by_the_export():
     an = analyze(RNNConfig())
     keys = set(trace_arrays(an))

@@ -1,4 +1,4 @@
-"""Backward pass: BPTT one step at a time, t = T..1, every quantity beside PyTorch autograd."""
+"""Backward pass: BPTT one step at a time, t = T..1, every quantity (every gate) beside PyTorch autograd."""
 import streamlit as st
 
 from bptt.app import backward

@@ -1,4 +1,4 @@
-"""Forward pass: step t = 1..T through the RNN, each h_t beside torch.nn.RNN's."""
+"""Forward pass: step t = 1..T through the cell, each gate and state beside the torch module's."""
 from bptt.app import forward
 from bptt.app.panels import page_setup
 

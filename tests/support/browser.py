@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+# Console lines that are not the app's: Streamlit's own probes of /<page>/_stcore/... on a deep link (404), and Google
+# font icons this offline machine cannot resolve.
+ALLOWED_404 = re.compile(r"/_stcore/(host-config|health)$")
+OFFLINE = re.compile(r"^https://fonts\.gstatic\.com/")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
