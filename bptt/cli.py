@@ -231,10 +231,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not 256 <= memory <= 65536:
         raise UsageError(f"--memory must be an integer number of MiB in 256..65536, got {args.memory!r}")
     import torch
-    torch.set_num_threads(1)     # the references are tiny: a pool of threads only waits for a loaded machine's cores
     explicit = any(getattr(args, n) is not None for n in FIELDS if n != "cell")    # --cell alone: the default configs
     configs = [config_from_args(args)] if explicit else None
-    report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory, cell=args.cell)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # the references are tiny: a pool of threads only waits for a loaded machine's cores
+    try:
+        report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory, cell=args.cell)
+    finally:
+        torch.set_num_threads(threads)
     if report.usage:
         raise UsageError(report.usage)
     print(json.dumps(_check_report.report_json(report), indent=2) if args.json
