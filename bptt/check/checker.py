@@ -397,8 +397,11 @@ class Probe:
         return f"{what}: " + ("everything agrees" if not self.failing else ", ".join(self.failing) + verb)
 
 
-def probe_explanation(probes: list[Probe], T: int) -> list[str]:
-    """Plain words for what the probes together show."""
+def probe_explanation(probes: list[Probe], T: int, cell: Cell | None = None) -> list[str]:
+    """Plain words for what the probes together show, in the cell's names."""
+    cell = cell or CELLS["rnn"]
+    d = "d_gates" if cell.gates else "d_pre"
+    carry = " and ".join(cell.carries)
     lines = []
     prefixes = [p for p in probes if p.kind == "prefix"]
     ups = [p for p in probes if p.kind == "upstream"]
@@ -409,11 +412,11 @@ def probe_explanation(probes: list[Probe], T: int) -> list[str]:
                          f"sequence (T = {T}), in what reaches the last steps.")
         elif bad_prefix.n == 1:
             lines.append("Even one step alone (T = 1, no carry between steps) differs: the mistake is in a single "
-                         "step's own gradient (d_pre, dx, or a weight gradient's formula), not in what flows between "
+                         f"step's own gradient ({d}, dx, or a weight gradient's formula), not in what flows between "
                          "steps.")
         else:
             lines.append(f"One step alone agrees, but a prefix of T = {bad_prefix.n} steps differs: the mistake is in "
-                         f"what passes between steps (the carry dh_prev, or how contributions of several steps are "
+                         f"what passes between steps (the carry {carry}, or how contributions of several steps are "
                          f"added up).")
     if ups:
         ok = [p.n for p in ups if not p.failing]
@@ -608,7 +611,7 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
             probes.append(Probe(kind, n, list(dict.fromkeys(r["quantity"] for r in prow if not r["passed"]))))
             if kind == "prefix":
                 prefix_rows[n] = prow
-        explanation = probe_explanation(probes, T)
+        explanation = probe_explanation(probes, T, ref.cell)
     if bad is not None and bad["t"] is None and bad["quantity"] in ("dh0", "dc0"):
         fd["t"] = 0                                     # dh0 (dc0) is what step 0 sends back
     elif bad is not None and bad["t"] is None and probes:
