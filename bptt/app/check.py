@@ -266,13 +266,17 @@ def unit_result(u: UnitResult, key: tuple, cell: str = "rnn") -> None:
     if u.passed:
         return
     if u.values is not None and u.values[0].ndim <= 2:
-        fd = u.first_divergence
-        q = fd["quantity"].replace("_acc", "")
+        label = u.shown or u.first_divergence["quantity"]           # "dW_ih_step [o] at t = 2": what the maps show
+        if " at t = " in label:                                      # t 1-based on screen, like the rest of the page
+            name, t0 = label.rsplit(" at t = ", 1)
+            label = f"{name} at t = {int(t0) + 1}"
+        q = label.split()[0].replace("_acc", "").replace("_step", "")
         yours, ref = u.values
-        fig = figures.triplet_figure(ref, yours, fd["quantity"], figures.colour_range(ref, yours),
-                                     _axes(cell, q),
-                                     titles=(f"reference · {fd['quantity']}", f"yours · {fd['quantity']}",
-                                             "log10 |reference − yours|"))
+        st.caption(f"The maps show **{label}**" + (" (this step's contribution, where the gate's gradient shows)"
+                                                    if "_step" in label else "") + ": the reference, yours, and "
+                   "where they differ.")
+        fig = figures.triplet_figure(ref, yours, label, figures.colour_range(ref, yours), _axes(cell, q),
+                                     titles=("reference", "yours", "log10 |reference − yours|"))
         st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}", theme=None,
                         config={"displayModeBar": False})
     st.markdown(f"**Diagnosis.** {u.diagnosis['text']}")

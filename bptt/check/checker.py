@@ -445,6 +445,7 @@ class UnitResult:
     explanation: list[str] = field(default_factory=list)
     values: tuple[np.ndarray, np.ndarray] | None = None   # (yours, reference) at the first divergence
     state: dict | None = None   # {"differs", "first_divergence", "text"}: a second call gave other numbers
+    shown: str | None = None    # what `values` are: "dx at t = 2", "dW_ih_step [o] at t = 2" (a step's contribution)
 
     @property
     def passed(self) -> bool:
@@ -629,9 +630,16 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
         fd = _sequence_story(rows, prefix_rows, probes, fd, T, ref.cell)
     elif fd is not None and ref.cell.gates and fd["quantity"] == "dx" and fd["t"] is not None and hint is None:
         fd = _gates_behind_dx(rows, fd)
-    values = None
+    values, shown = None, None
     if bad is not None and get(bad["quantity"], bad["t"]) is not None:
         values = (get(bad["quantity"], bad["t"]), ref.value(bad["quantity"], bad["t"]))
+        shown = bad["quantity"] + ("" if bad["t"] is None else f" at t = {bad['t']}")
+    elif bad is not None and bad["quantity"] in SEEN_IN and bad["t"] is not None:   # seen in a step's contribution
+        e = SEEN_IN[bad["quantity"]][0][0]
+        g = bad["gate"] or SEEN_IN[bad["quantity"]][1]
+        if get(e, bad["t"]) is not None:
+            values = (block(ref.cell, e, get(e, bad["t"]), g), block(ref.cell, e, ref.value(e, bad["t"]), g))
+            shown = f"{e} [{g}] at t = {bad['t']}"
     diagnosis = diagnose(rows, fd, zoo_hit, T, ref.problem.config.nonlinearity, hint, ref, get)
     state = None
     if again is not None:
@@ -647,7 +655,7 @@ def check_unit(unit: str, get: Getter, problems: list[dict], ref: Reference, zoo
                 values = None
             else:
                 diagnosis = dict(diagnosis, text=diagnosis["text"] + " Besides: " + state["text"])
-    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values, state)
+    return UnitResult(unit, rows, fd, diagnosis, zoo_hit, probes, explanation, values, state, shown)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
