@@ -257,6 +257,8 @@ def test_lstm_code_is_checked_per_gate(monkeypatch, address):
     no_exception(at)
     err = _errors(at)
     assert "d_gates [o]" in err and "output-gate-uses-c" in err
+    # the gate's gradient shows in this step's contribution: its o block is what the heatmaps draw
+    assert any("dW_ih_step [o] at t = 3" in c.value for c in at.caption) and len(figures(at)) == 1
 
 
 def test_code_whose_names_say_another_cell_asks_for_the_sidebars_cell(monkeypatch, address):
