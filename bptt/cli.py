@@ -199,8 +199,10 @@ def cmd_flow(args: argparse.Namespace) -> int:
 # check: a student's own BPTT against the reference
 
 def _check_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN "
-                                                   "or CS231n layout) or the worked exercise's class")
+    p.add_argument("file", metavar="FILE.py", help="your code: step functions, whole-sequence functions (torch.nn.RNN, "
+                                                   "LSTM or GRU layout, CS231n or Coursera) or the worked exercise's "
+                                                   "class; the cell comes from its names (lstm_*, gru_*, rnn_*) or "
+                                                   "--cell")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="also print every quantity's table, config by config")
     p.add_argument("--timeout", default=str(_check_runner.DEFAULT_TIMEOUT), metavar="S",
@@ -228,9 +230,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         memory = -1
     if not 256 <= memory <= 65536:
         raise UsageError(f"--memory must be an integer number of MiB in 256..65536, got {args.memory!r}")
-    explicit = any(getattr(args, n) is not None for n in FIELDS)
+    import torch
+    explicit = any(getattr(args, n) is not None for n in FIELDS if n != "cell")    # --cell alone: the default configs
     configs = [config_from_args(args)] if explicit else None
-    report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)     # the references are tiny: a pool of threads only waits for a loaded machine's cores
+    try:
+        report = _check.check_file(args.file, configs, timeout=timeout, memory_mb=memory, cell=args.cell)
+    finally:
+        torch.set_num_threads(threads)
     if report.usage:
         raise UsageError(report.usage)
     print(json.dumps(_check_report.report_json(report), indent=2) if args.json

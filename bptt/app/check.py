@@ -12,8 +12,9 @@ import pandas as pd
 import streamlit as st
 
 from .. import figures, memory
+from ..cells import cell_of
 from ..check import arrays as check_arrays
-from ..check.checker import CheckReport, UnitResult, cell_refused, check_file
+from ..check.checker import CheckReport, UnitResult, cell_refused, cells_named, check_file
 from ..check.report import headline, summary_frame, unit_title
 from ..check.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT
 from ..config import RNNConfig
@@ -61,7 +62,7 @@ def cli_command(cfg: RNNConfig) -> str:
     """The CLI command that checks a file on this page's config."""
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.differs_from_default().items()
                      if k not in ("bug", "truncate"))
-    return f"python -m bptt check my_rnn.py {flags}".rstrip()
+    return f"python -m bptt check my_{cfg.cell}.py {flags}".rstrip()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -71,23 +72,27 @@ def arrays_section(cfg: RNNConfig) -> None:
     """Download the problem, upload an NPZ of gradients, check it (no code runs on the server)."""
     refused = cell_refused(cfg)
     if refused:
-        st.info(f"This page checks the vanilla RNN for now: set the sidebar's cell to rnn ({refused}).",
-                icon=":material/info:")
+        st.info(refused, icon=":material/info:")
         return
-    st.markdown("1. Download this page's problem: the inputs `x` (T, B, I), `h0` (B, H), the upstream gradient "
-                "`dh_out` (T, B, H), the weights `W_ih` (H, I), `W_hh` (H, H), `b_ih`, `b_hh` (H,), and "
-                "`config_json`.\n"
+    cell = cell_of(cfg.cell)
+    d = check_arrays.dims(cfg)
+    required, per_step = check_arrays.expected_shapes(cfg)
+    c0 = " `c0` (B, H)," if cfg.cell == "lstm" else ""
+    st.markdown(f"1. Download this page's problem ({cell.torch_name}): the inputs `x` (T, B, I), `h0` (B, H),{c0} the "
+                f"upstream gradient `dh_out` (T, B, H), the weights `W_ih` {d['dW_ih']}, `W_hh` {d['dW_hh']}, `b_ih`, "
+                f"`b_hh` {d['db_ih']}" + (f" (gate blocks {', '.join(cell.gates)} along the rows, PyTorch's order)"
+                                         if cell.gates else "") + ", and `config_json`.\n"
                 "2. Run your code on it at home.\n"
-                "3. Upload your gradients as NPZ: `dx`, `dh0`, `dW_ih`, `dW_hh`, `db_ih`, `db_hh` (the torch.nn.RNN "
-                "layout, time-major), and if you have them, per-step arrays with the export's names (`h`, "
-                "`dh_prev`, `dh_total`, `d_pre`, `dW_ih_acc`, ...; t first, 0-based) to find the step where yours "
-                "first differ.")
+                f"3. Upload your gradients as NPZ: {', '.join(f'`{k}`' for k in required)} (the {cell.torch_name} "
+                f"layout, time-major), and if you have them, per-step arrays with the export's names "
+                f"({', '.join(f'`{k}`' for k in _useful(cell, per_step))}, ...; t first, 0-based) to find the step "
+                f"where yours first differ.")
     st.download_button("Download the problem (NPZ)", data=lambda: check_arrays.problem_npz(cfg),
                        file_name="bptt_problem.npz", mime="application/octet-stream", icon=":material/download:",
                        key=PROBLEM_DL_KEY, on_click="ignore")
     st.code("p = np.load('bptt_problem.npz')\n"
             "# ... your forward and backward on p['x'], p['h0'], p['dh_out'], p['W_ih'], ...\n"
-            "np.savez('grads.npz', dx=dx, dh0=dh0, dW_ih=dW_ih, dW_hh=dW_hh, db_ih=db_ih, db_hh=db_hh)",
+            f"np.savez('grads.npz', {', '.join(f'{k}={k}' for k in required)})",
             language="python")
     up = st.file_uploader(f"Your gradients (.npz, at most {check_arrays.MAX_UPLOAD_MB} MB)", type=["npz"],
                           key=NPZ_KEY, max_upload_size=check_arrays.MAX_UPLOAD_MB)
@@ -103,6 +108,12 @@ def arrays_section(cfg: RNNConfig) -> None:
             return
         _remember(key, lambda: check_arrays.check_arrays(grads, cfg))
     show_result(key)
+
+
+def _useful(cell, per_step: dict) -> list[str]:
+    """The per-step keys most worth uploading: the backward quantities a student has at hand, then a running sum."""
+    wanted = [q.name for q in cell.backward if q.name not in ("dx", "dh_next", "dh_total", "dc_next")]
+    return [k for k in (*wanted, "dW_ih_acc") if k in per_step]
 
 
 CODE_CSS = """<style>
@@ -134,7 +145,7 @@ def code_section(cfg: RNNConfig) -> None:
                 f"file (×) to check pasted code instead.", icon=":material/upload_file:")
     with st.form(FORM_KEY, border=False, enter_to_submit=False):
         pasted = st.text_area("… or paste your code here", key=PASTE_KEY, height=240,
-                              placeholder="def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...")
+                              placeholder=PLACEHOLDER.get(cfg.cell, PLACEHOLDER["rnn"]))
         clicked = st.form_submit_button("Check this code", key=RUN_KEY, type="primary")
     if clicked:
         source, name, label = ((up.getvalue(), up.name, f"the uploaded file {up.name}") if up is not None else
@@ -161,7 +172,18 @@ def _check_source(source: bytes, name: str, cfg: RNNConfig) -> CheckReport:
     with tempfile.TemporaryDirectory(prefix="bptt_upload_") as tmp:
         path = Path(tmp) / f"{safe}.py"
         path.write_bytes(source)
-        return check_file(path, [cfg.replace(bug="none")])
+        report = check_file(path, [cfg.replace(bug="none")], cell=cfg.cell)
+        named = cells_named(path)
+    if report.usage and named and cfg.cell not in named:    # the file's names say another cell than the sidebar's
+        report.usage = (f"{name} names {' and '.join(f'{c}_*' for c in named)} functions, but the sidebar's cell is "
+                        f"{cfg.cell}: set the sidebar's cell to {named[0]} to check it (or rename your functions "
+                        f"{cfg.cell}_step_forward ...).")
+    return report
+
+
+PLACEHOLDER = {"rnn": "def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh): ...",
+               "lstm": "def lstm_step_forward(x_t, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh): ...",
+               "gru": "def gru_step_forward(x_t, h_prev, W_ih, W_hh, b_ih, b_hh): ..."}
 
 
 def _remember(key: tuple, make, force: bool = False) -> None:
@@ -175,7 +197,17 @@ def _remember(key: tuple, make, force: bool = False) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # results
 
-AXES_OF = {"dx": "BI", "dW_ih": "HI", "dW_hh": "HH", "db_ih": "1H", "db_hh": "1H"}
+AXES_OF = {"dx": "BI", "dW_ih": "HI", "dW_hh": "HH", "db_ih": "1H", "db_hh": "1H"}   # the vanilla RNN's
+
+
+def _axes(cell_name: str, q: str) -> str:
+    """The matrix kind of a quantity's heatmap (a gated cell's weights have G·H gate rows)."""
+    cell = cell_of(cell_name)
+    if q.startswith(("dW", "db")):
+        return cell.weight_kind(q)
+    if q in cell.quantities:
+        return cell.quantities[q].kind
+    return AXES_OF.get(q, "BH")
 
 
 def show_result(key: tuple) -> None:
@@ -209,10 +241,10 @@ def show_result(key: tuple) -> None:
         st.caption(n)
     for c in report.configs:
         for u in c.units:
-            unit_result(u, key)
+            unit_result(u, key, c.config.cell)
 
 
-def unit_result(u: UnitResult, key: tuple) -> None:
+def unit_result(u: UnitResult, key: tuple, cell: str = "rnn") -> None:
     """The verdict, the table per quantity, the first divergence with its heatmaps, the diagnosis."""
     if u.passed:
         st.success(f"**{unit_title(u.unit)}: everything agrees with PyTorch autograd** "
@@ -220,7 +252,8 @@ def unit_result(u: UnitResult, key: tuple) -> None:
                    icon=":material/check_circle:")
     else:
         fd = u.first_divergence
-        where = f"**{fd['quantity']}**" + ("" if fd["t"] is None else f" at **t = {fd['t'] + 1}** (0-based t = "
+        gate = f" [{fd['gate']}]" if fd.get("gate") else ""
+        where = f"**{fd['quantity']}{gate}**" + ("" if fd["t"] is None else f" at **t = {fd['t'] + 1}** (0-based t = "
                                                                      f"{fd['t']} in the files)")
         st.error(f"**{unit_title(u.unit)}: differs.** First divergence: {where}.", icon=":material/cancel:")
     s = summary_frame(u.rows)
@@ -233,13 +266,17 @@ def unit_result(u: UnitResult, key: tuple) -> None:
     if u.passed:
         return
     if u.values is not None and u.values[0].ndim <= 2:
-        fd = u.first_divergence
-        q = fd["quantity"].replace("_acc", "")
+        label = u.shown or u.first_divergence["quantity"]           # "dW_ih_step [o] at t = 2": what the maps show
+        if " at t = " in label:                                      # t 1-based on screen, like the rest of the page
+            name, t0 = label.rsplit(" at t = ", 1)
+            label = f"{name} at t = {int(t0) + 1}"
+        q = label.split()[0].replace("_acc", "").replace("_step", "")
         yours, ref = u.values
-        fig = figures.triplet_figure(ref, yours, fd["quantity"], figures.colour_range(ref, yours),
-                                     AXES_OF.get(q, "BH"),
-                                     titles=(f"reference · {fd['quantity']}", f"yours · {fd['quantity']}",
-                                             "log10 |reference − yours|"))
+        st.caption(f"The maps show **{label}**" + (" (this step's contribution, where the gate's gradient shows)"
+                                                    if "_step" in label else "") + ": the reference, yours, and "
+                   "where they differ.")
+        fig = figures.triplet_figure(ref, yours, label, figures.colour_range(ref, yours), _axes(cell, q),
+                                     titles=("reference", "yours", "log10 |reference − yours|"))
         st.plotly_chart(fig, width="stretch", key=f"{FIG_KEY}_{u.unit}_{key[1][:8]}", theme=None,
                         config={"displayModeBar": False})
     st.markdown(f"**Diagnosis.** {u.diagnosis['text']}")

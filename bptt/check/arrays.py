@@ -7,26 +7,37 @@ import zipfile
 
 import numpy as np
 
+from ..cells import cell_of
 from ..config import ConfigError, RNNConfig
-from ..engine import FORWARD_QUANTITIES, STEP_QUANTITIES
 from ..problem import draw_problem
 from .checker import WHOLE, CheckReport, ConfigResult, check_unit, reference, zoo_traces
 
 MAX_UPLOAD_MB = 32
-INPUT_KEYS = ("x", "h0", "dh_out", "W_ih", "W_hh", "b_ih", "b_hh", "config_json")   # the problem's own keys
+INPUT_KEYS = ("x", "h0", "c0", "dh_out", "W_ih", "W_hh", "b_ih", "b_hh", "config_json")   # the problem's own keys
 
 
 def expected_shapes(cfg: RNNConfig) -> tuple[dict[str, tuple], dict[str, tuple]]:
-    """(required, optional) key -> shape: the six results, and the per-step quantities by the export's names."""
+    """(required, optional) key -> shape: the results (dx, dh0, dc0 for the LSTM, the four gradients), and the
+    per-step quantities by the export's names (the cell's own, and the running sums)."""
+    cell = cell_of(cfg.cell)
     T, B, I, H = cfg.seq_len, cfg.batch_size, cfg.input_size, cfg.hidden_size
-    required = {"dx": (T, B, I), "dh0": (B, H), "dW_ih": (H, I), "dW_hh": (H, H), "db_ih": (H,), "db_hh": (H,)}
-    per_step = {q: (T, B, H) for q in (*FORWARD_QUANTITIES, *STEP_QUANTITIES) if q not in ("dx",)}
-    per_step.update(dW_ih_acc=(T, H, I), dW_hh_acc=(T, H, H), db_ih_acc=(T, H), db_hh_acc=(T, H))
+    G = cell.G * H
+    required = {"dx": (T, B, I), **{d: (B, H) for d in cell.initial}, "dW_ih": (G, I), "dW_hh": (G, H),
+                "db_ih": (G,), "db_hh": (G,)}
+    per_step = {q.name: cell.shape(q.kind, T, B, I, H) for q in (*cell.forward, *cell.backward) if q.name != "dx"}
+    per_step.update(dW_ih_acc=(T, G, I), dW_hh_acc=(T, G, H), db_ih_acc=(T, G), db_hh_acc=(T, G))
     return required, per_step
 
 
-DIMS = {"dx": "(T, B, I)", "dh0": "(B, H)", "dW_ih": "(H, I)", "dW_hh": "(H, H)", "db_ih": "(H,)", "db_hh": "(H,)",
-        "dW_ih_acc": "(T, H, I)", "dW_hh_acc": "(T, H, H)", "db_ih_acc": "(T, H)", "db_hh_acc": "(T, H)"}
+def dims(cfg: RNNConfig) -> dict[str, str]:
+    """Each key's shape in letters (G·H rows for a gated cell's weights: 4H for the LSTM, 3H for the GRU)."""
+    cell = cell_of(cfg.cell)
+    G = "H" if not cell.gates else f"{cell.G}H"
+    out = {"dx": "(T, B, I)", "dh0": "(B, H)", "dc0": "(B, H)", "dW_ih": f"({G}, I)", "dW_hh": f"({G}, H)",
+           "db_ih": f"({G},)", "db_hh": f"({G},)", "dW_ih_acc": f"(T, {G}, I)", "dW_hh_acc": f"(T, {G}, H)",
+           "db_ih_acc": f"(T, {G})", "db_hh_acc": f"(T, {G})"}
+    out.update({q.name: f"(T, B, {G})" for q in cell.backward if q.gated})
+    return out
 
 
 class ArraysError(ValueError):
@@ -34,10 +45,12 @@ class ArraysError(ValueError):
 
 
 def problem_npz(cfg: RNNConfig) -> bytes:
-    """The inputs and weights of the config's problem (x, h0, dh_out, W_ih, W_hh, b_ih, b_hh) and config_json."""
+    """The inputs and weights of the config's problem (x, h0, c0 for the LSTM, dh_out, W_ih, W_hh, b_ih, b_hh) and
+    config_json."""
     p = draw_problem(cfg)
     buf = io.BytesIO()
-    np.savez(buf, config_json=np.array(cfg.to_json()), x=p.x, h0=p.h0, dh_out=p.dh_out, **p.weights)
+    extra = {} if p.c0 is None else {"c0": p.c0}
+    np.savez(buf, config_json=np.array(cfg.to_json()), x=p.x, h0=p.h0, **extra, dh_out=p.dh_out, **p.weights)
     return buf.getvalue()
 
 
@@ -81,15 +94,15 @@ def load_npz(data: bytes, cfg: RNNConfig, max_mb: int = MAX_UPLOAD_MB) -> dict[s
                       f"and, per step, {', '.join(per_step)}")
     missing = [k for k in required if k not in out]
     if missing:
-        errors.append(f"missing keys {', '.join(map(repr, missing))} (all six are needed: {', '.join(required)})")
+        errors.append(f"missing keys {', '.join(map(repr, missing))} (all {len(required)} are needed: "
+                      f"{', '.join(required)})")
     for k, want in {**required, **per_step}.items():
         if k in out:
             a = out[k]
             if a.dtype.kind not in "fiu":
                 errors.append(f"{k} has dtype {a.dtype}; expected float64 numbers")
             elif a.shape != want:
-                dims = DIMS.get(k, "(T, B, H)")
-                errors.append(f"{k} has shape {a.shape}; expected {want} = {dims}")
+                errors.append(f"{k} has shape {a.shape}; expected {want} = {dims(cfg).get(k, '(T, B, H)')}")
     if errors:
         raise ArraysError("; ".join(errors))
     return {k: v for k, v in out.items() if k not in INPUT_KEYS}
@@ -111,6 +124,9 @@ def check_arrays(arrays: dict[str, np.ndarray], cfg: RNNConfig) -> CheckReport:
             return per.get(q) if q in WHOLE else None
         a = per.get(q)
         return None if a is None or a.ndim == 0 or q in WHOLE and q != "dx" else a[t]
+
+    if "dc0" not in expected_shapes(cfg)[0]:
+        per.pop("dc0", None)
 
     unit = check_unit("arrays", get, problems, reference(p), zoo_traces(p))
     return CheckReport("arrays", ["arrays"], [ConfigResult(cfg, [unit])])

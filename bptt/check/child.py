@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import shapes
+from . import gated, shapes
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the student's errors
@@ -60,8 +60,10 @@ def call(fn: Callable, where: str, *args: Any) -> Any:
 class Recorder:
     """Collects one unit-job's outputs (per step and whole) and the problems found in them."""
 
-    def __init__(self, unit: str, job: str, sizes: dict[str, int], layout: str):
+    def __init__(self, unit: str, job: str, sizes: dict[str, int], layout: str,
+                 expect: dict[str, shapes.Expect] | None = None):
         self.unit, self.job, self.sizes, self.layout = unit, job, sizes, layout
+        self.expect = shapes.EXPECT[layout] if expect is None else expect   # student name -> its shape
         self.arrays: dict[str, Any] = {}
         self.problems: list[dict] = []
         self.notes: list[str] = []
@@ -73,7 +75,7 @@ class Recorder:
                 expect_as: str | None = None) -> Any:
         """The output as a checked float64 array, or None after recording the problem."""
         try:
-            return shapes.to_array(value, name + at, shapes.EXPECT[self.layout][expect_as or name], self.sizes)
+            return shapes.to_array(value, name + at, self.expect[expect_as or name], self.sizes)
         except shapes.ShapeProblem as err:
             self.problem(quantity, t, str(err))
             self.put(quantity + RAW, t, _raw(value))
@@ -391,6 +393,163 @@ def run_step(mod: Any, job: dict, rec: Recorder) -> None:
 RUNNERS = {"torch-step": run_step, "cs231n-step": run_step, "coursera-step": run_step,
            "torch-sequence": run_sequence, "cs231n-sequence": run_sequence, "coursera-sequence": run_coursera_sequence,
            "class": run_class}
+# ----------------------------------------------------------------------------------------------------------------------
+# the LSTM's and the GRU's shapes (gated.py), in the torch.nn.LSTM / torch.nn.GRU layout on our side
+
+def _grad_row(name: str, layout: str) -> str:
+    """The torch gradient a layout's gradient output is compared as (for problems about its shape)."""
+    if layout == "torch":
+        return name
+    if layout == "cs231n":
+        return {"dWx": "dW_ih", "dWh": "dW_hh"}.get(name, "db_ih")
+    return "dW_ih" if name.startswith("dW") else "db_ih"
+
+
+def _gated_step_forward(mod: Any, x_t: Any, h: Any, c: Any, W: dict, rec: Recorder, t: int) -> tuple:
+    """One step forward in the unit's layout: (h_t (B, H) or None, c_t (B, H) or None (always None for the GRU),
+    cache)."""
+    cell, lay, at = shapes.cell_of_unit(rec.unit), rec.layout, f" at t = {t}"
+    if lay == "coursera":
+        out = call(mod.lstm_cell_forward, f"lstm_cell_forward{at}", x_t.T.copy(), h.T.copy(), c.T.copy(),
+                   *gated.layout_args(cell, lay, W))
+        a, cn, _, cache = _unpack(out, 4, "lstm_cell_forward", ("a_next", "c_next", "yt_pred", "cache"), rec, t)
+        a, cn = rec.convert(a, "a_next", "h", t, at), rec.convert(cn, "c_next", "c", t, at)
+        return (None if a is None else a.T.copy()), (None if cn is None else cn.T.copy()), cache
+    fn = f"{cell}_step_forward"
+    names = {"torch": ("h_t", "c_t"), "cs231n": ("next_h", "next_c")}[lay]
+    state = (h.copy(), c.copy()) if cell == "lstm" else (h.copy(),)
+    out = call(getattr(mod, fn), f"{fn}{at}", x_t.copy(), *state, *gated.layout_args(cell, lay, W))
+    if cell == "lstm":
+        h_t, c_t, cache = _unpack(out, 3, fn, (*names, "cache"), rec, t)
+        return rec.convert(h_t, names[0], "h", t, at), rec.convert(c_t, names[1], "c", t, at), cache
+    h_t, cache = _unpack(out, 2, fn, (names[0], "cache"), rec, t)
+    return rec.convert(h_t, names[0], "h", t, at), None, cache
+
+
+def _gated_step_backward(mod: Any, dh_t: Any, dc_t: Any, cache: Any, rec: Recorder, t: int) -> tuple:
+    """One step backward: (dx_t (B, I), dh_prev (B, H), dc_prev (B, H) or None, {torch gradient: this step's
+    contribution}). dh_t is the total gradient reaching h_t, dc_t the cell carry from t+1."""
+    cell, lay, at = shapes.cell_of_unit(rec.unit), rec.layout, f" at t = {t}"
+    names = gated.RETURNS[(cell, lay, "step_backward")]
+    if lay == "coursera":
+        out = call(mod.lstm_cell_backward, f"lstm_cell_backward{at}", dh_t.T.copy(), dc_t.T.copy(), cache)
+        vals = _from_dict(out, "lstm_cell_backward", names, rec, t)
+        dx, dh, dc = (rec.convert(v, n, q, t, at) for v, n, q in zip(vals, names, ("dx", "dh_prev", "dc_prev")))
+        dx, dh, dc = (None if v is None else v.T.copy() for v in (dx, dh, dc))
+    else:
+        fn = f"{cell}_step_backward"
+        args = (dh_t.copy(), dc_t.copy()) if cell == "lstm" else (dh_t.copy(),)
+        vals = _unpack(call(getattr(mod, fn), f"{fn}{at}", *args, cache), len(names), fn, names, rec, t)
+        dx = rec.convert(vals[0], names[0], "dx", t, at, "dx_step" if lay == "cs231n" else None)
+        dh = rec.convert(vals[1], names[1], "dh_prev", t, at)
+        dc = rec.convert(vals[2], names[2], "dc_prev", t, at) if cell == "lstm" else None
+    k = 3 if cell == "lstm" else 2
+    grads = [rec.convert(v, n, _grad_row(n, lay) + "_acc", t, at) for n, v in zip(names[k:], vals[k:])]
+    return dx, dh, dc, gated.to_torch(cell, lay, names[k:], grads, rec.sizes["H"])
+
+
+def run_gated_step(mod: Any, job: dict, rec: Recorder) -> None:
+    """LSTM or GRU step functions of any layout: step forward on its own h (and c), then backward from t = T-1 with
+    dh_t = dh_out[t] + the student's carry and (LSTM) dc_t = the student's cell carry; each step's weight
+    contributions (`*_step`) and their running sums are kept."""
+    x, h0, c0, dh_out, W = job["x"], job["h0"], job["c0"], job["dh_out"], job["W"]
+    lstm = shapes.cell_of_unit(rec.unit) == "lstm"
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    h, c, caches = h0.copy(), (c0.copy() if lstm else None), []
+    for t in range(T):
+        h, c, cache = _gated_step_forward(mod, x[t], h, c, W, rec, t)
+        if h is None or (lstm and c is None):
+            raise Stop
+        rec.put("h", t, h)
+        rec.put("c", t, c)
+        caches.append(cache)
+    dh_carry, dc_carry = np.zeros((B, H)), np.zeros((B, H))
+    acc: dict[str, Any] = {}
+    dxs = []
+    for t in range(T - 1, -1, -1):
+        dx_t, dh_carry, dc_carry, grads = _gated_step_backward(mod, dh_out[t] + dh_carry, dc_carry, caches[t], rec, t)
+        rec.put("dx", t, dx_t)
+        rec.put("dh_prev", t, dh_carry)
+        rec.put("dc_prev", t, dc_carry)
+        for k, g in grads.items():
+            rec.put(k + "_step", t, g)
+            acc[k] = None if g is None or (k in acc and acc[k] is None) else (g.copy() if k not in acc else acc[k] + g)
+            rec.put(k + "_acc", t, acc[k])
+        dxs.append(dx_t)
+        if dh_carry is None or (lstm and dc_carry is None):
+            raise Stop
+        if not lstm:
+            dc_carry = np.zeros((B, H))
+    if all(d is not None for d in dxs):
+        rec.put("dx", None, np.stack(dxs[::-1]))
+    rec.put("dh0", None, dh_carry)
+    if lstm:
+        rec.put("dc0", None, dc_carry)
+    for k, g in acc.items():
+        rec.put(k, None, g)
+
+
+# each layout's whole-sequence arrays against time-major (T, B, ·): the axes that make them time-major
+TIME_MAJOR = {"torch": (0, 1, 2), "cs231n": (1, 0, 2), "coursera": (2, 1, 0)}
+
+
+def run_gated_sequence(mod: Any, job: dict, rec: Recorder) -> None:
+    """LSTM or GRU whole-sequence functions: forward on the whole sequence (CS231n and Coursera: from c0 = 0, as those
+    courses do), then backward with the upstream gradient of every h_t."""
+    cell, lay = shapes.cell_of_unit(rec.unit), rec.layout
+    x, h0, c0, dh_out, W = job["x"], job["h0"], job["c0"], job["dh_out"], job["W"]
+    T = x.shape[0]
+    axes = TIME_MAJOR[lay]
+    fwd, bwd = f"{cell}_forward", f"{cell}_backward"
+    h0_in = h0.T.copy() if lay == "coursera" else h0.copy()
+    state = (h0_in, c0.copy()) if (lay == "torch" and cell == "lstm") else (h0_in,)
+    out = call(getattr(mod, fwd), fwd, x.transpose(axes).copy(), *state, *gated.layout_args(cell, lay, W))
+    c = None
+    if lay == "coursera":
+        h, _, c, cache = _unpack(out, 4, fwd, ("a", "y", "c", "caches"), rec, None)
+        h = rec.convert(h, "a", "h", None)
+        c = rec.convert(c, "c", "c", None)
+    else:
+        if cell == "lstm" and lay == "torch" and isinstance(out, (tuple, list)) and len(out) == 3:
+            h, c, cache = out              # (h, c, cache); a middle that is not an array like h (e.g. (h_n, c_n)) is
+            c = _plain(c)                  # passed over
+            c = rec.convert(c, "c", "c", None) if isinstance(c, np.ndarray) and c.shape == np.shape(_plain(h)) else None
+        else:
+            h, cache = _unpack(out, 2, fwd, ("h", "cache"), rec, None)
+        h = rec.convert(h, "h", "h", None)
+    if h is None:
+        raise Stop
+    h = h.transpose(axes)
+    c = None if c is None else c.transpose(axes)
+    for t in range(T):
+        rec.put("h", t, np.ascontiguousarray(h[t]))
+        if c is not None:
+            rec.put("c", t, np.ascontiguousarray(c[t]))
+    names = gated.RETURNS[(cell, lay, "backward")]
+    out = call(getattr(mod, bwd), bwd, dh_out.transpose(axes).copy(), cache)
+    vals = _from_dict(out, bwd, names, rec, None) if lay == "coursera" else _unpack(out, len(names), bwd, names, rec,
+                                                                                    None)
+    dx = rec.convert(vals[0], "dx", "dx", None)
+    if dx is not None:
+        dx = np.ascontiguousarray(dx.transpose(axes))
+        rec.put("dx", None, dx)
+        for t in range(T):
+            rec.put("dx", t, np.ascontiguousarray(dx[t]))
+    dh0 = rec.convert(vals[1], names[1], "dh0", None)
+    rec.put("dh0", None, None if dh0 is None else (dh0.T.copy() if lay == "coursera" else dh0))
+    k = 2
+    if lay == "torch" and cell == "lstm":
+        rec.put("dc0", None, rec.convert(vals[2], "dc0", "dc0", None))
+        k = 3
+    grads = [rec.convert(v, n, _grad_row(n, lay), None) for n, v in zip(names[k:], vals[k:])]
+    for key, g in gated.to_torch(cell, lay, names[k:], grads, rec.sizes["H"]).items():
+        rec.put(key, None, g)
+
+
+GATED_RUNNERS = {"step": run_gated_step, "sequence": run_gated_sequence}
+
+
 REIMPORT_S = 0.1   # seconds: a file that imports again slower than this is not imported afresh for each probe
 AGAIN = "again"    # suffix of a job's id for the second call on the same problem (state kept between calls?)
 
@@ -426,7 +585,8 @@ def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
         result["error"] = _error(err, path)
         return result, out
     import_s = time.perf_counter() - t0
-    rec_units = shapes.recognise(mod)
+    cell = spec.get("cell", "rnn")
+    rec_units = gated.recognise(mod, cell)
     result["units"], result["notes"] = list(rec_units.units), list(rec_units.notes)
     sizes_ = spec["sizes"]
     fresh = True
@@ -437,17 +597,19 @@ def run(path: str, spec: dict, arrays: Any) -> tuple[dict, dict]:
                 continue
             j = job["id"]
             data = {k: arrays[f"{j}|{k}"] for k in ("x", "h0", "dh_out")}
+            data["c0"] = arrays.get(f"{j}|c0")
             data["W"] = {k: arrays[f"{j}|{k}"] for k in ("W_ih", "W_hh", "b_ih", "b_hh")}
             calls = [(j, "")] if job["probe"] else [(j, ""), (j + AGAIN, " (second call on the same problem)")]
             for jid, which in calls:
-                rec = Recorder(unit, jid, shapes.sizes_of(*sizes_[j]), layout)
+                rec = Recorder(unit, jid, shapes.sizes_of(*sizes_[j]), layout,
+                               None if cell == "rnn" else gated.expectations(cell, layout))
                 try:
                     if not fresh and not which and (not job["probe"] or import_s < REIMPORT_S):
                         t0 = time.perf_counter()
                         mod = call(import_student, "importing your file", path)
                         import_s = time.perf_counter() - t0
                     fresh = False
-                    RUNNERS[unit](mod, data, rec)
+                    (RUNNERS[unit] if cell == "rnn" else GATED_RUNNERS[unit.split("-")[-1]])(mod, data, rec)
                 except Stop:
                     pass
                 except StudentRaised as err:

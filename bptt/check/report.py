@@ -7,14 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from . import shapes
+from . import gated
 from .checker import CheckReport, UnitResult
 
 
 def unit_title(unit: str) -> str:
     if unit == "arrays":
         return "arrays (an NPZ of your gradients)"
-    letter, words = shapes.UNITS[unit]
+    letter, words = gated.unit_words(unit)
     return f"({letter}) {words}"
 
 
@@ -25,10 +25,12 @@ def summary_frame(rows: list[dict]) -> pd.DataFrame:
     for q, g in df.groupby("quantity", sort=False):
         steps = g["t"].notna()
         msgs = [m for m in g["message"] if m]
-        out.append({"quantity": q, "steps": int(steps.sum()) if steps.any() else "whole",
+        n_steps = g.loc[steps, "t"].nunique()               # gate blocks of one step count once
+        n_failing = g.loc[steps & ~g["passed"], "t"].nunique()
+        out.append({"quantity": q, "steps": int(n_steps) if steps.any() else "whole",
                     "max_abs_err": _max(g["max_abs_err"]), "max_rel_err": _max(g["max_rel_err"]),
                     "passed": bool(g["passed"].all()),
-                    "failing": int((~g.loc[steps, "passed"]).sum()) if steps.any() else int((~g["passed"]).sum()),
+                    "failing": int(n_failing) if steps.any() else int((~g["passed"]).sum()),
                     "message": msgs[0] if msgs else ""})
     return pd.DataFrame(out)
 
@@ -47,8 +49,13 @@ def _wrap(text: str, indent: int, width: int = 116) -> str:
     return "\n".join(textwrap.wrap(text, width, subsequent_indent=" " * indent, break_on_hyphens=False))
 
 
+def _name(fd: dict) -> str:
+    """A quantity with its gate block: "d_gates [f]", "dc_prev"."""
+    return fd["quantity"] + (f" [{fd['gate']}]" if fd.get("gate") else "")
+
+
 def _where(fd: dict) -> str:
-    return f"{fd['quantity']}" + ("" if fd["t"] is None else f" at t = {fd['t']} (0-based)")
+    return _name(fd) + ("" if fd["t"] is None else f" at t = {fd['t']} (0-based)")
 
 
 def unit_text(u: UnitResult) -> list[str]:
@@ -66,7 +73,7 @@ def unit_text(u: UnitResult) -> list[str]:
     if u.first_divergence:
         lines.append(f"    first divergence: {_where(u.first_divergence)}")
     if u.probes:
-        lines.append("    probes (your rnn_forward / rnn_backward on parts of the problem):")
+        lines.append("    probes (your whole-sequence functions on parts of the problem):")
         lines += [f"      {p.text()}" for p in u.probes]
         lines += [_wrap(f"      -> {e}", 9) for e in u.explanation]
     lines.append(_wrap(f"    diagnosis: {u.diagnosis['text']}", 6))
@@ -92,7 +99,7 @@ def headline(r: CheckReport, screen: bool = False) -> dict:
     fd = u.first_divergence
     where = _where(fd) if fd else "the outputs"
     if screen and fd and fd["t"] is not None:
-        where = f"{fd['quantity']} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
+        where = f"{_name(fd)} at t = {fd['t'] + 1} (0-based t = {fd['t']} in the files)"
     return {"passed": False, "title": f"MISMATCH: {where}{second}, in your {unit_title(u.unit)} (config "
                                       f"{r.configs.index(c) + 1}: {_sizes(c.config)})",
             "text": u.diagnosis["text"], "bug": u.diagnosis.get("bug"), "unit": u.unit, "config": c.config}
@@ -100,10 +107,12 @@ def headline(r: CheckReport, screen: bool = False) -> dict:
 
 def short(unit: str) -> str:
     """A unit in a few characters: "(a) step", "(c) sequence", "(d) class", "arrays"."""
-    if unit not in shapes.UNITS:
+    try:
+        letter = gated.unit_words(unit)[0]
+    except KeyError:
         return unit
     kind = unit.split("-")[-1]
-    return f"({shapes.UNITS[unit][0]}) {kind}" if kind != "class" else f"({shapes.UNITS[unit][0]}) class"
+    return f"({letter}) {kind}" if kind != "class" else f"({letter}) class"
 
 
 def evidence(u: UnitResult) -> list[str]:
@@ -203,6 +212,7 @@ def report_json(r: CheckReport) -> dict:
         diag = {"bug": None, "hint": None, "text": f"your code failed ({r.failure.kind}) in {r.failure.where}"}
     out = {
         "passed": r.passed,
+        "cell": r.cell,
         "api": r.api,
         "units": list(r.units),
         "headline": None if (r.failure or r.usage) else headline(r)["title"],

@@ -68,9 +68,11 @@ def run_student(path: str | Path, jobs: list[Job], timeout: float = DEFAULT_TIME
     """Run the student's file on these jobs in a child process; never raises for anything the student's code does."""
     path = os.path.abspath(path)
     spec = {"path": path, "jobs": [{"id": j.id, "probe": j.probe} for j in jobs],
-            "sizes": {j.id: [*j.problem.x.shape, j.problem.W_hh.shape[0]] for j in jobs}}
+            "sizes": {j.id: [*j.problem.x.shape, j.problem.W_hh.shape[1]] for j in jobs},
+            "cell": jobs[0].problem.config.cell if jobs else "rnn"}
     arrays = {f"{j.id}|{k}": v for j in jobs for k, v in
-              (("x", j.problem.x), ("h0", j.problem.h0), ("dh_out", j.problem.dh_out), *j.problem.weights.items())}
+              (("x", j.problem.x), ("h0", j.problem.h0), ("dh_out", j.problem.dh_out), *j.problem.weights.items(),
+               *((("c0", j.problem.c0),) if j.problem.c0 is not None else ()))}
     with tempfile.TemporaryDirectory(prefix="bptt_check_") as tmp:
         folder = Path(tmp)
         (folder / "spec.json").write_text(json.dumps(spec))

@@ -112,7 +112,8 @@ BATCH_AXIS = {"torch": "axis 0", "cs231n": "axis 0", "coursera": "axis 1 (m)"}
 
 def sizes_of(T: int, B: int, I: int, H: int) -> dict[str, int]:
     """The size of each letter, in every layout's letters."""
-    return {"T": T, "B": B, "N": B, "I": I, "D": I, "H": H, "T_x": T, "m": B, "n_x": I, "n_a": H, "1": 1}
+    return {"T": T, "B": B, "N": B, "I": I, "D": I, "H": H, "T_x": T, "m": B, "n_x": I, "n_a": H, "1": 1,
+            "4H": 4 * H, "3H": 3 * H, "n_a+n_x": H + I}
 
 
 class ShapeProblem(Exception):
@@ -164,14 +165,16 @@ def _params(fn: Any) -> list[str]:
         return []
 
 
-def _layout(fn: Any, kind: str, layouts: tuple[str, ...]) -> str | None:
-    """Which of the layouts the forward's parameters say (by a telling name, else by their number), or None."""
+def _layout(fn: Any, kind: str, layouts: tuple[str, ...], table: dict | None = None) -> str | None:
+    """Which of the layouts the forward's parameters say (by a telling name, else by their number), or None. table:
+    layout -> (step parameters, sequence parameters, telling names); LAYOUT_PARAMS by default."""
+    table = LAYOUT_PARAMS if table is None else table
     names = _params(fn)
     for layout in layouts:
-        if any(n in names for n in LAYOUT_PARAMS[layout][2]):
+        if any(n in names for n in table[layout][2]):
             return layout
     for layout in layouts:
-        if len(names) == len(LAYOUT_PARAMS[layout][0 if kind == "step" else 1]):
+        if len(names) == len(table[layout][0 if kind == "step" else 1]):
             return layout
     return None
 
@@ -194,25 +197,29 @@ def find_class(mod: Any) -> type | None:
     return found[0][1] if found else None
 
 
-def recognise(mod: Any) -> Recognised:
-    """The units of the module that the checker can run (FUNCTION_SHAPES, then the class), and why others were not
-    recognised."""
+def recognise(mod: Any, table: list | None = None) -> Recognised:
+    """The units of the module that the checker can run (the vanilla RNN's FUNCTION_SHAPES, then the class; or the
+    table's: (kind, forward, backward, layouts, layout -> parameters, unit id prefix), gated.recognise), and why others
+    were not recognised."""
     units, notes = [], []
     g = vars(mod)
-    for kind, fwd, bwd, layouts in FUNCTION_SHAPES:
+    rnn = table is None
+    if rnn:
+        table = [(kind, fwd, bwd, layouts, LAYOUT_PARAMS, "") for kind, fwd, bwd, layouts in FUNCTION_SHAPES]
+    for kind, fwd, bwd, layouts, params, prefix in table:
         have = [callable(g.get(n)) for n in (fwd, bwd)]
         if all(have):
-            layout = _layout(g[fwd], kind, layouts)
+            layout = _layout(g[fwd], kind, layouts, params)
             if layout is None:
-                wanted = " or ".join(f"({', '.join(LAYOUT_PARAMS[lay][0 if kind == 'step' else 1])}) for the "
+                wanted = " or ".join(f"({', '.join(params[lay][0 if kind == 'step' else 1])}) for the "
                                      f"{LAYOUT_NAMES[lay]} layout" for lay in layouts)
                 notes.append(f"{fwd} takes ({', '.join(_params(g[fwd]))}); expected {wanted}")
-            elif f"{layout}-{kind}" not in units:
-                units.append(f"{layout}-{kind}")
+            elif f"{prefix}{layout}-{kind}" not in units:
+                units.append(f"{prefix}{layout}-{kind}")
         elif any(have):
             present, missing = (fwd, bwd) if have[0] else (bwd, fwd)
             notes.append(f"found {present} but no {missing}: both are needed")
-    if find_class(mod) is not None:
+    if rnn and find_class(mod) is not None:
         units.append("class")
     return Recognised(tuple(units), tuple(notes))
 
@@ -221,6 +228,18 @@ LAYOUT_NAMES = {"torch": "torch.nn.RNN", "cs231n": "CS231n", "coursera": "Course
 
 
 def layout_of(unit: str) -> str:
-    """The layout of a unit id ("coursera-step" -> "coursera"; the class uses the torch layout)."""
-    head = unit.split("-")[0]
+    """The layout of a unit id ("coursera-step", "lstm-coursera-step" -> "coursera"; the class uses the torch
+    layout)."""
+    parts = unit.split("-")
+    head = parts[1] if parts[0] in CELL_PREFIXES and len(parts) > 2 else parts[0]
     return head if head in LAYOUT_PARAMS else "torch"
+
+
+CELL_PREFIXES = ("lstm", "gru")     # unit ids of the gated cells start with their cell: "lstm-torch-step"
+
+
+def cell_of_unit(unit: str) -> str:
+    """The cell a unit id belongs to ("rnn" for the vanilla RNN's unprefixed ids and for "arrays")."""
+    head = unit.split("-")[0]
+    return head if head in CELL_PREFIXES else "rnn"
+

@@ -217,9 +217,54 @@ def test_loopback_addresses():
     assert not is_loopback("192.168.1.5")
 
 
-def test_a_gated_cell_in_the_sidebar_is_refused_with_a_message(monkeypatch):
+# ----------------------------------------------------------------------------------------------------------------------
+# the LSTM and the GRU
+
+def _good_gated(cfg: RNNConfig) -> dict[str, np.ndarray]:
+    ref = reference(draw_problem(cfg))
+    out = {"dx": ref.torch_rnn.dx, "dh0": ref.torch_rnn.dh0, **ref.torch_rnn.gradients,
+           "d_gates": ref.unrolled.d_gates}
+    if cfg.cell == "lstm":
+        out.update(dc0=ref.torch_rnn.dc0, dc_prev=ref.unrolled.dc_prev)
+    return out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_npz_passes_and_a_wrong_gate_block_is_named(cell):
+    cfg = RNNConfig(cell=cell)
+    good = _good_gated(cfg)
+    at = _upload(_npz(**good), cell=cell)
+    assert not at.error and any("everything agrees" in s.value for s in at.success)
+    assert any("c0" in m.value for m in at.markdown) == (cell == "lstm")     # the problem's keys, per cell
+    H, T = cfg.hidden_size, cfg.seq_len
+    bad = dict(good, d_gates=good["d_gates"].copy())
+    bad["d_gates"][T - 1, :, H:2 * H] *= 1.01                               # the second gate block: f (lstm), z (gru)
+    at = _upload(_npz(**bad), cell=cell)
+    gate = "f" if cell == "lstm" else "z"
+    assert f"d_gates [{gate}]" in _errors(at) and f"0-based t = {T - 1}" in _errors(at)
+
+
+def test_gated_npz_with_another_cells_keys_is_refused():
+    at = _upload(_npz(**_good_gated(RNNConfig(cell="lstm"))), cell="gru")
+    assert "unknown keys 'dc0'" in _errors(at) and "(3H, I)" in _errors(at)
+
+
+def test_lstm_code_is_checked_per_gate(monkeypatch, address):
     monkeypatch.setenv(OPT_IN, "1")
     at = app(CHECK, cell="lstm")
+    at.text_area(key=check_page.PASTE_KEY).input((FILES / "gated" / "lstm_step_c.py").read_text())
+    at.button(key=check_page.RUN_KEY).click().run()
     no_exception(at)
-    assert any("checks the vanilla RNN for now" in i.value for i in at.info)
-    assert not [u for u in at.file_uploader]
+    err = _errors(at)
+    assert "d_gates [o]" in err and "output-gate-uses-c" in err
+    # the gate's gradient shows in this step's contribution: its o block is what the heatmaps draw
+    assert any("dW_ih_step [o] at t = 3" in c.value for c in at.caption) and len(figures(at)) == 1
+
+
+def test_code_whose_names_say_another_cell_asks_for_the_sidebars_cell(monkeypatch, address):
+    monkeypatch.setenv(OPT_IN, "1")
+    at = app(CHECK)                                                      # the sidebar's cell: rnn
+    at.text_area(key=check_page.PASTE_KEY).input((FILES / "gated" / "gru_torch_step.py").read_text())
+    at.button(key=check_page.RUN_KEY).click().run()
+    no_exception(at)
+    assert "set the sidebar's cell to gru" in _errors(at)
