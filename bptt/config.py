@@ -13,6 +13,7 @@ import numpy as np
 
 from .cells import ALL_BUGS, CELLS
 from .cells import BUGS as CELL_BUGS
+from .cells.gru import ResetBeforeMatmul
 
 # ----------------------------------------------------------------------------------------------------------------------
 # bounds
@@ -208,8 +209,8 @@ PRESET_NOTES: dict[str, str] = {
                                                  "vanilla RNN's on the same problem.",
     "GRU: PyTorch's reset gate": "PyTorch's GRU applies r after the W_hn product, r ⊙ (W_hn h + b_hn); the paper's "
                                  "puts it inside, W_hn (r ⊙ h). The Derivation page sets the two side by side; pick "
-                                 "the bug reset-before-matmul to run the paper's backward against PyTorch's forward "
-                                 "and see d_gates [r] fail first.",
+                                 f"the bug {ResetBeforeMatmul.name} to run the paper's backward against PyTorch's "
+                                 "forward and see d_gates [r] fail first.",
 }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .cells.gru import ResetBeforeMatmul
+
 
 @dataclass(frozen=True)
 class Line:
@@ -100,7 +102,7 @@ GRU: tuple[Section, ...] = (
             r" \\ db_{hn} \mathrel{+}= \textstyle\sum_b d\_n \odot r_t"),
         tex(r"\text{paper:}\ dr = (d\_n\, W_{hn}) \odot h_{t-1},\quad dW_{hn} \mathrel{+}= d\_n^{\top} (r_t \odot "
             r"h_{t-1}), \\ db_{hn} \mathrel{+}= \textstyle\sum_b d\_n"),
-        md("Running the paper's backward against PyTorch's forward is the bug `reset-before-matmul`: its first "
+        md(f"Running the paper's backward against PyTorch's forward is the bug `{ResetBeforeMatmul.name}`: its first "
            "wrong number is the reset gate's block `d_gates [r]` at t = T (the preset \"GRU: PyTorch's reset "
            "gate\")."),)),
     ("One carry into step t", (

@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..cells.gru import gru_forward
-from ..cells.lstm import lstm_forward, sigmoid
+from ..cells.gru import ResetBeforeMatmul, gru_forward
+from ..cells.lstm import GateOrderIfog, lstm_forward, sigmoid
 
 PAPER_GRU = ("the paper's GRU (Cho et al. 2014): r inside the product, n = tanh(W_in x_t + b_in + W_hn (r ⊙ h_(t-1)) "
              "+ b_hn). PyTorch puts r after the product: n = tanh(W_in x_t + b_in + r ⊙ (W_hn h_(t-1) + b_hn)), so "
              "dr = d_n ⊙ (W_hn h_(t-1) + b_hn), d_hn = d_n ⊙ r, dW_hn += d_hnᵀ h_(t-1) and db_hn += Σ_b d_hn")
 # what to add to a zoo bug's own note
-ZOO_MORE = {"reset-before-matmul": f" That is {PAPER_GRU}.",
-            "gate-order-ifog": " Stack the gate gradients i, f, g, o, the order of torch.nn.LSTM's weight rows."}
+ZOO_MORE = {ResetBeforeMatmul.name: f" That is {PAPER_GRU}.",
+            GateOrderIfog.name: " Stack the gate gradients i, f, g, o, the order of torch.nn.LSTM's weight rows."}
 
 GATE_FORMULA = {
     "lstm": {"i": "di = dc_t ⊙ g_t ⊙ i_t (1 − i_t)", "f": "df = dc_t ⊙ c_(t-1) ⊙ f_t (1 − f_t)",
