@@ -34,7 +34,7 @@ PROGRESS_AFTER = 1.0       # seconds a page waits before it says what for
 SMALL_ENTRY = 256          # bytes a scalar cache entry is counted as (so that the budget bounds their number too)
 STAGE_TEXT = {
     "engine": "engine: the NumPy forward and backward pass",
-    "references": "references: torch.nn.RNN, the unrolled autograd graph and the hand-written operator",
+    "references": "references: the torch module, the unrolled autograd graph and the hand-written operator",
     "comparison": "comparison: every number against autograd",
 }
 
