@@ -38,7 +38,7 @@ def test_a_queued_session_says_so_and_shows_the_stages(browser, one_slot_server)
         ctx.add_init_script(f"({SEEN_JS})()")
         page = ctx.new_page()
         page.console = Console(page)
-        page.goto(f"{one_slot_server.url}/Forward_pass?{LARGE}&seed={seed}")   # a small payload: the analysis is the work
+        page.goto(f"{one_slot_server.url}/Forward_pass?{LARGE}&seed={seed}")   # small payload: the analysis is the work
         return page
 
     # two sessions at once with one slot: whichever starts second waits for the first's seconds of work and says it
