@@ -71,3 +71,17 @@ def test_clicking_a_gate_block_checks_the_whole_weights_row(open_viewer):
     v.page.mouse.click(box["x"] + 1.5 * box["width"] / I, box["y"] + 1.5 * box["height"] / H)    # block row 1, i = 1
     want = f"dW_ih[{2 * H + 1}, 1]"
     wait_until(lambda: runs(v.page) > before and want in main_text(v.page), 90, what=f"the FD check of {want}")
+
+
+def test_switching_the_cell_in_the_sidebar_keeps_the_sizes_and_the_step(open_viewer):
+    T, H = 6, 3
+    v = open_viewer(query=f"seq_len={T}&hidden_size={H}&batch_size=2&step=3")
+    assert v.step == 3 and v.root.locator("[data-quantity=d_pre]").count() == 1
+    wait_for_app(v.page)
+    v.page.locator(".st-key-w_cell").get_by_text("LSTM", exact=True).click()
+    wait_until(lambda: v.root.locator("[data-quantity=d_gates][data-gate=f]").count() == 1 and v.step == 3, 90,
+               what="the LSTM's viewer at step 3")
+    wait_for_app(v.page)
+    assert v.steps == T and v.drawn()[1].startswith(f"t = {T - 2} · backward step 3 of {T}")
+    assert "cell=lstm" in v.page.url and "step=3" in v.page.url and f"hidden_size={H}" in v.page.url
+    assert v.root.locator("[data-quantity=dh_total]").get_attribute("data-cols") == str(H)
