@@ -512,5 +512,8 @@ def cells_gap_figure(truncations: Sequence[int], gap: dict[str, np.ndarray]) -> 
     fig = _flow_layout(fig, "Truncation gap of every cell: ‖g_K − g_full‖ / ‖g_full‖", "K (truncate every K steps)",
                        "relative error  (log scale)", height=320)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0.0))
-    fig.update_xaxes(type="log", tickvals=list(truncations), dtick=None, tick0=None)
+    ks = np.asarray(list(truncations), dtype=float)
+    # a log axis: its range is in log10 units (the integer-tick range _flow_layout set is in data units)
+    fig.update_xaxes(type="log", tickvals=list(truncations), dtick=None, tick0=None,
+                     range=[np.log10(ks.min()) - 0.08, np.log10(ks.max()) + 0.08] if ks.size else None)
     return fig

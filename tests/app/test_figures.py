@@ -177,3 +177,13 @@ def test_no_figure_carries_a_colour_streamlit_replaces():
         text = json.dumps(_json(fig)["data"]).lower()
         assert not re.search(r"#0000(0[1-9]|[1-3][0-9]|40)\b", text), fig.layout.title.text
     assert figures.colour_scale("Magma")[0][1] == "#010004"                   # dark, as Magma is
+
+
+def test_a_log_x_axis_has_its_range_in_log_units():
+    # the truncation gap of every cell against K: a log K axis whose range covers the K's (log10), not 10^49
+    ks = [1, 2, 5, 10, 25, 49]
+    fig = figures.cells_gap_figure(ks, {"rnn": np.linspace(1.0, 1e-3, 6), "lstm": np.linspace(0.5, 1e-4, 6)})
+    ax = fig.layout.xaxis
+    assert ax.type == "log"
+    lo, hi = ax.range
+    assert lo <= np.log10(min(ks)) < np.log10(max(ks)) <= hi and hi - lo < np.log10(max(ks)) + 0.5
