@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,7 @@ def write_export(an: Analysis, path: str | Path) -> Path:
     return path
 
 
+_SOURCE_LOCK = threading.Lock()   # Streamlit serves sessions from threads; the reproduction script reads source
 _IMPORTS = "from __future__ import annotations\n\nimport sys\n{}\nimport numpy as np\nimport torch\n"
 _MAIN = 'if __name__ == "__main__":\n    sys.exit(main(CONFIG, STEP, {}))\n'
 
@@ -174,11 +176,13 @@ def repro_script(config: RNNConfig, filename: str = "this_file.py") -> str:
         f"FLOOR_FACTOR = {FLOOR_FACTOR!r}      # the floor: FLOOR_FACTOR * how far PyTorch's own h_t moves the result",
         f"WHOLE = {whole('rnn')!r}  # the results compared, in order (the LSTM's dc0 too)",
     ])
-    classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
+    with _SOURCE_LOCK:                  # inspect parses with ast, which CPython 3.11 cannot run in two threads at once
+        classes = [inspect.getsource(c) for c in (Step, correct, *([] if step is correct else [step]))]
+        body_src = [inspect.getsource(fn) for fn in body(config.cell)]
     chosen = f"STEP = {step.__name__}  # " + ("the correct step" if step is correct else f"the mistake {step.name}")
     namespace = "from types import SimpleNamespace\n" if config.cell != "rnn" else ""   # numpy_gated's
     parts = [_script_docstring(config, filename) + _IMPORTS.format(namespace), constants, *classes, chosen,
-             *(inspect.getsource(fn) for fn in body(config.cell)), _MAIN.format(NUMPY_SIDE[config.cell])]
+             *body_src, _MAIN.format(NUMPY_SIDE[config.cell])]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 

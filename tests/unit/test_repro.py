@@ -76,12 +76,19 @@ def _key(cfg: RNNConfig) -> str:
     return f"{cfg.cell}-{cfg.bug}-{sizes}"
 
 
-def _run_scripts(tmp: Path, cfgs: list[RNNConfig]) -> list[SimpleNamespace]:
+def _write_scripts(tmp: Path, cfgs: list[RNNConfig]) -> list[str]:
+    """The scripts' paths. Written in the calling thread: repro_script reads source with inspect, which parses with
+    ast, and CPython 3.11's ast is not safe to use from two threads at once ("AST constructor recursion depth
+    mismatch")."""
     paths = []
     for cfg in cfgs:
         path = tmp / f"repro_{_key(cfg)}.py"
         path.write_text(repro_script(cfg, filename=path.name))
         paths.append(str(path))
+    return paths
+
+
+def _run_scripts(tmp: Path, paths: list[str]) -> list[SimpleNamespace]:
     proc = subprocess.run([sys.executable, "-c", _RUNNER, *paths], capture_output=True, text=True, timeout=600,
                           cwd=tmp)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
@@ -92,8 +99,9 @@ def _run_scripts(tmp: Path, cfgs: list[RNNConfig]) -> list[SimpleNamespace]:
 def script_runs(tmp_path_factory) -> dict[str, SimpleNamespace]:
     tmp = tmp_path_factory.mktemp("scripts")
     halves = [SCRIPT_CONFIGS[0::2], SCRIPT_CONFIGS[1::2]]
+    scripts = [_write_scripts(tmp, half) for half in halves]                   # here, one thread: see _write_scripts
     with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = list(pool.map(lambda cfgs: _run_scripts(tmp, cfgs), halves))
+        runs = list(pool.map(lambda paths: _run_scripts(tmp, paths), scripts))
     return {_key(c): r for half, rs in zip(halves, runs) for c, r in zip(half, rs)}
 
 
