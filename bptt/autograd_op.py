@@ -155,9 +155,6 @@ def op_leaves(p: Problem) -> tuple[torch.Tensor, ...]:
     return tuple(torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays)
 
 
-rnn_function = op_leaves   # the RNN's leaves: x, h0, W_ih, W_hh, b_ih, b_hh
-
-
 def apply_op(config: RNNConfig, leaves: tuple[torch.Tensor, ...], truncate: int | None = None) -> torch.Tensor:
     """The cell's Function on op_leaves (with the config's truncation, or this one): h (T, B, H)."""
     K = config.truncate if truncate is None else truncate

@@ -28,12 +28,8 @@ from .cells import base as _base
 from .cells.rnn import RNNStep
 from .problem import Problem
 
-__all__ = ["FORWARD_QUANTITIES", "GRADIENTS", "STEP_QUANTITIES", "Totals", "Trace", "carry_cut", "forward",
-           "hidden_states", "run_engine", "run_plain"]
+__all__ = ["GRADIENTS", "Totals", "Trace", "carry_cut", "forward", "hidden_states", "run_engine", "run_plain"]
 
-# the vanilla RNN's per-step quantities, for the checker's RNN shapes (every other layer asks the cell)
-FORWARD_QUANTITIES = ("a", "h")
-STEP_QUANTITIES = ("dh_next", "dh_total", "d_pre", "dx", "dh_prev", "dW_ih_acc", "dW_hh_acc", "db_ih_acc", "db_hh_acc")
 WEIGHT_STEP = tuple(f"{w}_step" for w in GRADIENTS)    # step t's contribution, (T, ...) on demand
 WEIGHT_ACC = tuple(f"{w}_acc" for w in GRADIENTS)      # the running sums of steps t..T-1, (T, ...) on demand
 

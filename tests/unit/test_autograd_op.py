@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.autograd.gradcheck import GradcheckError
 
-from bptt.autograd_op import RNNFunction, gradcheck_op, rnn_function, run_op
+from bptt.autograd_op import RNNFunction, gradcheck_op, op_leaves, run_op
 from bptt.config import RNNConfig
 from bptt.engine import forward, run_engine
 from bptt.problem import draw_problem
@@ -33,9 +33,9 @@ def _far_from_kinks(cfg: RNNConfig, margin: float = 1e-3) -> RNNConfig:
 
 
 @pytest.mark.parametrize("nonlinearity,truncate", EXACT_CASES)
-def test_gradcheck_rnn_function(nonlinearity: str, truncate: int) -> None:
+def test_gradcheck_op_leaves(nonlinearity: str, truncate: int) -> None:
     cfg = _far_from_kinks(RNNConfig(**SMALL, nonlinearity=nonlinearity, truncate=truncate, seed=1))
-    leaves = rnn_function(draw_problem(cfg))
+    leaves = op_leaves(draw_problem(cfg))
     assert all(t.dtype == torch.float64 for t in leaves)
     fn = lambda *ts: RNNFunction.apply(*ts, nonlinearity, truncate)  # noqa: E731
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-7, rtol=1e-6)
@@ -47,7 +47,7 @@ def test_gradcheck_op(nonlinearity: str, truncate: int) -> None:
     res = gradcheck_op(draw_problem(cfg))
     assert res.passed, res.message
     assert not res.fast_mode
-    assert res.n_inputs == sum(t.numel() for t in rnn_function(draw_problem(cfg)))
+    assert res.n_inputs == sum(t.numel() for t in op_leaves(draw_problem(cfg)))
 
 
 @pytest.mark.parametrize("nonlinearity,truncate", [("tanh", 2), ("relu", 3)])
@@ -58,7 +58,7 @@ def test_truncated_gradient_is_not_the_derivative_of_the_forward(nonlinearity: s
     cfg = _far_from_kinks(RNNConfig(**SMALL, nonlinearity=nonlinearity, truncate=truncate, seed=1))
     fn = lambda *ts: RNNFunction.apply(*ts, nonlinearity, truncate)  # noqa: E731
     with pytest.raises(GradcheckError):
-        torch.autograd.gradcheck(fn, rnn_function(draw_problem(cfg)), eps=1e-6, atol=1e-7, rtol=1e-6)
+        torch.autograd.gradcheck(fn, op_leaves(draw_problem(cfg)), eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
 def test_gradcheck_op_checks_truncated_configs_with_full_bptt() -> None:

@@ -12,13 +12,15 @@ from hypothesis import strategies as st
 from bptt import analysis, engine
 from bptt.analysis import analyze
 from bptt.cells import BUGS as CELL_BUGS
-from bptt.cells.rnn import bptt, rnn_forward
-from bptt.compare import REL_TOL, agreement, rounding_floor
+from bptt.cells.rnn import RNN, bptt, rnn_forward
+from bptt.compare import REL_TOL, agreement, rounding_floor, step_quantities
 from bptt.config import NONLINEARITIES, PRESETS, UPSTREAMS, RNNConfig, preset
-from bptt.engine import FORWARD_QUANTITIES, STEP_QUANTITIES, carry_cut, run_engine, run_plain
+from bptt.engine import carry_cut, run_engine, run_plain
 from bptt.problem import draw_problem
 from bptt.reference import torch_rnn_reference, unrolled_reference
 
+FORWARD_QUANTITIES = tuple(q.name for q in RNN.forward)                    # a, h
+STEP_QUANTITIES = step_quantities(RNN)                                   # the backward's, then the running sums
 PER_STEP = (*FORWARD_QUANTITIES, *STEP_QUANTITIES, "dW_ih_step", "dW_hh_step", "db_ih_step", "db_hh_step")
 WHOLE = ("h", "dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh")
 RNN_BUGS = CELL_BUGS["rnn"]                 # "none" first, then the vanilla RNN's zoo
