@@ -71,9 +71,10 @@ class Trace:
         """Step t's contribution to gradient w ("dW_ih" ...)."""
         return self.cell.contributions(self.problem, self.values, t, self.step)[w]
 
-    def running_sums(self, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
-        """{w: (hi - lo, ...) the sums of the contributions of steps t..T-1, for t = lo ... hi-1 (hi: T)}."""
-        return _base.running_sums(self.cell, self.problem, self.values, self.step, lo, hi)
+    def running_sums(self, lo: int = 0, hi: int | None = None, start: tuple | None = None) -> dict[str, np.ndarray]:
+        """{w: (hi - lo, ...) the sums of the contributions of steps t..T-1, for t = lo ... hi-1 (hi: T)}; start
+        (t0, sums at t0) goes on from there instead of from T-1 (bit for bit the same)."""
+        return _base.running_sums(self.cell, self.problem, self.values, self.step, lo, hi, start)
 
     def iter_sums(self):
         """(t, {w: the running sum of steps t..T-1}) for t = T-1 down to 0, one step's sums alive at a time."""

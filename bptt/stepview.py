@@ -25,7 +25,7 @@ from plotly.colors import get_colorscale, sample_colorscale
 from .analysis import Analysis
 from .engine import carry_cut
 from .figures import DIFF_FLOOR, DIVERGING, GATE_SCALE, SEQUENTIAL, colour_range, log_diff
-from .memory import cached
+from .memory import cached, peek
 
 MAGIC = b"BPTT"
 BUDGET = 32 * 2**20          # bytes of values per payload; above it the viewer gets chunks of steps (chunk_steps)
@@ -166,14 +166,24 @@ def _block_rows(arr: np.ndarray, sl: slice) -> Callable[[int, int], np.ndarray]:
 
 class _Weights:
     """A trace's running sums and step contributions for steps lo..hi-1, derived on demand by the cell's own code and
-    kept for the last (lo, hi) asked: every gate block's panel of one payload reads the same derivation."""
+    kept for the last (lo, hi) asked: every gate block's panel of one payload reads the same derivation.
 
-    def __init__(self, trace):
-        self.trace, self.key, self.value = trace, None, None
+    The running sums at a chunk's first step are kept in the memory budget (key: `edge`, the config, the trace's role
+    and t), so that the next chunk of the backward pass goes on from there instead of summing again from t = T-1."""
+
+    def __init__(self, trace, edge: tuple = ()):
+        self.trace, self.edge, self.key, self.value = trace, edge, None, None
 
     def get(self, sums: bool, lo: int, hi: int) -> dict[str, np.ndarray]:
         if self.key != (sums, lo, hi):
-            self.value = (self.trace.running_sums(lo, hi) if sums else self.trace.contributions(lo, hi))
+            if sums:
+                at_hi = peek((*self.edge, hi)) if self.edge and hi < self.trace.values["h"].shape[0] else None
+                self.value = self.trace.running_sums(lo, hi, start=None if at_hi is None else (hi, at_hi))
+                if self.edge:
+                    first = {w: v[0].copy() for w, v in self.value.items()}
+                    cached((*self.edge, lo), lambda: first)
+            else:
+                self.value = self.trace.contributions(lo, hi)
             self.key = (sums, lo, hi)
         return self.value
 
@@ -279,7 +289,8 @@ def gated_groups(analysis: Analysis, page: str) -> tuple[Group, ...]:
         out.append(Group(name, "Sent onwards" if i == 0 else "",
                          _triplet(name, q[name].label, getattr(e, name), getattr(u, name), kind, f"ref_{name}")))
     ut = u.trace()                                                   # the reference decoded once for this payload
-    ew, uw, cw = _Weights(e), _Weights(ut), _Weights(e)
+    ew, uw = _Weights(e, ("sums_at", analysis.config, "engine")), _Weights(ut, ("sums_at", analysis.config, "ref"))
+    cw = _Weights(e)
     mx = weight_maxima(analysis)
     for w in WEIGHTS:
         axes = {"dW_ih": "HI", "dW_hh": "HH"}.get(w, "1H")

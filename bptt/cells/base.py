@@ -123,24 +123,29 @@ class Cell:
 # ----------------------------------------------------------------------------------------------------------------------
 # weight-shaped quantities, on demand, in the engine's own order
 
-def iter_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0):
-    """(t, {w: the running sum of steps t..T-1}) for t = T-1 down to lo, added with the step's accumulate hook."""
+def iter_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0, start: tuple | None = None):
+    """(t, {w: the running sum of steps t..T-1}) for t = T-1 down to lo, added with the step's accumulate hook.
+
+    start (t0, sums): the running sums at t0, as this made them before; the sums go on from t0 - 1 (bit for bit what
+    they would be from T-1: the same additions in the same order)."""
     T = values["h"].shape[0]
     total: dict[str, np.ndarray] = {}
+    if start is not None:
+        T, total = start
     for t in range(T - 1, lo - 1, -1):
         c = cell.contributions(problem, values, t, step)
         total = {w: step.accumulate(total[w] if total else np.zeros_like(c[w]), c[w]) for w in GRADIENTS}
         yield t, total
 
 
-def running_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0,
-                 hi: int | None = None) -> dict[str, np.ndarray]:
+def running_sums(cell: Cell, problem, values, step: type[Step], lo: int = 0, hi: int | None = None,
+                 start: tuple | None = None) -> dict[str, np.ndarray]:
     """{w: (hi - lo, ...) the running sums of steps t..T-1 for t = lo..hi-1} (hi: T by default): exactly the engine's
-    sums, in its order (from t = T-1 down, through the step's accumulate hook)."""
+    sums, in its order (from t = T-1 down, through the step's accumulate hook; or on from start, see iter_sums)."""
     T = values["h"].shape[0]
     hi = T if hi is None else hi
     out: dict[str, np.ndarray] = {}
-    for t, total in iter_sums(cell, problem, values, step, lo):
+    for t, total in iter_sums(cell, problem, values, step, lo, start):
         if t >= hi:
             continue
         for w, v in total.items():

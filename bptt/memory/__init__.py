@@ -83,6 +83,11 @@ def unhold(owner: Hashable) -> None:
     BUDGET.cache.unhold(owner)
 
 
+def peek(key: Hashable) -> Any:
+    """The cached value of key, or None: nothing is computed."""
+    return BUDGET.cache.get(key)
+
+
 def room() -> int:
     """Bytes of the budget a new computation could have now (the cache makes way; the rest is in use)."""
     return BUDGET.cache.room()

@@ -254,3 +254,15 @@ def test_run_op_is_the_torch_module(cell: str, truncate: int, close) -> None:
     # the Function's forward is the module's forward
     h = apply_op(cfg, op_leaves(p))
     close(h.detach().numpy(), m.h, "apply_op h")
+
+
+@pytest.mark.parametrize("cell,bug", [("rnn", "overwrite-instead-of-accumulate"), ("lstm", "none"),
+                                      ("gru", "reset-before-matmul")])
+def test_running_sums_go_on_from_a_chunk_edge_bit_for_bit(cell, bug):
+    # the step viewer keeps the running sums at a chunk's first step and goes on from there for the next chunk
+    e = run_engine(draw_problem(RNNConfig(cell=cell, bug=bug, seq_len=9, input_size=3, hidden_size=4, batch_size=2)))
+    full = e.running_sums()
+    edge = e.running_sums(5, 9)                                   # the chunk [5, 9): its sums at t = 5
+    on = e.running_sums(2, 5, start=(5, {w: v[0] for w, v in edge.items()}))
+    for w, v in full.items():
+        np.testing.assert_array_equal(on[w], v[2:5], err_msg=w)
