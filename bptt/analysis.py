@@ -10,6 +10,7 @@ How an Analysis is kept (it must stay small: at the largest config one full LSTM
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -141,8 +142,7 @@ def trace_bytes(config: RNNConfig) -> int:
     from .cells import cell_of
     cell = cell_of(config.cell)
     T, B, I, H = config.seq_len, config.batch_size, config.input_size, config.hidden_size
-    per_step = sum(cell.shape(q.kind, 1, B, I, H)[1] * cell.shape(q.kind, 1, B, I, H)[2]
-                   for q in (*cell.forward, *cell.backward))
+    per_step = sum(math.prod(cell.shape(q.kind, 1, B, I, H)) for q in (*cell.forward, *cell.backward))   # T = 1
     return 8 * (T * per_step + len(cell.states) * B * H + 2 * cell.G * H * (I + H + 2))
 
 

@@ -9,7 +9,7 @@ reference. Nothing here imports the rest of the package.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -74,7 +74,6 @@ class Cell:
     run_backward: Callable                     # (problem, forward dict, step) -> {backward quantity: (T, B, ·)}
     contributions: Callable                    # (problem, trace values, t, step) -> {dW_ih, dW_hh, db_ih, db_hh}
     unrolled: Callable                         # (problem) -> {every forward and backward quantity} from autograd
-    equations: dict[str, str] = field(default_factory=dict)   # quantity -> its equation, in the engine's names
 
     @property
     def G(self) -> int:
